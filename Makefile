@@ -1,0 +1,42 @@
+# The two commands a new user needs: `make demo` and `make test`. Each creates .venv on first use.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+export RAY_USAGE_STATS_ENABLED := 0
+export LANCE_LOG := error
+export LANCEDB_LOG := error
+
+.PHONY: demo test test-fast bench lab lint clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	# torch first, from the local CPU wheel; the constraint keeps every later step from pulling a CUDA build
+	$(PIP) install -q -c constraints.txt torch==2.13.0
+	$(PIP) install -q -c constraints.txt -e '.[dev]'
+	# rfc3987-syntax (pulled in by Jupyter's schema validation) adds ~2 s to every `import ray`; Jupyter works without it
+	-$(PIP) uninstall -y -q rfc3987-syntax
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m lake.demo
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow"
+
+bench: $(STAMP)
+	$(PY) bench/lake_bench.py
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check lake refvie kiwi tests bench
+
+clean:
+	rm -rf $(VENV) data .pytest_cache

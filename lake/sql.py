@@ -1,0 +1,72 @@
+"""DuckDB over the lake: each query gets a fresh in-process connection on which the tables it names are views
+over their Lance datasets. The views list only metadata columns, so `SELECT *` can never pull video bytes, and
+DuckDB pushes projections and filters through the view into the Lance scan."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import pyarrow as pa
+
+from lake.errors import LakeError
+from lake.schema import TABLES
+
+if TYPE_CHECKING:
+    from lake.db import Lake, Version
+
+
+def referenced_tables(query: str) -> set[str]:
+    """The lake tables a query names (parsed by DuckDB, so CTE names and string literals do not count)."""
+    try:
+        names = duckdb.get_table_names(query)
+    except duckdb.Error as e:
+        raise LakeError(f"SQL does not parse: {_first_line(e)}") from None
+    return {n for n in names if n in TABLES}
+
+
+def connect(lake: Lake, tables: set[str], version: Version | Mapping[str, Version] | None = None):
+    """A DuckDB connection with each of `tables` registered as a metadata-only view, at the requested version."""
+    versions = _versions_per_table(tables, version)
+    con = duckdb.connect()
+    for name in sorted(tables):
+        dataset = lake.dataset(name, versions.get(name))
+        raw = f"__lance_{name}"
+        con.register(raw, dataset)
+        columns = ", ".join(f'"{c}"' for c in lake.spec(name).metadata_columns)
+        con.execute(f'CREATE TEMP VIEW "{name}" AS SELECT {columns} FROM "{raw}"')
+    return con
+
+
+def run_sql(lake: Lake, query: str, params: Mapping[str, Any] | None = None,
+            version: Version | Mapping[str, Version] | None = None) -> pa.Table:
+    tables = referenced_tables(query)
+    con = connect(lake, tables, version)
+    try:
+        relation = con.sql(query, params=dict(params) if params else None)
+        return relation.to_arrow_table() if relation is not None else pa.table({})
+    except duckdb.Error as e:
+        raise LakeError(f"SQL failed: {_first_line(e)}") from None
+    finally:
+        con.close()
+
+
+def _versions_per_table(tables: set[str], version: Version | Mapping[str, Version] | None) -> dict[str, Version]:
+    if version is None:
+        return {}
+    if isinstance(version, Mapping):
+        unknown = set(version) - tables
+        if unknown:
+            raise LakeError(f"version given for {sorted(unknown)}, which the query does not read")
+        return dict(version)
+    if len(tables) != 1:
+        raise LakeError(
+            f"version={version!r} is ambiguous: the query reads {sorted(tables) or 'no lake table'}; "
+            "pass a mapping such as version={'quadruplets': 3}"
+        )
+    return {next(iter(tables)): version}
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).splitlines() or [type(e).__name__])[0]
