@@ -22,7 +22,7 @@ class MediaError(LakeError):
 
     REASONS = frozenset(
         {"empty", "not_a_video", "not_an_image", "truncated", "too_few_frames", "unsupported", "too_large",
-         "bad_frames"}
+         "bad_frames", "corrupt"}
     )
 
     def __init__(self, reason: str, detail: str = "", source: str | None = None):

@@ -34,6 +34,9 @@ IMAGE_FORMATS = frozenset({"png_pipe", "jpeg_pipe", "image2", "bmp_pipe", "webp_
 MAX_PIXELS_PER_FRAME = 4096 * 4096
 _CONTAINER_SIGNATURES = (b"ftyp", b"\x1a\x45\xdf\xa3", b"RIFF", b"OggS", b"FLV")
 
+# What damaged bytes raise inside PyAV: its FFmpeg errors, plus plain Python errors from corrupt metadata.
+_DECODE_FAILURES = (av.error.FFmpegError, EOFError, ValueError, OSError)
+
 _local = threading.local()
 
 
@@ -102,7 +105,8 @@ def decode_video(
     """Decode a video (bytes, a file object such as a Lance BlobFile, or a path) to uint8 (T, H, W, 3).
 
     Raises MediaError: `empty`, `not_a_video`, `truncated` (fewer frames than the container declares, or a decode
-    error midway), `too_few_frames` (< min_frames), `unsupported` (no decoder), `too_large` (absurd frame size)."""
+    error midway), `corrupt` (frame size changes midway), `too_few_frames` (< min_frames), `unsupported` (no
+    decoder), `too_large` (absurd frame size)."""
     frames: list[np.ndarray] = []
     with _open(src, name) as container:
         stream = _video_stream(container, name)
@@ -110,10 +114,14 @@ def decode_video(
         reformatter = _reformatter()
         try:
             for frame in container.decode(stream):
-                frames.append(reformatter.reformat(frame, format="rgb24").to_ndarray())
+                array = reformatter.reformat(frame, format="rgb24").to_ndarray()
+                if frames and array.shape != frames[0].shape:
+                    raise MediaError("corrupt", f"frame {len(frames)} is {array.shape[1]}x{array.shape[0]}, "
+                                     f"frame 0 was {frames[0].shape[1]}x{frames[0].shape[0]}", name)
+                frames.append(array)
                 if max_frames is not None and len(frames) >= max_frames:
                     break
-        except (av.error.FFmpegError, EOFError) as e:
+        except _DECODE_FAILURES as e:
             raise MediaError("truncated", f"decode failed after {len(frames)} frames: {_first_line(e)}", name) from None
     truncated = max_frames is None or len(frames) < max_frames
     if not frames:
@@ -133,7 +141,7 @@ def probe_video(src: MediaSource, *, name: str | None = None) -> VideoInfo:
         if not frames:
             try:
                 frames = sum(1 for packet in container.demux(stream) if packet.size)
-            except (av.error.FFmpegError, EOFError) as e:
+            except _DECODE_FAILURES as e:
                 raise MediaError("truncated", f"demux failed: {_first_line(e)}", name) from None
         rate = stream.average_rate or stream.base_rate or stream.guessed_rate
         return VideoInfo(
@@ -171,8 +179,8 @@ class _open:
             if not head:
                 raise MediaError("empty", "no bytes", name)
         try:
-            self.container = av.open(src, mode="r", options={"probesize": "5000000"})
-        except av.error.FFmpegError as e:
+            self.container = av.open(src, mode="r", options={"probesize": "5000000"}, metadata_errors="replace")
+        except _DECODE_FAILURES as e:
             reason = "truncated" if _looks_like_container(head) else "not_a_video"
             raise MediaError(reason, _first_line(e), name) from None
         return self.container

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -128,6 +129,12 @@ def _prepare_python(spec: TableSpec, field: pa.Field, values: list) -> list:
             if v is not None and not isinstance(v, str):
                 raise SchemaMismatchError(
                     spec.name, field.name, f"expected str, got {type(v).__name__} at row {i}: {_short(v)}"
+                )
+    if pa.types.is_integer(field.type):
+        for i, v in enumerate(values):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int | np.integer)):
+                raise SchemaMismatchError(
+                    spec.name, field.name, f"expected {field.type}, got {type(v).__name__} at row {i}: {_short(v)}"
                 )
     if pa.types.is_timestamp(field.type):
         for i, v in enumerate(values):

@@ -1,0 +1,65 @@
+"""Shared fixtures: real encoded clips made at test time, and a lake holding a few hundred of them."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("LANCE_LOG", "error")
+os.environ.setdefault("LANCEDB_LOG", "error")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+import numpy as np
+import pytest
+
+import lake
+from lake import media
+from lake.taxonomy import EDIT_TYPES
+
+
+def moving_square(seed: int, frames: int = 9, size: int = 32) -> np.ndarray:
+    """A smooth gradient with a coloured square that moves: content a codec keeps close to the original."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size]
+    base = np.stack([x * 255 // size, y * 255 // size, np.full_like(x, int(rng.integers(0, 255)))], -1)
+    clip = np.repeat(base[None], frames, 0).astype(np.uint8)
+    colour = rng.integers(0, 255, 3)
+    side = size // 4
+    for t in range(frames):
+        top = (t * 2 + int(rng.integers(0, size // 2))) % (size - side)
+        clip[t, top : top + side, top : top + side] = colour
+    return clip
+
+
+@pytest.fixture(scope="session")
+def clip() -> np.ndarray:
+    return moving_square(0)
+
+
+def quadruplet_rows(n: int, videos: bool = True, seed: int = 0) -> list[dict]:
+    rows = []
+    for i in range(n):
+        row = dict(
+            id=f"q{seed}-{i:05d}", pair_id=f"p{seed}-{i:05d}", dataset="fixture", task="instruct",
+            edit_type=EDIT_TYPES[i % 5] if i % 7 else "background_change", instruction=f"edit number {i}",
+            num_frames=9, fps=8.0, width=32, height=32, split="train", edit_strength=float(i % 10) / 10,
+        )
+        if videos:
+            row["source_video"] = media.encode_video(moving_square(seed * 100_000 + i))
+            row["target_video"] = media.encode_video(moving_square(seed * 100_000 + i + 1))
+        else:
+            row["source_uri"], row["target_uri"] = f"s3://videos/{i}.mp4", f"s3://videos/{i}-edit.mp4"
+        rows.append(row)
+    return rows
+
+
+@pytest.fixture(scope="session")
+def filled_lake(tmp_path_factory) -> lake.Lake:
+    """300 quadruplets with real H.264 videos; read-only for tests (write tests make their own lake)."""
+    db = lake.open(tmp_path_factory.mktemp("filled") / "lake")
+    db.upsert("quadruplets", quadruplet_rows(300))
+    return db
+
+
+@pytest.fixture
+def empty_lake(tmp_path) -> lake.Lake:
+    return lake.open(tmp_path / "lake")
