@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+import re
+
 import duckdb
 import pyarrow as pa
 
@@ -17,10 +19,14 @@ if TYPE_CHECKING:
     from lake.db import Lake, Version
 
 
+_PLACEHOLDER = re.compile(r"\$\w+|\?")
+
+
 def referenced_tables(query: str) -> set[str]:
-    """The lake tables a query names (parsed by DuckDB, so CTE names and string literals do not count)."""
+    """The lake tables a query names (parsed by DuckDB, so CTE names and string literals do not count).
+    Parameter placeholders are replaced by NULL first: DuckDB's parser refuses them in this call."""
     try:
-        names = duckdb.get_table_names(query)
+        names = duckdb.get_table_names(_PLACEHOLDER.sub("NULL", query))
     except duckdb.Error as e:
         raise LakeError(f"SQL does not parse: {_first_line(e)}") from None
     return {n for n in names if n in TABLES}
