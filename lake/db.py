@@ -283,6 +283,20 @@ class Lake:
         found, ds = self._locate(table, keys, [spec.key[0]], version)
         return ds.take_blobs(column, addresses=found["_rowaddr"].to_pylist())
 
+    def read_blobs(self, table: str, column: str, keys: Sequence[Any],
+                   version: Version | None = None) -> list[bytes | None]:
+        """Whole blob payloads for many rows in key order, through Lance's planned batch reader (what loaders
+        want); None where the row holds no bytes."""
+        spec = spec_for(table)
+        if column not in spec.blob_columns:
+            raise LakeError(f"{table}.{column} is not a blob column (blob columns: {', '.join(spec.blob_columns)})")
+        found, ds = self._locate(table, keys, [spec.key[0]], version)
+        addresses = found["_rowaddr"].to_pylist()
+        if not addresses:
+            return []
+        by_address = dict(ds.read_blobs(column, addresses=addresses, preserve_order=True))
+        return [by_address[a] for a in addresses]
+
     def read_video(self, table: str, key: Any, column: str = "source_video",
                    version: Version | None = None, **decode_kwargs) -> np.ndarray:
         """Decode one stored video to uint8 (T, H, W, 3)."""

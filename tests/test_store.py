@@ -105,11 +105,14 @@ def test_blobs_are_file_objects_pyav_can_decode(filled_lake):
     for got, want in zip(decoded, expected, strict=True):
         assert np.array_equal(got, want)  # the stored bytes are exactly the bytes written
     assert filled_lake.read_video("quadruplets", "q0-00042", "source_video").shape == (9, 32, 32, 3)
+    payloads = filled_lake.read_blobs("quadruplets", "target_video", ["q0-00042", "q0-00007"])
+    assert [np.array_equal(media.decode_video(p), w) for p, w in zip(payloads, expected, strict=True)] == [True] * 2
 
 
 def test_rows_without_bytes_point_to_uris(empty_lake):
     empty_lake.upsert("quadruplets", quadruplet_rows(2, videos=False))
     assert empty_lake.blobs("quadruplets", "source_video", ["q0-00000"]) == [None]
+    assert empty_lake.read_blobs("quadruplets", "source_video", ["q0-00000", "q0-00001"]) == [None, None]
     with pytest.raises(LakeError, match="has no bytes in source_video"):
         empty_lake.read_video("quadruplets", "q0-00000")
 
