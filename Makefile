@@ -21,9 +21,10 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m lake.demo
+	$(PY) scripts/demo.py
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check lake refvie kiwi tests bench scripts
 	$(PY) -m pytest
 
 test-fast: $(STAMP)
@@ -36,7 +37,7 @@ lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check lake refvie kiwi tests bench
+	$(VENV)/bin/ruff check lake refvie kiwi tests bench scripts
 
 clean:
 	rm -rf $(VENV) data .pytest_cache

@@ -32,6 +32,7 @@ import lake  # noqa: E402
 from lake import media  # noqa: E402
 from lake.taxonomy import EDIT_TYPES, edit_scope  # noqa: E402
 
+
 def clip(seed: int, frames: int = 17, size: int = 64) -> np.ndarray:
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:size, 0:size]

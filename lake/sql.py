@@ -4,10 +4,9 @@ DuckDB pushes projections and filters through the view into the Lance scan."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
-
-import re
 
 import duckdb
 import pyarrow as pa

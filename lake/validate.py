@@ -106,7 +106,8 @@ def _cast_arrow(spec: TableSpec, field: pa.Field, values: pa.ChunkedArray | pa.A
     if values.type.equals(field.type):
         return values
     if pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type):
-        if not (pa.types.is_binary(values.type) or pa.types.is_large_binary(values.type) or pa.types.is_null(values.type)):
+        t = values.type
+        if not (pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_null(t)):
             raise SchemaMismatchError(spec.name, field.name, f"expected bytes ({field.type}), got arrow {values.type}")
     try:
         return pc.cast(values, field.type, safe=True)
@@ -196,7 +197,8 @@ def _check_unique_key(spec: TableSpec, table: pa.Table) -> None:
     if dupes.num_rows:
         example = {k: dupes[k][0].as_py() for k in spec.key}
         raise SchemaMismatchError(
-            spec.name, ",".join(spec.key), f"{dupes.num_rows} key value(s) appear more than once in one write, e.g. {example}"
+            spec.name, ",".join(spec.key),
+            f"{dupes.num_rows} key value(s) appear more than once in one write, e.g. {example}",
         )
 
 
