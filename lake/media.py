@@ -87,7 +87,9 @@ def encode_video(frames: np.ndarray, fps: float = 8.0, codec: str = "h264") -> b
         raise MediaError("bad_frames", f"{codec} with 4:2:0 chroma needs even width and height, got {width}x{height}")
     buffer = io.BytesIO()
     with av.open(buffer, mode="w", format=container_format) as container:
-        stream = container.add_stream(encoder, rate=Fraction(fps).limit_denominator(1001), options=dict(options))
+        # one encoder thread: the bitstream then depends only on the frames, not on how many cores a worker sees
+        stream = container.add_stream(encoder, rate=Fraction(fps).limit_denominator(1001),
+                                      options={**options, "threads": "1"})
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         for frame in frames:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))

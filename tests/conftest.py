@@ -63,3 +63,27 @@ def filled_lake(tmp_path_factory) -> lake.Lake:
 @pytest.fixture
 def empty_lake(tmp_path) -> lake.Lake:
     return lake.open(tmp_path / "lake")
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One quiet Ray instance for the test session (2 CPUs, capped object store, fast shuffles on 2 cores)."""
+    import logging
+
+    for key, value in {"RAY_DEDUP_LOGS": "0", "RAY_DATA_DISABLE_PROGRESS_BARS": "1", "RAY_AUTH_MODE": "disabled",
+                       "RAY_ENABLE_RECORD_ACTOR_TASK_LOGGING": "0"}.items():
+        os.environ.setdefault(key, value)
+    import ray
+    import ray.data
+    from ray.data.context import ShuffleStrategy
+
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=256 * 1024**2, log_to_driver=False,
+             logging_level=logging.WARNING, configure_logging=True, ignore_reinit_error=True)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
+    ctx.default_hash_shuffle_parallelism = 2
+    ctx.read_op_min_num_blocks = 2
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    yield ray
+    ray.shutdown()
