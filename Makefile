@@ -32,6 +32,7 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/lake_bench.py
+	$(PY) bench/synthetic_bench.py
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/

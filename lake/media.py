@@ -25,7 +25,9 @@ MediaSource = bytes | bytearray | memoryview | BinaryIO | str | os.PathLike
 
 # name -> (container format, encoder, pixel format, encoder options)
 VIDEO_CODECS: dict[str, tuple[str, str, str, dict[str, str]]] = {
-    "h264": ("mp4", "libx264", "yuv420p", {"crf": "18", "preset": "veryfast"}),
+    # mbtree off: x264's macroblock-tree pass made the same frames encode differently after libvpx had run in
+    # the same process; without it the bytes depend on the frames alone (at a few percent of bitrate)
+    "h264": ("mp4", "libx264", "yuv420p", {"crf": "18", "preset": "veryfast", "x264-params": "mbtree=0"}),
     "mpeg4": ("mp4", "mpeg4", "yuv420p", {"qscale": "3"}),
     "vp9": ("webm", "libvpx-vp9", "yuv420p", {"crf": "30", "b": "0", "deadline": "realtime", "cpu-used": "8"}),
     "mjpeg": ("avi", "mjpeg", "yuvj420p", {"qscale": "3"}),
@@ -86,15 +88,42 @@ def encode_video(frames: np.ndarray, fps: float = 8.0, codec: str = "h264") -> b
     if pix_fmt.endswith("420p") and (height % 2 or width % 2):
         raise MediaError("bad_frames", f"{codec} with 4:2:0 chroma needs even width and height, got {width}x{height}")
     buffer = io.BytesIO()
-    with av.open(buffer, mode="w", format=container_format) as container:
+    # bitexact: no random segment UID (Matroska) and no library version strings, so bytes are reproducible
+    with av.open(buffer, mode="w", format=container_format, options={"fflags": "+bitexact"}) as container:
         # one encoder thread: the bitstream then depends only on the frames, not on how many cores a worker sees
         stream = container.add_stream(encoder, rate=Fraction(fps).limit_denominator(1001),
-                                      options={**options, "threads": "1"})
+                                      options={**options, "threads": "1", "flags": "+bitexact"})
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
-        for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        planes = rgb_to_yuv420(frames, full_range=pix_fmt == "yuvj420p")
+        for plane in planes:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(plane, format=pix_fmt)))
         container.mux(stream.encode(None))
     return buffer.getvalue()
+
+
+# BT.601 RGB -> YCbCr: limited range (what yuv420p means to decoders) and full range (JPEG's yuvj420p).
+_LIMITED = (np.array([[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]]) / 255,
+            np.array([16.0, 128.0, 128.0]))
+_FULL = (np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]]),
+         np.array([0.0, 128.0, 128.0]))
+
+
+def rgb_to_yuv420(frames: np.ndarray, full_range: bool = False) -> np.ndarray:
+    """RGB (T, H, W, 3) to planar 4:2:0 in PyAV's layout (T, H*3/2, W): Y, then U, then V.
+
+    Done in numpy rather than by swscale, whose edge handling reads uninitialised padding now and then and made
+    the same frames encode to different bytes; with this the encoded bytes depend on the frames alone."""
+    matrix, offset = _FULL if full_range else _LIMITED
+    t, h, w, _ = frames.shape
+    ycc = frames.astype(np.float32) @ matrix.T.astype(np.float32) + offset.astype(np.float32)
+    y = ycc[..., 0]
+    chroma = ycc[..., 1:].reshape(t, h // 2, 2, w // 2, 2, 2).mean(axis=(2, 4))
+    out = np.empty((t, h * 3 // 2, w), np.uint8)
+    out[:, :h] = np.clip(np.rint(y), 0, 255)
+    quarter = (h // 2) * (w // 2)
+    out[:, h:].reshape(t, -1)[:, :quarter] = np.clip(np.rint(chroma[..., 0]), 0, 255).reshape(t, -1)
+    out[:, h:].reshape(t, -1)[:, quarter:] = np.clip(np.rint(chroma[..., 1]), 0, 255).reshape(t, -1)
+    return out
 
 
 def decode_video(

@@ -1,79 +1,87 @@
-"""`make demo`: open the lake, write a handful of real video rows, and show what the lake can answer.
+"""`make demo`: the main job on the embedded default, as far as the project has come.
 
-Grows with the project (ingest → RefVIE pipeline → slices → training → evaluation); today it exercises the lake
-core: media encoding, idempotent upserts, rejects, versions and tags, DuckDB SQL, Daft, and `lake info`."""
+Today: synthetic edit pairs and a small real-layout dataset (Kiwi-Edit CSV with some broken rows) are ingested
+into the lake; bad rows land in `rejects`; a preview grid is written; SQL and Daft answer the same question;
+versions are tagged; `lake info` closes. Rerunning it adds nothing. Set KIWI_LAKE to use another lake."""
 
 from __future__ import annotations
 
+import csv
+import os
 import subprocess
 import sys
+from pathlib import Path
 
+import daft
 import numpy as np
 
 import lake
 from lake import media
-from lake.taxonomy import EditType
+from refvie.ingest import IngestConfig, ingest
+from refvie.preview import save_grid, synthetic_rows
+from refvie.sources import KiwiCsvSource, SyntheticSource
+from refvie.synthetic import SyntheticConfig
 
-INSTRUCTIONS = {
-    EditType.LOCAL_ADD: "Add a small yellow square that drifts to the right",
-    EditType.LOCAL_REMOVE: "Remove the red square",
-    EditType.LOCAL_CHANGE: "Turn the red square blue",
-    EditType.BACKGROUND_CHANGE: "Replace the background with a green gradient",
-    EditType.GLOBAL_STYLE: "Make the whole clip look posterised",
-}
+WORK = Path(os.environ.get("KIWI_DEMO_DIR", "data/demo"))
+N_SYNTHETIC = int(os.environ.get("KIWI_DEMO_PAIRS", "200"))
 
 
-def scene(seed: int, edit: EditType | None, frames: int = 9, size: int = 64) -> np.ndarray:
-    """A gradient with a moving red square; `edit` applies one edit of the taxonomy to the same scene."""
-    y, x = np.mgrid[0:size, 0:size]
-    background = np.stack([x * 4, y * 4, np.full_like(x, 40 + seed * 10)], -1).clip(0, 255)
-    if edit is EditType.BACKGROUND_CHANGE:
-        background = np.stack([np.zeros_like(x), 80 + y * 2, np.zeros_like(x)], -1)
-    clip = np.repeat(background[None], frames, 0).astype(np.uint8)
-    for t in range(frames):
-        o = 4 + t * 3 + seed
-        if edit is not EditType.LOCAL_REMOVE:
-            clip[t, 20:36, o : o + 16] = (40, 40, 220) if edit is EditType.LOCAL_CHANGE else (220, 40, 40)
-        if edit is EditType.LOCAL_ADD:
-            clip[t, 44:54, o + 10 : o + 20] = (240, 220, 30)
-    if edit is EditType.GLOBAL_STYLE:
-        clip = (clip // 64 * 64).astype(np.uint8)
-    return clip
+def small_csv_dataset(folder: Path) -> Path:
+    """A Kiwi-Edit style CSV over real files: three good pairs, one truncated video, one path escaping the root."""
+    from refvie.synthetic import SyntheticWorld
+
+    (folder / "videos").mkdir(parents=True, exist_ok=True)
+    world = SyntheticWorld(SyntheticConfig(seed=99, frames=9, height=64, width=64))
+    rows = []
+    for i, sample in enumerate(world.samples(3)):
+        for side, frames in (("src", sample.source), ("tgt", sample.target)):
+            (folder / f"videos/{i}_{side}.mp4").write_bytes(media.encode_video(frames))
+        rows.append([f"videos/{i}_src.mp4", f"videos/{i}_tgt.mp4", sample.instruction])
+    whole = (folder / "videos/0_src.mp4").read_bytes()
+    (folder / "videos/broken.mp4").write_bytes(whole[: len(whole) // 3])
+    rows += [["videos/broken.mp4", "videos/0_tgt.mp4", "Add a red kite"],
+             ["../../etc/passwd", "videos/0_tgt.mp4", "Read a file it should not"]]
+    with (folder / "train.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["src_video", "tgt_video", "prompt"])
+        writer.writerows(rows)
+    return folder / "train.csv"
 
 
 def main() -> None:
     db = lake.open()
-    print(f"lake at {db.uri}")
-    rows = []
-    for i, edit in enumerate(INSTRUCTIONS):
-        source, target = scene(i, None), scene(i, edit)
-        rows.append(dict(
-            id=f"demo-{i}", pair_id=f"demo-pair-{i}", dataset="demo", task="instruct", edit_type=edit.value,
-            instruction=INSTRUCTIONS[edit], source_video=media.encode_video(source),
-            target_video=media.encode_video(target), num_frames=len(source), fps=8.0, width=64, height=64,
-            codec="h264", thumb_source=media.thumbnail(source), thumb_target=media.thumbnail(target),
-            split="train", pipeline_version="demo", meta={"note": "hand-made demo rows"},
-        ))
-    result = db.upsert("quadruplets", rows)
-    print(f"upserted {len(rows)} quadruplets: {result.inserted} new, {result.updated} replaced "
-          f"(rerun the demo: nothing is duplicated) -> version {result.version}")
+    quiet = IngestConfig(progress=sys.stderr.isatty())
+    print(f"lake at {db.uri}\n")
 
-    broken = media.encode_video(scene(0, None))[:300]
-    try:
-        media.decode_video(broken, name="demo/broken.mp4")
-    except lake.MediaError as e:
-        db.reject("ingest", "demo/broken.mp4", e.reason, detail=str(e), dataset="demo")
-        print(f"rejected demo/broken.mp4: {e.reason}")
+    print(f"1. synthetic world: {N_SYNTHETIC} ground-truth edit pairs (17 frames, 128x128, local-edit skew)")
+    print(ingest(SyntheticSource(N_SYNTHETIC, SyntheticConfig(seed=0)), db, quiet))
 
-    if "demo" not in {tag for _, tag, _ in db.tags("quadruplets")}:
-        db.tag("quadruplets", "demo")
+    print("\n2. a Kiwi-Edit training CSV over real files, two of its rows broken")
+    print(ingest(KiwiCsvSource(small_csv_dataset(WORK / "kiwi-csv"), WORK / "kiwi-csv", dataset="demo-csv"),
+                 db, quiet))
 
-    print("\nedit-type distribution (named query edit_type_distribution, DuckDB over Lance):")
-    print(db.query("edit_type_distribution", table="quadruplets").to_pandas().to_string(index=False))
-    daft_counts = db.daft("quadruplets").groupby("edit_type").count("id").to_pydict()
-    print(f"same counts from Daft: {dict(zip(daft_counts['edit_type'], daft_counts['id'], strict=True))}")
-    frames = db.read_video("quadruplets", "demo-3", "target_video")
-    print(f"decoded demo-3's target video from its Lance blob: {frames.shape} uint8\n")
+    grid = save_grid(synthetic_rows(6, seed=0), WORK / "preview.png")
+    print(f"\n3. preview grid (source | reference | target) written to {grid}")
+
+    print("\n4. edit types of the ingested pairs, DuckDB SQL over the lake:")
+    dist = db.sql("SELECT coalesce(gt_edit_type, 'unlabelled') AS edit_type, count(*) AS pairs, "
+                  "round(count(*) / sum(count(*)) OVER (), 3) AS share FROM pairs GROUP BY 1 ORDER BY pairs DESC")
+    print(dist.to_pandas().to_string(index=False))
+    df = db.daft("pairs")
+    by_daft = df.groupby("gt_edit_type").agg(daft.col("pair_id").count().alias("pairs")).to_pydict()
+    same = dict(zip(by_daft["gt_edit_type"], by_daft["pairs"], strict=True))
+    duck = {r["edit_type"]: r["pairs"] for r in dist.to_pylist()}
+    print(f"   Daft agrees: {all(duck.get(k or 'unlabelled') == v for k, v in same.items())}")
+
+    print("\n5. what was rejected and why (named query rejects_by_reason):")
+    print(db.query("rejects_by_reason").to_pandas().to_string(index=False))
+
+    if "demo" not in {tag for _, tag, _ in db.tags("pairs")}:
+        db.tag("pairs", "demo")
+    pair_id = db.read("pairs", columns=["pair_id"], limit=1)["pair_id"][0].as_py()
+    frames = db.read_video("pairs", pair_id, "target_video")
+    print(f"\n6. decoded {pair_id}'s target video from its Lance blob: {frames.shape} {frames.dtype}, "
+          f"mean pixel {np.mean(frames):.1f}\n")
     sys.stdout.flush()
     subprocess.run([sys.executable, "-m", "lake.cli", "info", "--lake", db.uri], check=True)
 

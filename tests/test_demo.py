@@ -1,4 +1,4 @@
-"""`make demo` and the installed `lake` command, run as a user would, in fresh processes."""
+"""`make demo` and the installed commands, run as a user would, in fresh processes."""
 
 import os
 import subprocess
@@ -8,22 +8,30 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_demo_writes_rows_and_is_idempotent(tmp_path):
-    env = {**os.environ, "KIWI_LAKE": str(tmp_path / "lake")}
-    for _ in range(2):
-        out = subprocess.run([sys.executable, str(ROOT / "scripts" / "demo.py")], env=env, capture_output=True,
-                             text=True, timeout=300, check=True).stdout
-    assert "0 new, 5 replaced" in out
-    assert "rejected demo/broken.mp4: truncated" in out
-    quadruplets = next(ln for ln in out.splitlines() if ln.strip().startswith("quadruplets"))
-    assert quadruplets.split()[1] == "5"
+def test_demo_ingests_rejects_previews_and_is_idempotent(tmp_path):
+    env = {**os.environ, "KIWI_LAKE": str(tmp_path / "lake"), "KIWI_DEMO_DIR": str(tmp_path / "demo"),
+           "KIWI_DEMO_PAIRS": "24"}
+    runs = [subprocess.run([sys.executable, str(ROOT / "scripts" / "demo.py")], env=env, capture_output=True,
+                           text=True, timeout=600, check=True).stdout for _ in range(2)]
+    first, second = runs
+    assert "read 24, accepted 24, already in the lake 0, rejected 0" in first
+    assert "read 5, accepted 3, already in the lake 0, rejected 2" in first
+    assert "read 24, accepted 0, already in the lake 24, rejected 0" in second
+    assert "Daft agrees: True" in second
+    assert (tmp_path / "demo" / "preview.png").stat().st_size > 10_000
+    pairs = next(ln for ln in second.splitlines() if ln.strip().startswith("pairs"))
+    rejects = next(ln for ln in second.splitlines() if ln.strip().startswith("rejects"))
+    assert pairs.split()[1] == "27" and rejects.split()[1] == "2"
 
 
-def test_installed_lake_command(tmp_path):
-    lake_bin = Path(sys.executable).parent / "lake"
-    result = subprocess.run([str(lake_bin), "info", "--lake", str(tmp_path / "lake")], capture_output=True,
+def test_installed_commands(tmp_path):
+    bin_dir = Path(sys.executable).parent
+    result = subprocess.run([str(bin_dir / "lake"), "info", "--lake", str(tmp_path / "lake")], capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0 and "quadruplets" in result.stdout
-    bad = subprocess.run([str(lake_bin), "sql", "SELEC", "--lake", str(tmp_path / "lake")], capture_output=True,
-                         text=True, timeout=120)
+    bad = subprocess.run([str(bin_dir / "lake"), "sql", "SELEC", "--lake", str(tmp_path / "lake")],
+                         capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and bad.stderr.startswith("Error: SQL does not parse") and "Traceback" not in bad.stderr
+    help_text = subprocess.run([str(bin_dir / "refvie"), "ingest", "--help"], capture_output=True, text=True,
+                               timeout=120)
+    assert help_text.returncode == 0 and "--format" in help_text.stdout
