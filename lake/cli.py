@@ -67,6 +67,18 @@ def query(name: str | None, params: tuple[str, ...], version: str | None, out: s
 
 
 @cli.command()
+@click.argument("query_id")
+@click.option("-k", default=5, show_default=True, help="How many neighbours.")
+@click.option("--column", default="target_emb", show_default=True,
+              help="Vector column: target_emb, reference_emb or instruction_emb.")
+@click.option("--where", default=None, help="Filter applied before the search, e.g. \"edit_type = 'local_add'\".")
+@lake_option
+def nearest(query_id: str, k: int, column: str, where: str | None, lake_uri: str) -> None:
+    """The K quadruplets most similar to QUERY_ID (cosine on an embedding column)."""
+    click.echo(format_table(open_lake(lake_uri).nearest(query_id, k=k, column=column, where=where)))
+
+
+@cli.command()
 @click.argument("table")
 @lake_option
 def versions(table: str, lake_uri: str) -> None:

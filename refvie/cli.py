@@ -90,6 +90,29 @@ def build_source(fmt, path, root, dataset, mapping, n, seed, start, mix, frames,
 
 
 @cli.command()
+@click.option("--ray-address", default=None, envvar="RAY_ADDRESS", help="Ray cluster to run on (default: local).")
+@click.option("--limit", type=int, default=None, help="Build at most this many pending pairs.")
+@click.option("--batch-size", type=int, default=8, show_default=True, help="Pairs per CPU task.")
+@click.option("--embed-actors", type=int, default=1, show_default=True, help="Embedding actors.")
+@click.option("--embed-gpus", type=float, default=0.0, show_default=True, help="GPUs per embedding actor.")
+@click.option("--image-model", default=None, help="Local path of a CLIP/SigLIP model for image embeddings.")
+@click.option("--no-ray", is_flag=True, help="Run the stages in a plain loop in this process.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@lake_option
+def build(ray_address, limit, batch_size, embed_actors, embed_gpus, image_model, no_ray, quiet, lake_uri) -> None:
+    """Turn every ingested pair not yet built or rejected into a scored, embedded quadruplet."""
+    from refvie.pipeline import PipelineConfig, build_local
+    from refvie.pipeline import build as run_build
+
+    config = PipelineConfig(batch_size=batch_size, embed_actors=embed_actors, embed_gpus=embed_gpus,
+                            image_model_path=image_model)
+    db = open_lake(lake_uri)
+    summary = build_local(db, config, limit) if no_ray else run_build(db, config, ray_address, limit,
+                                                                        progress=not quiet)
+    click.echo(str(summary))
+
+
+@cli.command()
 @click.option("--synthetic", is_flag=True, help="Preview the synthetic world instead of the lake's pairs.")
 @click.option("--n", type=int, default=12, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)

@@ -1,0 +1,242 @@
+"""The RefVIE generation pipeline on Ray Data: every ingested pair not yet built or rejected becomes a scored,
+embedded quadruplet in the lake, or a `rejects` row saying which stage refused it and why.
+
+    pair ids ──► [decode → classify → localise → scaffold → score → package]  CPU tasks, frames stay in-task
+             ──► [embed]                                                        actor pool (models load once)
+             ──► driver: dedup + batched upsert                                 one writer
+
+Streaming: Ray Data runs the graph with bounded queues; decoded frames never leave the task that decoded them.
+Resumable: the driver writes each batch idempotently, and a rerun only takes pairs that are in neither table, so
+a run killed at any point and rerun ends with every pair in exactly one of `quadruplets` or `rejects`."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lake import Lake
+from refvie.stages import (
+    Classify,
+    Decode,
+    Embed,
+    FilterConfig,
+    Localise,
+    LocaliseConfig,
+    Package,
+    Scaffold,
+    ScaffoldConfig,
+    Score,
+    Write,
+)
+from refvie.stages.localise import DiffLocaliser
+from refvie.stages.scaffold import HeuristicScaffolder
+from refvie.stages.write import STAGES
+
+PIPELINE_VERSION = "refvie-0.1"
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    batch_size: int = 8  # pairs per CPU task
+    cpu_per_task: float = 1.0
+    embed_actors: int = 1
+    embed_gpus: float = 0.0  # fractional GPUs per embed actor when a CLIP model is used
+    image_model_path: str | None = None
+    max_frames: int | None = None
+    localise: LocaliseConfig = field(default_factory=LocaliseConfig)
+    scaffold: ScaffoldConfig = field(default_factory=ScaffoldConfig)
+    filter: FilterConfig = field(default_factory=FilterConfig)
+    pipeline_version: str = PIPELINE_VERSION
+    write_batch: int = 32
+    index_min_rows: int = 5000  # build vector indexes once quadruplets has this many rows
+    stop_after_writes: int | None = None  # stop (as if killed) after this many write batches: for resume tests
+
+
+@dataclass
+class BuildSummary:
+    pending: int = 0
+    accepted: int = 0
+    rejected: Counter = field(default_factory=Counter)
+    rejected_by_stage: Counter = field(default_factory=Counter)
+    seconds: Counter = field(default_factory=Counter)
+    nodes: Counter = field(default_factory=Counter)
+    wall_seconds: float = 0.0
+    stopped_early: bool = False
+    indexed: list[str] = field(default_factory=list)
+
+    @property
+    def rejected_total(self) -> int:
+        return sum(self.rejected.values())
+
+    def stage_table(self) -> list[dict]:
+        """Per stage: rows in, rows out, rejected, seconds of work (summed over workers)."""
+        rows, remaining = [], self.accepted + self.rejected_total
+        for stage in STAGES:
+            out = remaining - self.rejected_by_stage.get(stage, 0)
+            rows.append(dict(stage=stage, rows_in=remaining, rows_out=out,
+                             rejected=self.rejected_by_stage.get(stage, 0),
+                             seconds=round(self.seconds.get(stage, 0.0), 2)))
+            remaining = out
+        return rows
+
+    def __str__(self) -> str:
+        head = (f"refvie build: {self.pending} pending, {self.accepted} quadruplets written, "
+                f"{self.rejected_total} rejected, {self.wall_seconds:.1f}s"
+                + (" (stopped early)" if self.stopped_early else ""))
+        lines = [head, f"{'stage':<10} {'in':>6} {'out':>6} {'rejected':>9} {'seconds':>8}"]
+        lines += [f"{r['stage']:<10} {r['rows_in']:>6} {r['rows_out']:>6} {r['rejected']:>9} {r['seconds']:>8.2f}"
+                  for r in self.stage_table()]
+        lines += [f"  rejected {reason:<22} {count}" for reason, count in self.rejected.most_common()]
+        if len(self.nodes) > 1:
+            lines.append("  pairs per node: " + ", ".join(f"{n[:8]}…={c}" for n, c in self.nodes.most_common()))
+        return "\n".join(lines)
+
+
+def pending_pairs(db: Lake, limit: int | None = None) -> list[str]:
+    """Ingested pairs that are neither a quadruplet nor rejected by a pipeline stage, in a stable order."""
+    done = set(db.read("quadruplets", columns=["pair_id"])["pair_id"].to_pylist())
+    stages = ", ".join(f"'{s}'" for s in STAGES)
+    done |= set(db.read("rejects", columns=["input_ref"], where=f"stage IN ({stages})")["input_ref"].to_pylist())
+    todo = sorted(p for p in db.read("pairs", columns=["pair_id"])["pair_id"].to_pylist() if p not in done)
+    return todo[:limit] if limit is not None else todo
+
+
+def cpu_stages(lake_uri: str, storage_options: Mapping[str, str], config: PipelineConfig) -> list:
+    stages = [Decode(lake_uri, dict(storage_options), config.max_frames), Classify(),
+              Localise(DiffLocaliser(config.localise)), Scaffold(HeuristicScaffolder(config.scaffold)),
+              Score(config.filter), Package()]
+    for stage in stages:
+        stage.setup()
+    return stages
+
+
+_STAGE_CACHE: dict[tuple, list] = {}
+
+
+def run_cpu_stages(batch: dict, lake_uri: str, storage_options: dict, config: PipelineConfig) -> dict:
+    """The fused CPU part of the graph, as a Ray task function; stages are built once per worker process."""
+    key = (lake_uri, tuple(sorted(storage_options.items())), config)
+    if key not in _STAGE_CACHE:
+        _STAGE_CACHE[key] = cpu_stages(lake_uri, storage_options, config)
+    for stage in _STAGE_CACHE[key]:
+        batch = stage(batch)
+    batch["node"] = np.array([_node_id()] * len(batch["pair_id"]), dtype=object)
+    return batch
+
+
+def _node_id() -> str:
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+    except Exception:  # noqa: BLE001 - outside Ray there is one node
+        return "local"
+
+
+def build(db: Lake, config: PipelineConfig = PipelineConfig(), ray_address: str | None = None,
+          limit: int | None = None, progress: bool = True) -> BuildSummary:
+    """Build quadruplets for every pending pair on Ray Data (local, or the cluster at `ray_address`)."""
+    import ray
+
+    started = time.perf_counter()
+    todo = pending_pairs(db, limit)
+    summary = BuildSummary(pending=len(todo))
+    if not todo:
+        return summary
+    if not ray.is_initialized():
+        init_ray(ray_address)
+    import ray.data
+
+    ray.data.DataContext.get_current().enable_progress_bars = False  # the driver's bar counts written rows
+    blocks = max(1, min(len(todo) // config.batch_size, 64))
+    ds = ray.data.from_items([{"pair_id": p} for p in todo], override_num_blocks=blocks)
+    # max_retries: a task whose worker died is retried; it also keeps Ray from fusing these tasks into the
+    # embed actors (fusion needs equal remote args), which would run all CPU work on the small actor pool.
+    ds = ds.map_batches(run_cpu_stages, batch_size=config.batch_size, batch_format="numpy",
+                        num_cpus=config.cpu_per_task, max_retries=2,
+                        fn_kwargs=dict(lake_uri=db.uri, storage_options=db.storage_options, config=config))
+    ds = ds.map_batches(Embed, batch_size=config.write_batch, batch_format="numpy", concurrency=config.embed_actors,
+                        num_gpus=config.embed_gpus or None,
+                        fn_constructor_kwargs=dict(image_model_path=config.image_model_path,
+                                                   device="cuda" if config.embed_gpus else "cpu"))
+    writer = Write(db, config.pipeline_version, config.filter.duplicate_cosine)
+    writer.setup()
+    bar = _bar(progress, len(todo))
+    for writes, batch in enumerate(ds.iter_batches(batch_size=config.write_batch, batch_format="numpy"), start=1):
+        written = writer(batch)
+        if bar is not None:
+            bar.update(written["accepted"] + written["rejected"])
+        if config.stop_after_writes is not None and writes >= config.stop_after_writes:
+            summary.stopped_early = True
+            break
+    if bar is not None:
+        bar.close()
+    summary.accepted, summary.rejected = writer.accepted, writer.rejected
+    summary.rejected_by_stage, summary.seconds, summary.nodes = writer.rejected_by_stage, writer.seconds, writer.nodes
+    if not summary.stopped_early:
+        summary.indexed = index_vectors(db, config.index_min_rows)
+    summary.wall_seconds = time.perf_counter() - started
+    return summary
+
+
+def index_vectors(db: Lake, min_rows: int) -> list[str]:
+    """Vector indexes on the embedding columns once the table is large enough for IVF-PQ to pay off."""
+    if db.count("quadruplets") < min_rows:
+        return []
+    return [c for c in ("target_emb", "instruction_emb", "reference_emb") if db.index_vectors("quadruplets", c)]
+
+
+def build_local(db: Lake, config: PipelineConfig = PipelineConfig(), limit: int | None = None) -> BuildSummary:
+    """The same stages in a plain loop, no Ray: for debugging a stage, and as the single-process baseline."""
+    started = time.perf_counter()
+    todo = pending_pairs(db, limit)
+    summary = BuildSummary(pending=len(todo))
+    stages = cpu_stages(db.uri, db.storage_options, config)
+    embed = Embed(config.image_model_path)
+    embed.setup()
+    writer = Write(db, config.pipeline_version, config.filter.duplicate_cosine)
+    writer.setup()
+    for start in range(0, len(todo), config.write_batch):
+        batch = {"pair_id": np.array(todo[start : start + config.write_batch], dtype=object)}
+        for stage in stages:
+            batch = stage(batch)
+        writer(embed(batch))
+    summary.accepted, summary.rejected = writer.accepted, writer.rejected
+    summary.rejected_by_stage, summary.seconds = writer.rejected_by_stage, writer.seconds
+    summary.wall_seconds = time.perf_counter() - started
+    return summary
+
+
+def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Connect to a cluster, or start a quiet local Ray sized for this machine."""
+    import logging
+
+    import ray
+
+    for key, value in {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", "RAY_DEDUP_LOGS": "0"}.items():
+        os.environ.setdefault(key, value)
+    if address:
+        ray.init(address=address, logging_level=logging.WARNING, ignore_reinit_error=True)
+        return
+    ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, object_store_memory=512 * 1024**2,
+             logging_level=logging.WARNING, ignore_reinit_error=True, log_to_driver=False)
+    import ray.data
+    from ray.data.context import ShuffleStrategy
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
+    ctx.read_op_min_num_blocks = 2
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+
+
+def _bar(progress: bool, total: int):
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="refvie build", unit="pair")

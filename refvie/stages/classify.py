@@ -1,0 +1,79 @@
+"""Stage 1, classify: instruction -> edit type and task.
+
+Rules first (ordered patterns: a style or background edit mentions its scope; removal, addition and change are
+told apart by their verbs). A model-backed classifier plugs in through the same `EditClassifier` protocol."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from lake.taxonomy import EditType, Task
+
+_STYLE = re.compile(
+    r"\b(look(s)? like|style|styled|restyle|render(ed)? (the )?(whole|entire|every|all)|the look of|"
+    r"convert (every|each|all|the whole|the entire)|palette|colour scheme|color scheme|tones\b|posteri[sz]e|"
+    r"poster\b|print\b|screen print|sketch|drawing|painting|painterly|watercolou?r|oil paint|cartoon|anime|"
+    r"pixel art|comic|ukiyo|van gogh|black and white|grayscale|greyscale|sepia|vintage|film grain|"
+    r"line drawing|canvas)", re.I)
+_WHOLE_FRAME = re.compile(r"\b(video|clip|footage|frames?|scene|image|whole|entire|everything)\b", re.I)
+_BACKGROUND = re.compile(
+    r"\b(background|backdrop|back ground|setting|surroundings|environment|in front of|scene against|"
+    r"against (a|an|the)|sky\b|behind (the|them|it|him|her))", re.I)
+_REMOVE = re.compile(r"\b(remove|delete|erase|get rid of|take out|take away|eliminate|cut out|wipe out)\b", re.I)
+_ADD = re.compile(r"^\s*(please\s+)?(add|insert|put|place|introduce|include|drop|bring|attach|spawn)\b|"
+                  r"\b(add|insert|introduce)\b", re.I)
+_CHANGE = re.compile(r"\b(swap|replace|turn|change|make|recolou?r|paint|give|exchange|substitute|cover|"
+                     r"transform|convert|dress|colou?r)\b", re.I)
+
+
+class EditClassifier(Protocol):
+    def classify(self, instructions: list[str]) -> list[EditType]: ...
+
+
+@dataclass(frozen=True)
+class RuleClassifier:
+    """Ordered regular-expression rules; no weights, deterministic, ~10 µs an instruction."""
+
+    def classify(self, instructions: list[str]) -> list[EditType]:
+        return [self.classify_one(text) for text in instructions]
+
+    @staticmethod
+    def classify_one(text: str) -> EditType:
+        if _STYLE.search(text) and (_WHOLE_FRAME.search(text) or not _REMOVE.search(text)):
+            return EditType.GLOBAL_STYLE
+        if _BACKGROUND.search(text):
+            return EditType.BACKGROUND_CHANGE
+        if _REMOVE.search(text):
+            return EditType.LOCAL_REMOVE
+        if _ADD.search(text):
+            return EditType.LOCAL_ADD
+        if _CHANGE.search(text):
+            return EditType.LOCAL_CHANGE
+        return EditType.OTHER
+
+
+def task_for(edit_type: EditType) -> Task:
+    """Subject reference for additions and changes, background plate for background changes, else instruction only."""
+    return edit_type.reference_task or Task.INSTRUCT
+
+
+@dataclass
+class Classify:
+    """Ray Data / plain-loop stage: adds `edit_type` and `task` columns from `instruction`."""
+
+    classifier: EditClassifier | None = None
+
+    def setup(self) -> None:
+        self.classifier = self.classifier or RuleClassifier()
+
+    def __call__(self, batch: dict) -> dict:
+        if self.classifier is None:
+            self.setup()
+        types = self.classifier.classify([str(t) for t in batch["instruction"]])
+        batch["edit_type"] = np.array([t.value for t in types], dtype=object)
+        batch["task"] = np.array([task_for(t).value for t in types], dtype=object)
+        return batch

@@ -1,0 +1,67 @@
+"""Stage 0, decode: pair ids in, decoded source and target frames out (plus what the writer will copy).
+
+Reads from the lake by id (Lance random access; blobs as whole payloads), so a Ray task carries ids, not videos,
+until it runs. Undecodable or mismatched pairs are rejected with the media reason code."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lake import media
+from lake.errors import MediaError
+from refvie.stages.batch import column, reject, timed
+
+PAIR_COLUMNS = ["pair_id", "dataset", "instruction", "source_uri", "target_uri", "num_frames", "fps", "width",
+                "height", "codec", "meta"]
+
+
+@dataclass
+class Decode:
+    lake_uri: str
+    storage_options: Mapping[str, str] = field(default_factory=dict)
+    max_frames: int | None = None
+    db: object = None
+
+    def setup(self) -> None:
+        import lake
+
+        self.db = lake.open(self.lake_uri, storage_options=self.storage_options, create=False)
+
+    def __call__(self, batch: dict) -> dict:
+        if self.db is None:
+            self.setup()
+        start = time.perf_counter()
+        ids = [str(i) for i in batch["pair_id"]]
+        meta = self.db.take("pairs", ids, columns=PAIR_COLUMNS).to_pylist()
+        sources = self.db.read_blobs("pairs", "source_video", ids)
+        targets = self.db.read_blobs("pairs", "target_video", ids)
+        out = {name: column([row[name] for row in meta]) for name in PAIR_COLUMNS}
+        out["source_bytes"], out["target_bytes"] = column(sources), column(targets)
+        out["source"], out["target"] = column([None] * len(ids)), column([None] * len(ids))
+        out["reject_reason"] = column([None] * len(ids))
+        for i, pair_id in enumerate(ids):
+            try:
+                if sources[i] is None or targets[i] is None:
+                    raise MediaError("empty", "the pair holds no video bytes (ingested with --no-bytes?)")
+                src = media.decode_video(sources[i], max_frames=self.max_frames, name=f"{pair_id}/source")
+                tgt = media.decode_video(targets[i], max_frames=self.max_frames, name=f"{pair_id}/target")
+            except MediaError as e:
+                reject(out, i, "decode", e.reason, str(e))
+                continue
+            if src.shape[1:] != tgt.shape[1:]:
+                reject(out, i, "decode", "size_mismatch", f"source {src.shape[1:3]} vs target {tgt.shape[1:3]}")
+                continue
+            frames = min(len(src), len(tgt))
+            out["source"][i], out["target"][i] = src[:frames], tgt[:frames]
+            out["meta"][i] = json.loads(meta[i]["meta"] or "{}")
+        timed(out, "decode", start)
+        return out
+
+
+def frames_of(batch: dict, i: int) -> tuple[np.ndarray, np.ndarray]:
+    return batch["source"][i], batch["target"][i]

@@ -1,0 +1,138 @@
+"""Stage 6, write: accepted rows into `quadruplets`, rejected rows into `rejects` (with their scores), in
+batched idempotent upserts from one writer (LanceDB's concurrent merge_insert can duplicate keys).
+
+Near-duplicates are caught here: a row whose (instruction, target) embedding is within `duplicate_cosine` of
+one already written is rejected as `duplicate`. The bank of written embeddings lives in memory (4 KB a row);
+past a few million rows, swap it for `Lake.nearest` on an index."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from lake import Lake
+from lake.embed import l2_normalise
+from lake.splits import DEFAULT_FRACTIONS, split_for
+from lake.taxonomy import EditType
+from refvie.stages.batch import missing
+from refvie.stages.embed import vector_from
+
+STAGES = ("decode", "classify", "localise", "scaffold", "filter", "package", "embed", "dedup", "write")
+
+
+def quadruplet_id(pair_id: str) -> str:
+    return f"q-{pair_id}"
+
+
+@dataclass
+class Write:
+    db: Lake
+    pipeline_version: str = "refvie-0.1"
+    duplicate_cosine: float = 0.995
+    split_fractions: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_FRACTIONS))
+    bank: np.ndarray | None = None
+    accepted: int = 0
+    rejected: Counter = field(default_factory=Counter)
+    rejected_by_stage: Counter = field(default_factory=Counter)
+    seconds: Counter = field(default_factory=Counter)
+    nodes: Counter = field(default_factory=Counter)
+
+    def setup(self) -> None:
+        existing = self.db.read("quadruplets", columns=["instruction_emb", "target_emb"],
+                                where="instruction_emb IS NOT NULL AND target_emb IS NOT NULL")
+        self.bank = np.zeros((0, 0), np.float32)
+        if existing.num_rows:
+            self.bank = _keys(existing["instruction_emb"].to_pylist(), existing["target_emb"].to_pylist())
+
+    def __call__(self, batch: dict) -> dict[str, int]:
+        if self.bank is None:
+            self.setup()
+        n = len(batch["pair_id"])
+        for name, values in batch.items():
+            if name.startswith("t_"):
+                self.seconds[name[2:]] += float(np.sum(values))
+        for node in batch.get("node", []):
+            self.nodes[str(node)] += 1
+        self._dedup(batch)
+        rows, rejects = [], []
+        for i in range(n):
+            if missing(batch["reject_reason"][i]):
+                rows.append(self._row(batch, i))
+            else:
+                rejects.append(dict(stage=str(batch["reject_stage"][i]), input_ref=str(batch["pair_id"][i]),
+                                    reason=str(batch["reject_reason"][i]), detail=_opt(batch["reject_detail"][i]),
+                                    dataset=_opt(batch["dataset"][i]), scores=_opt(batch["scores_json"][i])))
+                self.rejected[str(batch["reject_reason"][i])] += 1
+                self.rejected_by_stage[str(batch["reject_stage"][i])] += 1
+        if rows:
+            self.db.upsert("quadruplets", rows)
+            self.accepted += len(rows)
+        if rejects:
+            self.db.reject_many(rejects)
+        return {"accepted": len(rows), "rejected": len(rejects)}
+
+    def _dedup(self, batch: dict) -> None:
+        alive = [i for i in range(len(batch["pair_id"])) if missing(batch["reject_reason"][i])]
+        if not alive:
+            return
+        keys = _keys([vector_from(batch["instruction_emb"][i]) for i in alive],
+                     [vector_from(batch["target_emb"][i]) for i in alive])
+        for row, i in enumerate(alive):
+            key = keys[row : row + 1]
+            if self.bank.size and float((self.bank @ key.T).max()) >= self.duplicate_cosine:
+                batch["reject_stage"][i], batch["reject_reason"][i] = "dedup", "duplicate"
+                batch["reject_detail"][i] = f"cosine >= {self.duplicate_cosine} with a quadruplet already written"
+                continue
+            self.bank = key if not self.bank.size else np.vstack([self.bank, key])
+
+    def _row(self, batch: dict, i: int) -> dict[str, Any]:
+        pair_id, edit_type = str(batch["pair_id"][i]), str(batch["edit_type"][i])
+        scores = json.loads(_opt(batch["scores_json"][i]) or "{}")
+        return dict(
+            id=quadruplet_id(pair_id), pair_id=pair_id, dataset=str(batch["dataset"][i]), task=str(batch["task"][i]),
+            edit_type=edit_type, edit_scope=EditType(edit_type).scope.value, instruction=str(batch["instruction"][i]),
+            source_video=_opt(batch["source_bytes"][i]), target_video=_opt(batch["target_bytes"][i]),
+            source_uri=_opt(batch["source_uri"][i]), target_uri=_opt(batch["target_uri"][i]),
+            num_frames=_int(batch["num_frames"][i]), fps=_float(batch["fps"][i]), width=_int(batch["width"][i]),
+            height=_int(batch["height"][i]), codec=_opt(batch["codec"][i]),
+            reference_image=_opt(batch["reference_png"][i]), edit_mask=_opt(batch["edit_mask_png"][i]),
+            thumb_source=_opt(batch["thumb_source"][i]), thumb_target=_opt(batch["thumb_target"][i]),
+            instruction_emb=_vector(batch["instruction_emb"][i]), reference_emb=_vector(batch["reference_emb"][i]),
+            target_emb=_vector(batch["target_emb"][i]),
+            split=split_for(pair_id, self.split_fractions), pipeline_version=self.pipeline_version,
+            meta=_opt(batch["meta_json"][i]),
+            **{k: scores.get(k) for k in ("edit_strength", "mask_area", "ref_similarity", "temporal_stability",
+                                          "leakage")},
+        )
+
+
+def _keys(instruction: list, target: list) -> np.ndarray:
+    """(instruction, target) as one unit vector per row: a near-duplicate says the same thing about the same
+    picture."""
+    a = l2_normalise(np.stack([np.asarray(v, np.float32) for v in instruction]))
+    b = l2_normalise(np.stack([np.asarray(v, np.float32) for v in target]))
+    return l2_normalise(np.concatenate([a, b], axis=1))
+
+
+def _vector(v) -> list[float] | None:
+    vector = vector_from(v)
+    return None if vector is None else vector.tolist()
+
+
+def _opt(v):
+    """Absent (None, "", b"", NaN) -> None; bytes-like -> bytes; anything else as it is."""
+    if missing(v):
+        return None
+    return bytes(v) if isinstance(v, bytes | bytearray | memoryview) else v
+
+
+def _int(v) -> int | None:
+    return None if missing(v) else int(v)
+
+
+def _float(v) -> float | None:
+    return None if missing(v) else float(v)
