@@ -19,10 +19,17 @@ _STYLE = re.compile(
     r"poster\b|print\b|screen print|sketch|drawing|painting|painterly|watercolou?r|oil paint|cartoon|anime|"
     r"pixel art|comic|ukiyo|van gogh|black and white|grayscale|greyscale|sepia|vintage|film grain|"
     r"line drawing|canvas)", re.I)
+_WHOLE_SCENE_CHANGE = re.compile(r"\b(season|time of day|(at|into|to) night\b|nighttime|daytime)", re.I)
 _WHOLE_FRAME = re.compile(r"\b(video|clip|footage|frames?|scene|image|whole|entire|everything)\b", re.I)
 _BACKGROUND = re.compile(
     r"\b(background|backdrop|back ground|setting|surroundings|environment|in front of|scene against|"
-    r"against (a|an|the)|sky\b|behind (the|them|it|him|her))", re.I)
+    r"against (a|an|the)|sky\b|behind (the|them|it|him|her)|(set|move|place|put|relocate|transport)s? "
+    r"(the scene|the setting|everything|them|it|the video)\b)", re.I)
+_REMOVE_BACKGROUND = re.compile(r"^\s*(please\s+)?(remove|delete|erase)\s+(the\s+)?(background|backdrop)", re.I)
+_LEADING_REMOVE = re.compile(r"^\s*(please\s+)?(remove|delete|erase|get rid of|take out|take away|eliminate)\b",
+                             re.I)
+_WEAR = re.compile(r"\b(wear|wearing|hold|holding|carry|carrying)\b|\bgive (the |a |an )?\w+( \w+)? (a|an|some) "
+                   r"(?!\w*\s*(pattern|texture|colou?r|look|style|finish))", re.I)
 _REMOVE = re.compile(r"\b(remove|delete|erase|get rid of|take out|take away|eliminate|cut out|wipe out)\b", re.I)
 _ADD = re.compile(r"^\s*(please\s+)?(add|insert|put|place|introduce|include|drop|bring|attach|spawn)\b|"
                   r"\b(add|insert|introduce)\b", re.I)
@@ -43,13 +50,19 @@ class RuleClassifier:
 
     @staticmethod
     def classify_one(text: str) -> EditType:
+        if _REMOVE_BACKGROUND.search(text):
+            return EditType.BACKGROUND_CHANGE
+        if _LEADING_REMOVE.search(text):  # "Remove the person in the background" removes a person
+            return EditType.LOCAL_REMOVE
         if _STYLE.search(text) and (_WHOLE_FRAME.search(text) or not _REMOVE.search(text)):
             return EditType.GLOBAL_STYLE
         if _BACKGROUND.search(text):
             return EditType.BACKGROUND_CHANGE
+        if _WHOLE_SCENE_CHANGE.search(text):  # seasons, time of day: the whole picture changes its look
+            return EditType.GLOBAL_STYLE
         if _REMOVE.search(text):
             return EditType.LOCAL_REMOVE
-        if _ADD.search(text):
+        if _ADD.search(text) or _WEAR.search(text):
             return EditType.LOCAL_ADD
         if _CHANGE.search(text):
             return EditType.LOCAL_CHANGE

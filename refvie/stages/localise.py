@@ -28,7 +28,10 @@ class LocaliseConfig:
     close_px: int = 0
     max_components: int = 4
     min_component_share: float = 0.03  # components smaller than this share of the mask are specks
+    min_component_frame_share: float = 0.002  # ... and so are those under this share of the frame (codec noise)
     align: bool = True
+    blur_sigma: float = 0.0  # >0 compares blurred frames: robust to 4:2:0 chroma bleeding when source and target
+    # come from different codecs, at the price of softer mask edges (IoU on the synthetic bench 0.82 -> 0.72)
 
 
 class Localiser(Protocol):
@@ -74,7 +77,7 @@ class DiffLocaliser:
         if edit_type == EditType.GLOBAL_STYLE:
             return np.ones((height, width), bool)
         lo, hi = max(0, keyframe - self.config.window), min(len(source), keyframe + self.config.window + 1)
-        src, tgt = source[lo:hi], target[lo:hi]
+        src, tgt = self._blur(source[lo:hi]), self._blur(target[lo:hi])
         distance = np.median(lab_distance(src, tgt), axis=0)
         if self.config.align:
             dy, dx = estimate_shift(source[keyframe], target[keyframe])
@@ -90,6 +93,11 @@ class DiffLocaliser:
         mask = distance > threshold
         return self._clean(mask)
 
+    def _blur(self, frames: np.ndarray) -> np.ndarray:
+        if not self.config.blur_sigma:
+            return frames
+        return np.stack([cv2.GaussianBlur(f, (0, 0), self.config.blur_sigma) for f in frames])
+
     def _clean(self, mask: np.ndarray) -> np.ndarray:
         m = mask.astype(np.uint8)
         if self.config.open_px:
@@ -101,7 +109,8 @@ class DiffLocaliser:
             return m.astype(bool)
         areas = stats[1:, cv2.CC_STAT_AREA]
         order = np.argsort(areas)[::-1][: self.config.max_components]
-        keep = [i + 1 for i in order if areas[i] >= self.config.min_component_share * areas.sum()]
+        floor = max(self.config.min_component_share * areas.sum(), self.config.min_component_frame_share * m.size)
+        keep = [i + 1 for i in order if areas[i] >= floor]
         return np.isin(labels, keep)
 
 
