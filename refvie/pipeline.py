@@ -44,6 +44,7 @@ PIPELINE_VERSION = "refvie-0.1"
 class PipelineConfig:
     batch_size: int = 8  # pairs per CPU task
     cpu_per_task: float = 1.0
+    task_memory_bytes: int = 256 * 1024**2  # reserved per CPU task: a batch of decoded clips
     embed_actors: int = 1
     embed_gpus: float = 0.0  # fractional GPUs per embed actor when a CLIP model is used
     image_model_path: str | None = None
@@ -155,10 +156,10 @@ def build(db: Lake, config: PipelineConfig = PipelineConfig(), ray_address: str 
     ray.data.DataContext.get_current().enable_progress_bars = False  # the driver's bar counts written rows
     blocks = max(1, min(len(todo) // config.batch_size, 64))
     ds = ray.data.from_items([{"pair_id": p} for p in todo], override_num_blocks=blocks)
-    # max_retries: a task whose worker died is retried; it also keeps Ray from fusing these tasks into the
-    # embed actors (fusion needs equal remote args), which would run all CPU work on the small actor pool.
+    # The memory reservation (decoded frames live in the task) also keeps Ray from fusing these tasks into the
+    # embed actors (fusion needs equal resource requests), which would run all CPU work on the small actor pool.
     ds = ds.map_batches(run_cpu_stages, batch_size=config.batch_size, batch_format="numpy",
-                        num_cpus=config.cpu_per_task, max_retries=2,
+                        num_cpus=config.cpu_per_task, memory=config.task_memory_bytes,
                         fn_kwargs=dict(lake_uri=db.uri, storage_options=db.storage_options, config=config))
     ds = ds.map_batches(Embed, batch_size=config.write_batch, batch_format="numpy", concurrency=config.embed_actors,
                         num_gpus=config.embed_gpus or None,
