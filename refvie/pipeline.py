@@ -34,6 +34,7 @@ from refvie.stages import (
     Write,
 )
 from refvie.stages.localise import DiffLocaliser
+from refvie.stages.package import Pack, Unpack
 from refvie.stages.scaffold import HeuristicScaffolder
 from refvie.stages.write import STAGES
 
@@ -46,8 +47,13 @@ class PipelineConfig:
     cpu_per_task: float = 1.0
     task_memory_bytes: int = 256 * 1024**2  # reserved per CPU task: a batch of decoded clips
     embed_actors: int = 1
+    embed_cpus: float = 0.5  # actors hold their CPUs for the whole run: keep them small so tasks can run
     embed_gpus: float = 0.0  # fractional GPUs per embed actor when a CLIP model is used
     image_model_path: str | None = None
+    scaffold_model_path: str | None = None  # a diffusers image-editing pipeline; None = heuristic scaffolds
+    scaffold_actors: int = 1
+    scaffold_cpus: float = 0.5
+    scaffold_gpus: float = 0.0
     max_frames: int | None = None
     localise: LocaliseConfig = field(default_factory=LocaliseConfig)
     scaffold: ScaffoldConfig = field(default_factory=ScaffoldConfig)
@@ -107,10 +113,22 @@ def pending_pairs(db: Lake, limit: int | None = None) -> list[str]:
     return todo[:limit] if limit is not None else todo
 
 
-def cpu_stages(lake_uri: str, storage_options: Mapping[str, str], config: PipelineConfig) -> list:
-    stages = [Decode(lake_uri, dict(storage_options), config.max_frames), Classify(),
-              Localise(DiffLocaliser(config.localise)), Scaffold(HeuristicScaffolder(config.scaffold)),
-              Score(config.filter), Package()]
+def scaffolder(config: PipelineConfig, device: str = "cpu"):
+    if config.scaffold_model_path:
+        from refvie.stages.scaffold_diffusers import DiffusersScaffolder
+
+        return DiffusersScaffolder(config.scaffold_model_path, device=device,
+                                   fallback=HeuristicScaffolder(config.scaffold))
+    return HeuristicScaffolder(config.scaffold)
+
+
+def cpu_stages(lake_uri: str, storage_options: Mapping[str, str], config: PipelineConfig, part: str = "all") -> list:
+    """The CPU stages, all of them, or the part before / after a model-backed scaffold ("pre" / "post")."""
+    pre = [Decode(lake_uri, dict(storage_options), config.max_frames), Classify(),
+           Localise(DiffLocaliser(config.localise))]
+    post = [Score(config.filter), Package()]
+    stages = {"pre": [*pre, Pack()], "post": [Unpack(), *post],
+              "all": [*pre, Scaffold(scaffolder(config)), *post]}[part]
     for stage in stages:
         stage.setup()
     return stages
@@ -119,15 +137,31 @@ def cpu_stages(lake_uri: str, storage_options: Mapping[str, str], config: Pipeli
 _STAGE_CACHE: dict[tuple, list] = {}
 
 
-def run_cpu_stages(batch: dict, lake_uri: str, storage_options: dict, config: PipelineConfig) -> dict:
-    """The fused CPU part of the graph, as a Ray task function; stages are built once per worker process."""
-    key = (lake_uri, tuple(sorted(storage_options.items())), config)
+def run_cpu_stages(batch: dict, lake_uri: str, storage_options: dict, config: PipelineConfig,
+                   part: str = "all") -> dict:
+    """CPU stages as a Ray task function (fused in one task, so frames stay in-process); built once per worker."""
+    key = (lake_uri, tuple(sorted(storage_options.items())), config, part)
     if key not in _STAGE_CACHE:
-        _STAGE_CACHE[key] = cpu_stages(lake_uri, storage_options, config)
+        _STAGE_CACHE[key] = cpu_stages(lake_uri, storage_options, config, part)
     for stage in _STAGE_CACHE[key]:
         batch = stage(batch)
-    batch["node"] = np.array([_node_id()] * len(batch["pair_id"]), dtype=object)
+    if part != "post":
+        batch["node"] = np.array([_node_id()] * len(batch["pair_id"]), dtype=object)
     return batch
+
+
+class ScaffoldActor:
+    """The model-backed scaffold as a Ray actor: the diffusion pipeline loads once, on the actor's device."""
+
+    def __init__(self, config: PipelineConfig):
+        self.stages = [Unpack(), Scaffold(scaffolder(config, "cuda" if config.scaffold_gpus else "cpu")), Pack()]
+        for stage in self.stages:
+            stage.setup()
+
+    def __call__(self, batch: dict) -> dict:
+        for stage in self.stages:
+            batch = stage(batch)
+        return batch
 
 
 def _node_id() -> str:
@@ -158,11 +192,19 @@ def build(db: Lake, config: PipelineConfig = PipelineConfig(), ray_address: str 
     ds = ray.data.from_items([{"pair_id": p} for p in todo], override_num_blocks=blocks)
     # The memory reservation (decoded frames live in the task) also keeps Ray from fusing these tasks into the
     # embed actors (fusion needs equal resource requests), which would run all CPU work on the small actor pool.
-    ds = ds.map_batches(run_cpu_stages, batch_size=config.batch_size, batch_format="numpy",
-                        num_cpus=config.cpu_per_task, memory=config.task_memory_bytes,
-                        fn_kwargs=dict(lake_uri=db.uri, storage_options=db.storage_options, config=config))
+    cpu = dict(batch_size=config.batch_size, batch_format="numpy", num_cpus=config.cpu_per_task,
+               memory=config.task_memory_bytes)
+    where = dict(lake_uri=db.uri, storage_options=db.storage_options, config=config)
+    if config.scaffold_model_path:  # frames travel (packed) to GPU actors and back: the price of a model scaffold
+        ds = ds.map_batches(run_cpu_stages, fn_kwargs={**where, "part": "pre"}, **cpu)
+        ds = ds.map_batches(ScaffoldActor, fn_constructor_kwargs=dict(config=config), batch_size=config.batch_size,
+                            batch_format="numpy", concurrency=config.scaffold_actors,
+                            num_cpus=config.scaffold_cpus, num_gpus=config.scaffold_gpus or None)
+        ds = ds.map_batches(run_cpu_stages, fn_kwargs={**where, "part": "post"}, **cpu)
+    else:
+        ds = ds.map_batches(run_cpu_stages, fn_kwargs=where, **cpu)
     ds = ds.map_batches(Embed, batch_size=config.write_batch, batch_format="numpy", concurrency=config.embed_actors,
-                        num_gpus=config.embed_gpus or None,
+                        num_cpus=config.embed_cpus, num_gpus=config.embed_gpus or None,
                         fn_constructor_kwargs=dict(image_model_path=config.image_model_path,
                                                    device="cuda" if config.embed_gpus else "cpu"))
     writer = Write(db, config.pipeline_version, config.filter.duplicate_cosine)

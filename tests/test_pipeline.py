@@ -181,3 +181,18 @@ def test_two_node_cluster(tmp_path):
     assert result["accepted"] + result["rejected"] == 48
     assert len(result["nodes"]) == 2 and all(n > 0 for n in result["nodes"].values())
     assert len(final_state(lake.open(tmp_path / "lake"))[0]) == 48
+
+
+def test_model_scaffold_runs_on_its_own_actors(tmp_path, ray_local):
+    """Plumbing of the diffusers path through Ray (pre tasks -> scaffold actors -> post tasks): every pair is
+    accounted for; with random weights most references fail the similarity filter, which is the point of it."""
+    from tests.tiny_models import tiny_instruct_pix2pix
+
+    path = str(tiny_instruct_pix2pix(tmp_path / "pix2pix"))
+    db = lake.open(tmp_path / "lake")
+    ingest(SyntheticSource(12, SMALL), db, QUIET)
+    summary = build(db, PipelineConfig(batch_size=4, write_batch=4, scaffold_model_path=path), progress=False)
+    assert summary.accepted + summary.rejected_total == 12
+    assert len(final_state(db)[0]) == 12
+    rows = db.read("quadruplets", columns=["task", "reference_image"]).to_pylist()
+    assert all(media.decode_image(r["reference_image"]).shape == (64, 64, 3) for r in rows if r["task"] != "instruct")

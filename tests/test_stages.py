@@ -197,3 +197,32 @@ def test_text_embeddings_are_semantic_and_image_descriptors_deterministic():
     assert a.shape == (256,) and np.array_equal(a, b)
     other = descriptor.one(moving_square(9, frames=1, size=64)[0][::-1].copy())
     assert cosine(a, a)[0, 0] == pytest.approx(1.0) and cosine(a, other)[0, 0] < 0.99
+
+
+@pytest.fixture(scope="module")
+def tiny_edit_pipeline(tmp_path_factory):
+    from tests.tiny_models import tiny_instruct_pix2pix
+
+    return str(tiny_instruct_pix2pix(tmp_path_factory.mktemp("pix2pix")))
+
+
+def test_diffusers_scaffolder_loads_by_path_and_returns_frame_sized_references(tiny_edit_pipeline):
+    """Shape and plumbing only: the tiny pipeline has random weights."""
+    from refvie.stages.scaffold_diffusers import DiffusersScaffolder
+
+    scaffolder = DiffusersScaffolder(tiny_edit_pipeline, steps=2)
+    seen = set()
+    for sample, src, tgt in coded_samples():
+        edit = sample.edit_type.value
+        if edit in seen or edit == "local_remove":
+            continue
+        seen.add(edit)
+        mask = DiffLocaliser().localise(src, tgt, edit, 4)
+        ref = scaffolder.reference(sample.pair_id, edit, sample.instruction, src, tgt, mask, 4)
+        assert ref.shape == src.shape[1:] and ref.dtype == np.uint8
+        again = scaffolder.reference(sample.pair_id, edit, sample.instruction, src, tgt, mask, 4)
+        assert np.array_equal(ref, again)  # seeded per pair
+        if edit == "global_style":
+            heuristic = HeuristicScaffolder().reference(sample.pair_id, edit, "", src, tgt, mask, 4)
+            assert np.array_equal(ref, heuristic)  # style keeps the heuristic exemplar frame
+    assert seen == {"local_add", "local_change", "background_change", "global_style"}

@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 import json
+import pickle
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from lake import media
-from refvie.stages.batch import column, ensure, size, timed
+from refvie.stages.batch import column, ensure, missing, size, timed
 
 FRAME_COLUMNS = ("source", "target", "mask", "reference", "keyframe")
 
@@ -68,3 +69,43 @@ def typed(batch: dict) -> dict:
         values = batch.get(name, [None] * n)
         batch[name] = np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
     return batch
+
+
+PACKED_COLUMNS = ("source", "target", "mask", "reference", "meta", "scores")
+
+
+@dataclass
+class Pack:
+    """Arrays and dicts to .npy / pickle bytes, so a batch can cross the object store between Ray operators
+    (Arrow blocks cannot hold a column that mixes arrays of different shapes with None)."""
+
+    def setup(self) -> None:
+        pass
+
+    def __call__(self, batch: dict) -> dict:
+        for name in PACKED_COLUMNS:
+            if name in batch:
+                batch[name] = column([b"" if v is None else pickle.dumps(v, protocol=5) for v in batch[name]])
+        for name in ("reject_stage", "reject_reason", "reject_detail", "edit_type", "task"):
+            if name in batch:
+                batch[name] = np.array(["" if v is None else str(v) for v in batch[name]], dtype=object)
+        if "keyframe" in batch:
+            batch["keyframe"] = np.array([-1 if v is None else int(v) for v in batch["keyframe"]], np.int64)
+        return batch
+
+
+@dataclass
+class Unpack:
+    def setup(self) -> None:
+        pass
+
+    def __call__(self, batch: dict) -> dict:
+        for name in PACKED_COLUMNS:
+            if name in batch:
+                batch[name] = column([None if missing(v) else pickle.loads(bytes(v)) for v in batch[name]])
+        for name in ("reject_stage", "reject_reason", "reject_detail"):
+            if name in batch:
+                batch[name] = column([None if missing(v) else str(v) for v in batch[name]])
+        if "keyframe" in batch:
+            batch["keyframe"] = column([None if int(v) < 0 else int(v) for v in batch["keyframe"]])
+        return batch
