@@ -33,6 +33,7 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/lake_bench.py
 	$(PY) bench/synthetic_bench.py
+	$(PY) bench/pipeline_bench.py
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/

@@ -47,12 +47,12 @@ class PipelineConfig:
     cpu_per_task: float = 1.0
     task_memory_bytes: int = 256 * 1024**2  # reserved per CPU task: a batch of decoded clips
     embed_actors: int = 1
-    embed_cpus: float = 0.5  # actors hold their CPUs for the whole run: keep them small so tasks can run
+    embed_cpus: float = 0.0  # actors hold their reservation for the whole run; 0 leaves every CPU to the tasks
     embed_gpus: float = 0.0  # fractional GPUs per embed actor when a CLIP model is used
     image_model_path: str | None = None
     scaffold_model_path: str | None = None  # a diffusers image-editing pipeline; None = heuristic scaffolds
     scaffold_actors: int = 1
-    scaffold_cpus: float = 0.5
+    scaffold_cpus: float = 0.0
     scaffold_gpus: float = 0.0
     max_frames: int | None = None
     localise: LocaliseConfig = field(default_factory=LocaliseConfig)
@@ -188,6 +188,7 @@ def build(db: Lake, config: PipelineConfig = PipelineConfig(), ray_address: str 
     import ray.data
 
     ray.data.DataContext.get_current().enable_progress_bars = False  # the driver's bar counts written rows
+    _check_fits(config)
     blocks = max(1, min(len(todo) // config.batch_size, 64))
     ds = ray.data.from_items([{"pair_id": p} for p in todo], override_num_blocks=blocks)
     # The memory reservation (decoded frames live in the task) also keeps Ray from fusing these tasks into the
@@ -225,6 +226,20 @@ def build(db: Lake, config: PipelineConfig = PipelineConfig(), ray_address: str 
         summary.indexed = index_vectors(db, config.index_min_rows)
     summary.wall_seconds = time.perf_counter() - started
     return summary
+
+
+def _check_fits(config: PipelineConfig) -> None:
+    """Actors keep their reservations while tasks queue: if no task can ever fit, say so instead of hanging."""
+    import ray
+
+    total = ray.cluster_resources().get("CPU", 0)
+    actors = config.embed_actors * config.embed_cpus
+    if config.scaffold_model_path:
+        actors += config.scaffold_actors * config.scaffold_cpus
+    if total - actors < config.cpu_per_task:
+        raise ValueError(f"the Ray cluster has {total:g} CPUs; actors reserve {actors:g} and each CPU task needs "
+                         f"{config.cpu_per_task:g}, so no task could ever run: lower embed_cpus / scaffold_cpus "
+                         "or cpu_per_task")
 
 
 def index_vectors(db: Lake, min_rows: int) -> list[str]:

@@ -38,7 +38,7 @@ class DiffusersScaffolder:
 
         diffusers_logging.disable_progress_bar()
         dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
-        self.pipe = DiffusionPipeline.from_pretrained(self.path, torch_dtype=dtype).to(self.device)
+        self.pipe = DiffusionPipeline.from_pretrained(self.path, dtype=dtype).to(self.device)
         self.pipe.set_progress_bar_config(disable=True)
 
     def reference(self, pair_id, edit_type, instruction, source, target, mask, keyframe):

@@ -63,11 +63,14 @@ def reference_similarity(reference: np.ndarray, target_frame: np.ndarray, mask: 
 def temporal_stability(source: np.ndarray, target: np.ndarray, noise: float = 12.0) -> float:
     """min(r, 1/r) for r = the target's frame-to-frame change over the source's, measured where the edit left
     the video alone (pixels source and target agree on in every frame), or over the whole frame when the edit
-    touched nearly everything. A moving new object does not count against stability; flicker does."""
+    touched nearly everything. A moving new object does not count against stability; flicker does.
+    Measured on the green channel of a <= 64-pixel grid: motion statistics need no more, and it is ~10x cheaper."""
     if len(source) < 2:
         return 1.0
-    src, tgt = source.astype(np.int16), target.astype(np.int16)
-    preserved = (np.abs(src - tgt).max(axis=-1) <= noise).all(axis=0)
+    step = max(1, max(source.shape[1:3]) // 64)
+    src = source[:, ::step, ::step, 1].astype(np.int16)
+    tgt = target[:, ::step, ::step, 1].astype(np.int16)
+    preserved = (np.abs(src - tgt) <= noise).all(axis=0)
     region = preserved if preserved.mean() > 0.2 else np.ones_like(preserved)
     motion = lambda clip: float(np.abs(np.diff(clip, axis=0))[:, region].mean()) + 0.5  # noqa: E731
     ratio = motion(tgt) / motion(src)
