@@ -1,8 +1,9 @@
 """`make demo`: the main job on the embedded default, as far as the project has come.
 
 Today: synthetic edit pairs and a small real-layout dataset (Kiwi-Edit CSV with some broken rows) are ingested
-into the lake; bad rows land in `rejects`; a preview grid is written; SQL and Daft answer the same question;
-versions are tagged; `lake info` closes. Rerunning it adds nothing. Set KIWI_LAKE to use another lake."""
+into the lake (bad rows land in `rejects`); the RefVIE pipeline turns the pairs into scored, embedded quadruplets
+on Ray Data; SQL and Daft answer the same question; a preview grid is written; versions are tagged; `lake info`
+closes. Rerunning it adds nothing. Set KIWI_LAKE to use another lake."""
 
 from __future__ import annotations
 
@@ -13,11 +14,11 @@ import sys
 from pathlib import Path
 
 import daft
-import numpy as np
 
 import lake
 from lake import media
 from refvie.ingest import IngestConfig, ingest
+from refvie.pipeline import build
 from refvie.preview import save_grid, synthetic_rows
 from refvie.sources import KiwiCsvSource, SyntheticSource
 from refvie.synthetic import SyntheticConfig
@@ -60,28 +61,37 @@ def main() -> None:
     print(ingest(KiwiCsvSource(small_csv_dataset(WORK / "kiwi-csv"), WORK / "kiwi-csv", dataset="demo-csv"),
                  db, quiet))
 
-    grid = save_grid(synthetic_rows(6, seed=0), WORK / "preview.png")
-    print(f"\n3. preview grid (source | reference | target) written to {grid}")
+    print("\n3. RefVIE pipeline on Ray Data: classify, localise, scaffold a reference, score, embed, write")
+    print(build(db, progress=sys.stderr.isatty()))
+    import ray
 
-    print("\n4. edit types of the ingested pairs, DuckDB SQL over the lake:")
-    dist = db.sql("SELECT coalesce(gt_edit_type, 'unlabelled') AS edit_type, count(*) AS pairs, "
-                  "round(count(*) / sum(count(*)) OVER (), 3) AS share FROM pairs GROUP BY 1 ORDER BY pairs DESC")
+    ray.shutdown()  # the rest is single-process; a live Ray would make Daft try its Ray runner
+
+    print("\n4. edit types of the quadruplets (named query edit_type_distribution, DuckDB over Lance):")
+    dist = db.query("edit_type_distribution", table="quadruplets")
     print(dist.to_pandas().to_string(index=False))
-    df = db.daft("pairs")
-    by_daft = df.groupby("gt_edit_type").agg(daft.col("pair_id").count().alias("pairs")).to_pydict()
-    same = dict(zip(by_daft["gt_edit_type"], by_daft["pairs"], strict=True))
-    duck = {r["edit_type"]: r["pairs"] for r in dist.to_pylist()}
-    print(f"   Daft agrees: {all(duck.get(k or 'unlabelled') == v for k, v in same.items())}")
+    df = db.daft("quadruplets")
+    by_daft = df.groupby("edit_type").agg(daft.col("id").count().alias("rows")).to_pydict()
+    duck = {r["edit_type"]: r["rows"] for r in dist.to_pylist()}
+    print(f"   Daft agrees: {duck == dict(zip(by_daft['edit_type'], by_daft['rows'], strict=True))}")
+    tasks = db.sql("SELECT task, count(*) AS n, round(avg(ref_similarity), 3) AS ref_similarity "
+                   "FROM quadruplets GROUP BY 1 ORDER BY n DESC")
+    print(tasks.to_pandas().to_string(index=False))
 
     print("\n5. what was rejected and why (named query rejects_by_reason):")
     print(db.query("rejects_by_reason").to_pandas().to_string(index=False))
 
-    if "demo" not in {tag for _, tag, _ in db.tags("pairs")}:
-        db.tag("pairs", "demo")
-    pair_id = db.read("pairs", columns=["pair_id"], limit=1)["pair_id"][0].as_py()
-    frames = db.read_video("pairs", pair_id, "target_video")
-    print(f"\n6. decoded {pair_id}'s target video from its Lance blob: {frames.shape} {frames.dtype}, "
-          f"mean pixel {np.mean(frames):.1f}\n")
+    grid = save_grid(synthetic_rows(6, seed=0), WORK / "preview.png")
+    print(f"\n6. preview grid (source | reference | target) written to {grid}")
+
+    for table in ("pairs", "quadruplets"):
+        if "demo" not in {tag for _, tag, _ in db.tags(table)}:
+            db.tag(table, "demo")
+    first = db.read("quadruplets", columns=["id", "instruction"], limit=1).to_pylist()[0]
+    frames = db.read_video("quadruplets", first["id"], "target_video")
+    print(f"\n7. {first['id']} ({first['instruction']!r}): target video decoded from its Lance blob, "
+          f"{frames.shape} {frames.dtype}; its nearest neighbours by target embedding:")
+    print(db.nearest(first["id"], k=3).to_pandas().to_string(index=False) + "\n")
     sys.stdout.flush()
     subprocess.run([sys.executable, "-m", "lake.cli", "info", "--lake", db.uri], check=True)
 

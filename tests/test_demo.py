@@ -8,7 +8,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_demo_ingests_rejects_previews_and_is_idempotent(tmp_path):
+def test_demo_ingests_builds_previews_and_is_idempotent(tmp_path):
     env = {**os.environ, "KIWI_LAKE": str(tmp_path / "lake"), "KIWI_DEMO_DIR": str(tmp_path / "demo"),
            "KIWI_DEMO_PAIRS": "24"}
     runs = [subprocess.run([sys.executable, str(ROOT / "scripts" / "demo.py")], env=env, capture_output=True,
@@ -17,11 +17,13 @@ def test_demo_ingests_rejects_previews_and_is_idempotent(tmp_path):
     assert "read 24, accepted 24, already in the lake 0, rejected 0" in first
     assert "read 5, accepted 3, already in the lake 0, rejected 2" in first
     assert "read 24, accepted 0, already in the lake 24, rejected 0" in second
+    assert "refvie build: 27 pending" in first and "refvie build: 0 pending" in second
     assert "Daft agrees: True" in second
     assert (tmp_path / "demo" / "preview.png").stat().st_size > 10_000
-    pairs = next(ln for ln in second.splitlines() if ln.strip().startswith("pairs"))
-    rejects = next(ln for ln in second.splitlines() if ln.strip().startswith("rejects"))
-    assert pairs.split()[1] == "27" and rejects.split()[1] == "2"
+    rows = {ln.split()[0]: ln.split() for ln in second.splitlines() if ln.strip() and ln.split()[0] in
+            ("pairs", "quadruplets", "rejects")}
+    assert rows["pairs"][1] == "27"
+    assert int(rows["quadruplets"][1]) + int(rows["rejects"][1]) == 27 + 2  # every pair built or rejected
 
 
 def test_installed_commands(tmp_path):

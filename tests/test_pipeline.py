@@ -196,3 +196,10 @@ def test_model_scaffold_runs_on_its_own_actors(tmp_path, ray_local):
     assert len(final_state(db)[0]) == 12
     rows = db.read("quadruplets", columns=["task", "reference_image"]).to_pylist()
     assert all(media.decode_image(r["reference_image"]).shape == (64, 64, 3) for r in rows if r["task"] != "instruct")
+
+
+def test_a_graph_that_cannot_schedule_fails_fast(tmp_path, ray_local):
+    db = lake.open(tmp_path / "lake")
+    ingest(SyntheticSource(2, SMALL), db, QUIET)
+    with pytest.raises(ValueError, match="no task could ever run"):
+        build(db, PipelineConfig(embed_cpus=2.0), progress=False)
