@@ -15,6 +15,7 @@ from typing import BinaryIO
 
 import av
 import av.error
+import cv2
 import numpy as np
 from av.video.reformatter import VideoReformatter
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
@@ -111,18 +112,23 @@ _FULL = (np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.
 def rgb_to_yuv420(frames: np.ndarray, full_range: bool = False) -> np.ndarray:
     """RGB (T, H, W, 3) to planar 4:2:0 in PyAV's layout (T, H*3/2, W): Y, then U, then V.
 
-    Done in numpy rather than by swscale, whose edge handling reads uninitialised padding now and then and made
-    the same frames encode to different bytes; with this the encoded bytes depend on the frames alone."""
-    matrix, offset = _FULL if full_range else _LIMITED
+    Done here rather than by swscale, whose edge handling reads uninitialised padding now and then and made
+    the same frames encode to different bytes; with this the encoded bytes depend on the frames alone. Chroma is
+    the average of each 2x2 block (OpenCV's area resize), luma is per pixel, BT.601 coefficients."""
+    (ry, gy, by), (ru, gu, bu), (rv, gv, bv) = (_FULL if full_range else _LIMITED)[0].astype(np.float32)
+    oy, ou, ov = (_FULL if full_range else _LIMITED)[1].astype(np.float32)
     t, h, w, _ = frames.shape
-    ycc = frames.astype(np.float32) @ matrix.T.astype(np.float32) + offset.astype(np.float32)
-    y = ycc[..., 0]
-    chroma = ycc[..., 1:].reshape(t, h // 2, 2, w // 2, 2, 2).mean(axis=(2, 4))
     out = np.empty((t, h * 3 // 2, w), np.uint8)
-    out[:, :h] = np.clip(np.rint(y), 0, 255)
     quarter = (h // 2) * (w // 2)
-    out[:, h:].reshape(t, -1)[:, :quarter] = np.clip(np.rint(chroma[..., 0]), 0, 255).reshape(t, -1)
-    out[:, h:].reshape(t, -1)[:, quarter:] = np.clip(np.rint(chroma[..., 1]), 0, 255).reshape(t, -1)
+    for i, frame in enumerate(frames):
+        f = frame.astype(np.float32)
+        out[i, :h] = np.clip(np.rint(f[..., 0] * ry + f[..., 1] * gy + f[..., 2] * by + oy), 0, 255)
+        small = cv2.resize(frame, (w // 2, h // 2), interpolation=cv2.INTER_AREA).astype(np.float32)
+        chroma = out[i, h:].reshape(-1)
+        chroma[:quarter] = np.clip(np.rint(small[..., 0] * ru + small[..., 1] * gu + small[..., 2] * bu + ou),
+                                   0, 255).reshape(-1)
+        chroma[quarter:] = np.clip(np.rint(small[..., 0] * rv + small[..., 1] * gv + small[..., 2] * bv + ov),
+                                   0, 255).reshape(-1)
     return out
 
 

@@ -55,6 +55,7 @@ class PipelineConfig:
     scaffold_cpus: float = 0.0
     scaffold_gpus: float = 0.0
     max_frames: int | None = None
+    localise_model_path: str | None = None  # a CLIPSeg folder: text-grounded masks for real footage
     localise: LocaliseConfig = field(default_factory=LocaliseConfig)
     scaffold: ScaffoldConfig = field(default_factory=ScaffoldConfig)
     filter: FilterConfig = field(default_factory=FilterConfig)
@@ -113,6 +114,14 @@ def pending_pairs(db: Lake, limit: int | None = None) -> list[str]:
     return todo[:limit] if limit is not None else todo
 
 
+def localiser(config: PipelineConfig):
+    if config.localise_model_path:
+        from refvie.stages.localise_model import SegmentationLocaliser
+
+        return SegmentationLocaliser(config.localise_model_path, fallback=DiffLocaliser(config.localise))
+    return DiffLocaliser(config.localise)
+
+
 def scaffolder(config: PipelineConfig, device: str = "cpu"):
     if config.scaffold_model_path:
         from refvie.stages.scaffold_diffusers import DiffusersScaffolder
@@ -124,8 +133,7 @@ def scaffolder(config: PipelineConfig, device: str = "cpu"):
 
 def cpu_stages(lake_uri: str, storage_options: Mapping[str, str], config: PipelineConfig, part: str = "all") -> list:
     """The CPU stages, all of them, or the part before / after a model-backed scaffold ("pre" / "post")."""
-    pre = [Decode(lake_uri, dict(storage_options), config.max_frames), Classify(),
-           Localise(DiffLocaliser(config.localise))]
+    pre = [Decode(lake_uri, dict(storage_options), config.max_frames), Classify(), Localise(localiser(config))]
     post = [Score(config.filter), Package()]
     stages = {"pre": [*pre, Pack()], "post": [Unpack(), *post],
               "all": [*pre, Scaffold(scaffolder(config)), *post]}[part]

@@ -203,3 +203,13 @@ def test_a_graph_that_cannot_schedule_fails_fast(tmp_path, ray_local):
     ingest(SyntheticSource(2, SMALL), db, QUIET)
     with pytest.raises(ValueError, match="no task could ever run"):
         build(db, PipelineConfig(embed_cpus=2.0), progress=False)
+
+
+def test_model_localiser_in_the_pipeline(tmp_path):
+    from tests.tiny_models import tiny_clipseg
+
+    db = lake.open(tmp_path / "lake")
+    ingest(SyntheticSource(10, SMALL), db, QUIET)
+    summary = build_local(db, PipelineConfig(localise_model_path=str(tiny_clipseg(tmp_path / "clipseg"))))
+    assert summary.accepted + summary.rejected_total == 10
+    assert len(final_state(db)[0]) == 10

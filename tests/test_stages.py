@@ -3,6 +3,7 @@ figures measured when the stage was written (printed with -s), on fixed seeds.""
 
 from collections import defaultdict
 
+import cv2
 import numpy as np
 import pytest
 
@@ -226,3 +227,37 @@ def test_diffusers_scaffolder_loads_by_path_and_returns_frame_sized_references(t
             heuristic = HeuristicScaffolder().reference(sample.pair_id, edit, "", src, tgt, mask, 4)
             assert np.array_equal(ref, heuristic)  # style keeps the heuristic exemplar frame
     assert seen == {"local_add", "local_change", "background_change", "global_style"}
+
+
+@pytest.mark.parametrize(("instruction", "edit_type", "phrase"), [
+    ("Add a big pink star in the centre", "local_add", "a big pink star in the centre"),
+    ("Swap the blue star for a checkered orange triangle", "local_change", "a checkered orange triangle"),
+    ("Substitute a red box for the cyan ring", "local_change", "a red box"),
+    ("Turn the purple circle red", "local_change", "the purple circle red"),
+    ("Change the colour of the pink box to green", "local_change", "the colour of the pink box"),
+    ("Remove the red triangle", "local_remove", "the red triangle"),
+    ("Get rid of the blue plus sign", "local_remove", "the blue plus sign"),
+])
+def test_subject_phrase_names_what_the_edit_is_about(instruction, edit_type, phrase):
+    from refvie.stages.localise_model import subject_phrase
+
+    assert subject_phrase(instruction, edit_type) == phrase
+
+
+def test_segmentation_localiser_loads_by_path_and_falls_back(tmp_path):
+    """Plumbing with a tiny random CLIPSeg: masks of frame size; background and style edits use the
+    difference localiser; intersecting with the difference keeps the mask where pixels changed."""
+    from refvie.stages.localise_model import SegmentationLocaliser
+    from tests.tiny_models import tiny_clipseg
+
+    localiser = SegmentationLocaliser(str(tiny_clipseg(tmp_path)), threshold=0.0)
+    for sample, src, tgt in coded_samples()[:10]:
+        key = pick_keyframe(src, tgt)
+        mask = localiser.localise(src, tgt, sample.edit_type.value, key, sample.instruction)
+        assert mask.shape == src.shape[1:3] and mask.dtype == bool
+        diff = DiffLocaliser().localise(src, tgt, sample.edit_type.value, key)
+        if sample.edit_type.value in ("background_change", "global_style"):
+            assert np.array_equal(mask, diff)
+        elif diff.any():
+            near_diff = cv2.dilate(diff.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
+            assert not (mask & ~near_diff).any()

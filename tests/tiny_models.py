@@ -55,3 +55,39 @@ def tiny_instruct_pix2pix(folder: Path) -> Path:
                                                   feature_extractor=None, requires_safety_checker=False)
     pipe.save_pretrained(folder / "pipeline")
     return folder / "pipeline"
+
+
+def _tiny_clip_tokenizer(folder: Path):
+    from transformers import CLIPTokenizer
+
+    chars = list(_bytes_to_unicode().values())
+    vocab = {c: i for i, c in enumerate(chars)} | {c + "</w>": i + len(chars) for i, c in enumerate(chars)}
+    vocab |= {"<|startoftext|>": len(vocab), "<|endoftext|>": len(vocab) + 1}
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=32), vocab
+
+
+def tiny_clipseg(folder: Path) -> Path:
+    """A randomly initialised CLIPSeg (text-prompted segmentation) with its processor, saved by save_pretrained."""
+    import torch
+    from transformers import CLIPSegConfig, CLIPSegForImageSegmentation, CLIPSegProcessor, ViTImageProcessor
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer, vocab = _tiny_clip_tokenizer(folder)
+    special = dict(bos_token_id=vocab["<|startoftext|>"], eos_token_id=vocab["<|endoftext|>"],
+                   pad_token_id=vocab["<|endoftext|>"])
+    config = CLIPSegConfig(
+        text_config=dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=37, num_attention_heads=4,
+                         num_hidden_layers=2, max_position_embeddings=32, **special),
+        vision_config=dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
+                           image_size=64, patch_size=16),
+        projection_dim=16, extract_layers=[0, 1], reduce_dim=16, decoder_num_attention_heads=2,
+        decoder_intermediate_size=32)
+    torch.manual_seed(0)
+    processor = CLIPSegProcessor(image_processor=ViTImageProcessor(size={"height": 64, "width": 64}),
+                                 tokenizer=tokenizer)
+    CLIPSegForImageSegmentation(config).save_pretrained(folder / "clipseg")
+    processor.save_pretrained(folder / "clipseg")
+    return folder / "clipseg"

@@ -35,7 +35,8 @@ class LocaliseConfig:
 
 
 class Localiser(Protocol):
-    def localise(self, source: np.ndarray, target: np.ndarray, edit_type: str, keyframe: int) -> np.ndarray: ...
+    def localise(self, source: np.ndarray, target: np.ndarray, edit_type: str, keyframe: int,
+                 instruction: str = "") -> np.ndarray: ...
 
 
 def lab_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -72,7 +73,8 @@ def estimate_shift(source: np.ndarray, target: np.ndarray) -> tuple[int, int]:
 class DiffLocaliser:
     config: LocaliseConfig = LocaliseConfig()
 
-    def localise(self, source: np.ndarray, target: np.ndarray, edit_type: str, keyframe: int) -> np.ndarray:
+    def localise(self, source: np.ndarray, target: np.ndarray, edit_type: str, keyframe: int,
+                 instruction: str = "") -> np.ndarray:
         height, width = source.shape[1:3]
         if edit_type == EditType.GLOBAL_STYLE:
             return np.ones((height, width), bool)
@@ -131,7 +133,8 @@ class Localise:
         for i in alive(batch):
             source, target = batch["source"][i], batch["target"][i]
             keyframe = pick_keyframe(source, target)
-            mask = self.localiser.localise(source, target, batch["edit_type"][i], keyframe)
+            mask = self.localiser.localise(source, target, batch["edit_type"][i], keyframe,
+                                           str(batch["instruction"][i]))
             if not mask.any():
                 reject(batch, i, "localise", "no_visible_edit", "source and target do not differ beyond codec noise")
                 continue
