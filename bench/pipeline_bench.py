@@ -1,7 +1,8 @@
 """RefVIE pipeline benchmark.
 
 1. Throughput: quadruplets/s of `refvie.pipeline.build` on Ray with 1 and with 2 CPUs (each in a fresh process
-   with its own Ray), on copies of the same lake of synthetic pairs; the ratio is the scaling.
+   with its own Ray, pinned to that many cores), on copies of the same lake of synthetic pairs; the ratio is the
+   scaling.
 2. Cost over the I/O floor: the pipeline's work per sample (its stages' seconds, in one process with the plain
    loop, so no worker competes for the cores) against the time needed only to read + decode the inputs and encode
    the outputs (reference PNG, mask PNG, two JPEG thumbnails) of the same samples in one process. Aim: <= 1.5x.
@@ -33,9 +34,11 @@ from refvie.sources import SyntheticSource  # noqa: E402
 from refvie.synthetic import SyntheticConfig  # noqa: E402
 
 RUN = """
-import json, sys, time, lake
+import json, os, sys, time, lake
 from refvie.pipeline import PipelineConfig, build, init_ray
-init_ray(num_cpus=int(sys.argv[2]))
+cpus = int(sys.argv[2])
+os.sched_setaffinity(0, set(range(cpus)))  # Ray's workers inherit it: "1 CPU" means one core, driver included
+init_ray(num_cpus=cpus)
 start = time.perf_counter()
 summary = build(lake.open(sys.argv[1]), PipelineConfig(batch_size=8, write_batch=32), progress=False)
 print(json.dumps({"wall": time.perf_counter() - start, "accepted": summary.accepted,

@@ -157,6 +157,14 @@ class Lake:
             )
         return WriteResult(table, result.num_inserted_rows, result.num_updated_rows, result.version)
 
+    def append(self, table: str, rows: Rows) -> WriteResult:
+        """Validate and append without a key lookup: for rows known to be new (a fresh slice's rows)."""
+        data = to_arrow(spec_for(table), rows)
+        with self._write_lock:
+            tbl = self.table(table)
+            tbl.add(data, on_bad_vectors="null")
+        return WriteResult(table, data.num_rows, 0, tbl.version)
+
     def reject(self, stage: str, input_ref: str, reason: str, detail: str | None = None,
                dataset: str | None = None, scores: Mapping[str, Any] | None = None) -> WriteResult:
         """Record one input that could not be used. Keyed by (stage, input_ref): a rerun updates, never duplicates."""

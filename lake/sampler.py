@@ -1,0 +1,103 @@
+"""Deterministic sampling of a slice: (slice, seed, epoch) -> one global sequence of rows, the same on any
+number of workers. Rank r of w takes positions r, r+w, r+2w …, so the union over ranks is the single-rank
+sequence (elastic), and a `state_dict` taken mid-epoch resumes exactly where it stopped.
+
+Two modes:
+- weighted:   i.i.d. draws with each row's weight: category proportions hold in expectation;
+- stratified: every batch holds the target mix (largest-remainder counts per batch), rows of a category cycle
+              through fresh permutations, so repeats are spread evenly."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from lake.balance import largest_remainder
+
+if TYPE_CHECKING:
+    from lake.slices import Slice
+
+MODES = ("weighted", "stratified")
+
+
+class SliceSampler:
+    def __init__(self, slice_: Slice, seed: int, epoch: int = 0, rank: int = 0, world_size: int = 1,
+                 mode: str = "weighted", batch_size: int = 32):
+        if mode not in MODES:
+            raise ValueError(f"unknown sampling mode {mode!r}; choose {' or '.join(MODES)}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is outside world_size {world_size}")
+        self.slice, self.seed, self.epoch = slice_, int(seed), int(epoch)
+        self.rank, self.world_size, self.mode, self.batch_size = rank, world_size, mode, int(batch_size)
+        self.position = 0  # global positions of this epoch already handed out (by all ranks together)
+        self._cache: tuple[int, np.ndarray] | None = None
+
+    # ------------------------------------------------------------------------------------------- sequence
+    def sequence(self, epoch: int | None = None) -> np.ndarray:
+        """The whole epoch's global sequence of row indices (into `slice.ids`)."""
+        epoch = self.epoch if epoch is None else epoch
+        if self._cache is not None and self._cache[0] == epoch:
+            return self._cache[1]
+        rng = np.random.default_rng([self.seed, epoch, _stable(self.slice.slice_id)])
+        seq = self._weighted(rng) if self.mode == "weighted" else self._stratified(rng)
+        self._cache = (epoch, seq)
+        return seq
+
+    def _weighted(self, rng: np.random.Generator) -> np.ndarray:
+        weights = self.slice.weights
+        return rng.choice(len(weights), size=self.slice.epoch_size, p=weights / weights.sum())
+
+    def _stratified(self, rng: np.random.Generator) -> np.ndarray:
+        per_batch = largest_remainder(self.slice.allocation.shares, self.batch_size)
+        batches = self.slice.epoch_size // self.batch_size
+        members = {c: np.flatnonzero(self.slice.categories == c) for c in per_batch}
+        streams = {c: _cycled_permutations(rng, idx, per_batch[c] * batches) for c, idx in members.items()
+                   if per_batch[c]}
+        out = np.empty(batches * self.batch_size, np.int64)
+        for b in range(batches):
+            chunk = np.concatenate([streams[c][b * per_batch[c] : (b + 1) * per_batch[c]] for c in streams])
+            out[b * self.batch_size : (b + 1) * self.batch_size] = rng.permutation(chunk)
+        return out
+
+    # ------------------------------------------------------------------------------------------- iteration
+    def __iter__(self) -> Iterator[str]:
+        """Row ids for this rank from the current position to the end of the epoch."""
+        seq, ids = self.sequence(), self.slice.ids
+        start = self.position + ((self.rank - self.position) % self.world_size)
+        for i in range(start, len(seq), self.world_size):
+            self.position = i - self.rank + self.world_size
+            yield ids[seq[i]]
+        self.position = len(seq)
+
+    def __len__(self) -> int:
+        remaining = max(len(self.sequence()) - self.position, 0)
+        return len(range(self.rank, remaining, self.world_size)) if remaining else 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch, self.position = int(epoch), 0
+
+    # ------------------------------------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        return dict(slice_id=self.slice.slice_id, table_version=self.slice.table_version, seed=self.seed,
+                    epoch=self.epoch, position=self.position, mode=self.mode, batch_size=self.batch_size)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume mid-epoch; refuses a state taken on another slice, table version, seed or mode."""
+        mine = self.state_dict()
+        for key in ("slice_id", "table_version", "seed", "mode", "batch_size"):
+            if state.get(key) != mine[key]:
+                raise ValueError(f"cannot resume: the saved sampler has {key}={state.get(key)!r}, "
+                                 f"this one {key}={mine[key]!r}")
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+
+
+def _cycled_permutations(rng: np.random.Generator, members: np.ndarray, length: int) -> np.ndarray:
+    rounds = -(-length // len(members))
+    return np.concatenate([rng.permutation(members) for _ in range(rounds)])[:length]
+
+
+def _stable(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")

@@ -1,0 +1,144 @@
+"""Slices as data (lineage, version pinning, idempotent save), the sampler (exact sequences, elasticity,
+mid-epoch resume, refusal), and splits that never move."""
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+import lake
+from lake.balance import Strategy
+from lake.sampler import SliceSampler
+from lake.slices import build_slice, diff_slices, list_slices, load_slice, save_slice
+from lake.splits import split_for
+
+MIX = {"local_add": 120, "local_change": 50, "local_remove": 30, "background_change": 20, "global_style": 10}
+
+
+def rows_for(mix: dict[str, int], prefix: str = "q") -> list[dict]:
+    out = []
+    for edit_type, n in mix.items():
+        for i in range(n):
+            pid = f"{prefix}-{edit_type}-{i:04d}"
+            out.append(dict(id=pid, pair_id=pid, dataset="fixture", task="instruct", edit_type=edit_type,
+                            instruction=f"{edit_type} {i}", source_uri="s3://v/a.mp4", target_uri="s3://v/b.mp4",
+                            split=split_for(pid), edit_strength=float(i % 10)))
+    return out
+
+
+@pytest.fixture
+def db(tmp_path):
+    db = lake.open(tmp_path / "lake")
+    db.upsert("quadruplets", rows_for(MIX))
+    return db
+
+
+def test_slice_counts_lineage_and_idempotent_save(db):
+    s = build_slice(db, strategy=Strategy("temperature", alpha=0.3), seed=7, name="t03")
+    assert s.allocation.counts == MIX and s.epoch_size == 230 and s.table_version == 2
+    assert save_slice(db, s) == s.slice_id
+    assert save_slice(db, build_slice(db, strategy=Strategy("temperature", alpha=0.3), seed=7, name="t03")) == \
+        s.slice_id
+    assert db.count("slices") == 1 and db.count("slice_rows") == 230
+    loaded = load_slice(db, "t03")
+    assert loaded.slice_id == s.slice_id and list(loaded.ids) == list(s.ids)
+    assert loaded.allocation.shares == pytest.approx(s.allocation.shares)
+    assert loaded.strategy == s.strategy and loaded.seed == 7
+    listed = list_slices(db).to_pylist()[0]
+    assert (listed["name"], listed["table_version"], listed["strategy"]) == ("t03", 2, "temperature")
+    assert load_slice(db, s.slice_id[:8]).name == "t03"
+    with pytest.raises(lake.LakeError, match="no slice 'nope'"):
+        load_slice(db, "nope")
+
+
+def test_where_filters_and_by_can_be_any_column_or_expression(db):
+    s = build_slice(db, by="edit_scope", where="edit_strength >= 5")
+    assert s.allocation.counts == {"local": 100, "background": 10, "global": 5}
+    split = build_slice(db, by="split")
+    assert sum(split.allocation.counts.values()) == 230
+
+
+def test_a_slice_pins_its_table_version(db):
+    s = build_slice(db, strategy=Strategy("uniform"), name="pinned")
+    save_slice(db, s)
+    db.upsert("quadruplets", rows_for({"background_change": 40}, prefix="new"))
+    again = build_slice(db, strategy=Strategy("uniform"), version=s.table_version)
+    assert again.slice_id == s.slice_id and list(again.ids) == list(s.ids)
+    assert not any(i.startswith("new-") for i in load_slice(db, "pinned").ids)
+    latest = build_slice(db, strategy=Strategy("uniform"))
+    assert latest.allocation.counts["background_change"] == 60 and latest.slice_id != s.slice_id
+
+
+def test_diff_between_slices(db):
+    natural, uniform = build_slice(db), build_slice(db, strategy=Strategy("uniform"))
+    diff = {d["category"]: d for d in diff_slices(natural, uniform)}
+    assert diff["global_style"]["share_a"] == pytest.approx(10 / 230, abs=1e-4)
+    assert diff["global_style"]["share_b"] == 0.2
+
+
+def test_sampler_gives_exact_sequences_for_the_same_arguments(db):
+    s = build_slice(db, strategy=Strategy("uniform"), seed=3)
+    a = list(s.sampler(seed=3, epoch=0))
+    assert a == list(s.sampler(seed=3, epoch=0)) and len(a) == 230
+    assert a != list(s.sampler(seed=3, epoch=1)) and a != list(s.sampler(seed=4, epoch=0))
+    assert a[:5] == list(SliceSampler(s, 3))[:5]
+
+
+@pytest.mark.parametrize("mode", ["weighted", "stratified"])
+def test_sampler_is_elastic(db, mode):
+    s = build_slice(db, strategy=Strategy("cap", max_repeats=3), seed=1)
+    single = list(s.sampler(seed=1, mode=mode, batch_size=10))
+    for world in (2, 4):
+        per_rank = [list(s.sampler(seed=1, rank=r, world_size=world, mode=mode, batch_size=10))
+                    for r in range(world)]
+        interleaved = [per_rank[i % world][i // world] for i in range(len(single))]
+        assert interleaved == single
+
+
+def test_weighted_mode_hits_the_mix_in_expectation_and_stratified_in_every_batch(db):
+    s = build_slice(db, strategy=Strategy("uniform"), seed=2, epoch_size=5000)
+    category = dict(zip(s.ids, s.categories, strict=True))
+    counts = Counter(category[i] for i in s.sampler(seed=2))
+    assert all(abs(n / 5000 - 0.2) < 0.02 for n in counts.values())
+    stratified = [category[i] for i in s.sampler(seed=2, mode="stratified", batch_size=10)]
+    for b in range(0, len(stratified), 10):
+        assert Counter(stratified[b : b + 10]) == {c: 2 for c in MIX}
+
+
+def test_mid_epoch_resume_yields_the_identical_next_items(db):
+    s = build_slice(db, strategy=Strategy("temperature", alpha=0.5), seed=5)
+    whole = list(s.sampler(seed=5, epoch=2))
+    first = s.sampler(seed=5, epoch=2)
+    it = iter(first)
+    consumed = [next(it) for _ in range(37)]
+    state = first.state_dict()
+    resumed = s.sampler(seed=5)
+    resumed.load_state_dict(state)
+    assert consumed + list(resumed) == whole
+    elastic = [s.sampler(seed=5, rank=r, world_size=2) for r in range(2)]  # resume on two workers
+    for e in elastic:
+        e.load_state_dict(state)
+    rest = [iter(list(e)) for e in elastic]  # global position g belongs to rank g % 2
+    assert [next(rest[g % 2]) for g in range(37, len(whole))] == whole[37:]
+
+
+def test_resume_is_refused_on_a_different_slice_seed_or_mode(db):
+    s = build_slice(db, strategy=Strategy("uniform"), seed=5)
+    other = build_slice(db, strategy=Strategy("natural"), seed=5)
+    state = s.sampler(seed=5).state_dict()
+    with pytest.raises(ValueError, match="slice_id"):
+        other.sampler(seed=5).load_state_dict(state)
+    with pytest.raises(ValueError, match="seed"):
+        s.sampler(seed=6).load_state_dict(state)
+    with pytest.raises(ValueError, match="mode"):
+        s.sampler(seed=5, mode="stratified").load_state_dict(state)
+
+
+def test_splits_never_move_when_rows_are_appended(db):
+    before = dict(zip(*db.read("quadruplets", columns=["id", "split"]).to_pydict().values(), strict=True))
+    db.upsert("quadruplets", rows_for({"global_style": 500}, prefix="later"))
+    after = dict(zip(*db.read("quadruplets", columns=["id", "split"]).to_pydict().values(), strict=True))
+    assert all(after[k] == v for k, v in before.items())
+    shares = Counter(split_for(f"p{i}") for i in range(20000))
+    assert abs(shares["train"] / 20000 - 0.9) < 0.01 and abs(shares["bench"] / 20000 - 0.05) < 0.005
+    assert np.all([split_for("abc") == split_for("abc") for _ in range(3)])
