@@ -45,11 +45,12 @@ def sql(query: str, version: str | None, out: str | None, max_rows: int, lake_ur
 @click.argument("name", required=False)
 @click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE", help="A query parameter (repeatable).")
 @click.option("--version", "version", default=None, help="Read the table at this version number or tag.")
+@click.option("--engine", type=click.Choice(["duckdb", "daft"]), default="duckdb", show_default=True)
 @click.option("--out", default=None, help="Write the full result to FILE.csv, .json or .parquet.")
 @click.option("--max-rows", default=50, show_default=True)
 @lake_option
-def query(name: str | None, params: tuple[str, ...], version: str | None, out: str | None, max_rows: int,
-          lake_uri: str) -> None:
+def query(name: str | None, params: tuple[str, ...], version: str | None, engine: str, out: str | None,
+          max_rows: int, lake_uri: str) -> None:
     """Run a named query from queries/*.sql; without NAME, list them."""
     if name is None:
         for q in list_queries().values():
@@ -63,7 +64,7 @@ def query(name: str | None, params: tuple[str, ...], version: str | None, out: s
         if not sep:
             raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--param")
         values[key] = parse_value(value)
-    _emit(open_lake(lake_uri).query(name, version=version, **values), out, max_rows)
+    _emit(open_lake(lake_uri).query(name, version=version, engine=engine, **values), out, max_rows)
 
 
 @cli.command()
@@ -125,6 +126,95 @@ def tag_delete(table: str, name: str, lake_uri: str) -> None:
     """Remove tag NAME from TABLE (the version itself stays)."""
     open_lake(lake_uri).delete_tag(table, name)
     click.echo(f"deleted tag {name} of {table}")
+
+
+@cli.command()
+@click.option("--table", default="quadruplets", show_default=True)
+@click.option("--by", default="edit_type", show_default=True, help="Grouping column or SQL expression.")
+@click.option("--strategy", type=click.Choice(["natural", "uniform", "temperature", "target", "cap"]),
+              default="temperature", show_default=True)
+@click.option("--alpha", type=float, default=None, help="temperature: p_c ∝ n_c^alpha.")
+@click.option("--target", "target_mix", default=None, help="target: e.g. local_add=0.2,background_change=0.3,...")
+@click.option("--max-repeats", type=float, default=None, help="cap: UniMax, no row repeated more than this.")
+@click.option("--max-rows", type=int, default=None, help="cap: at most this many samples of a category.")
+@click.option("--where", default=None, help="SQL filter on the table before balancing.")
+@click.option("--version", "version", default=None, help="Table version or tag to pin (default: latest).")
+@click.option("--epoch-size", type=int, default=None, help="Samples per epoch (default: rows available).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--name", default=None, help="Name to save the slice under.")
+@click.option("--dry-run", is_flag=True, help="Print the before/after report only.")
+@lake_option
+def balance(table, by, strategy, alpha, target_mix, max_repeats, max_rows, where, version, epoch_size, seed, name,
+            dry_run, lake_uri) -> None:
+    """Rebalance a table's categories into a versioned slice; print the before/after report."""
+    import pyarrow as pa
+
+    from lake.balance import Strategy
+    from lake.slices import build_slice, save_slice
+
+    proportions = {}
+    for item in (target_mix or "").split(","):
+        if item.strip():
+            key, _, value = item.partition("=")
+            proportions[key.strip()] = float(value)
+    chosen = Strategy(strategy, alpha=alpha if strategy == "temperature" else None, proportions=proportions,
+                      max_repeats=max_repeats, max_rows=max_rows)
+    db = open_lake(lake_uri)
+    s = build_slice(db, table=table, by=by, strategy=chosen, where=where, version=version, seed=seed,
+                    epoch_size=epoch_size, name=name)
+    click.echo(f"{table}@{s.table_version} by {by}, {chosen.name} {chosen.params or ''}, epoch {s.epoch_size}")
+    click.echo(format_table(pa.Table.from_pylist(s.report())))
+    for warning in s.allocation.warnings:
+        click.echo(f"warning: {warning}")
+    if dry_run:
+        click.echo("dry run: nothing saved")
+    else:
+        click.echo(f"saved slice {save_slice(db, s)} as {s.name!r}")
+
+
+@cli.group(cls=FriendlyGroup, name="slice")
+def slice_group() -> None:
+    """Saved slices: list, show, diff."""
+
+
+@slice_group.command("list")
+@lake_option
+def slice_list(lake_uri: str) -> None:
+    """Every saved slice with its table version and strategy."""
+    from lake.slices import list_slices
+
+    click.echo(format_table(list_slices(open_lake(lake_uri))))
+
+
+@slice_group.command("show")
+@click.argument("slice_ref")
+@lake_option
+def slice_show(slice_ref: str, lake_uri: str) -> None:
+    """A slice's lineage and per-category report (by id, id prefix or name)."""
+    import pyarrow as pa
+
+    from lake.slices import load_slice
+
+    s = load_slice(open_lake(lake_uri), slice_ref)
+    click.echo(f"slice {s.slice_id} {s.name!r}: {s.table}@{s.table_version} by {s.by}"
+               + (f" where {s.where}" if s.where else "")
+               + f", {s.strategy.name} {s.strategy.params}, seed {s.seed}, epoch {s.epoch_size}, "
+               f"code {s.code_version}, created {s.created_at:%Y-%m-%d %H:%M}")
+    click.echo(format_table(pa.Table.from_pylist(s.report())))
+
+
+@slice_group.command("diff")
+@click.argument("a")
+@click.argument("b")
+@lake_option
+def slice_diff(a: str, b: str, lake_uri: str) -> None:
+    """Per-category shares of two slices side by side."""
+    import pyarrow as pa
+
+    from lake.slices import diff_slices, load_slice
+
+    db = open_lake(lake_uri)
+    click.echo(format_table(pa.Table.from_pylist(diff_slices(load_slice(db, a), load_slice(db, b)))))
 
 
 def _emit(result, out: str | None, max_rows: int) -> None:

@@ -391,11 +391,13 @@ class Lake:
 
         return run_sql(self, query, params=params, version=version)
 
-    def query(self, name: str, version: Version | Mapping[str, Version] | None = None, **params: Any) -> pa.Table:
-        """Run a named query from queries/*.sql, e.g. `db.query("edit_type_distribution", table="quadruplets")`."""
+    def query(self, name: str, version: Version | Mapping[str, Version] | None = None, engine: str = "duckdb",
+              **params: Any) -> pa.Table:
+        """Run a named query from queries/*.sql, e.g. `db.query("edit_type_distribution", table="quadruplets")`;
+        `engine="daft"` runs the same SQL through Daft."""
         from lake.queries import load_query
 
-        return load_query(name).run(self, params, version=version)
+        return load_query(name).run(self, params, version=version, engine=engine)
 
     def daft(self, table: str, version: Version | None = None, blobs: bool = False) -> daft.DataFrame:
         """A lazy Daft DataFrame over the table (blob columns left out unless `blobs=True`)."""

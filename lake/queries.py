@@ -64,16 +64,50 @@ class NamedQuery:
         if missing:
             raise LakeError(f"query {self.name!r} needs parameter {missing[0]!r}")
         for ident in self.identifiers:
-            if merged[ident] not in TABLES:
-                raise LakeError(f"query {self.name!r}: {ident}={merged[ident]!r} is not a lake table "
-                                f"({', '.join(TABLES)})")
+            value = merged[ident]
+            if ident == "table" and value not in TABLES:
+                raise LakeError(f"query {self.name!r}: table={value!r} is not a lake table ({', '.join(TABLES)})")
+            if ident != "table":  # a column of the query's table
+                columns = TABLES[merged.get("table", "quadruplets")].columns
+                if value not in columns:
+                    raise LakeError(f"query {self.name!r}: {ident}={value!r} is not a column "
+                                    f"(columns: {', '.join(columns)})")
         sql = _IDENTIFIER.sub(lambda m: str(merged[m.group(1)]), self.sql)
         return sql, {v: merged[v] for v in self.values}
 
-    def run(self, lake: Lake, params: Mapping[str, Any],
-            version: Version | Mapping[str, Version] | None = None) -> pa.Table:
+    def run(self, lake: Lake, params: Mapping[str, Any], version: Version | Mapping[str, Version] | None = None,
+            engine: str = "duckdb") -> pa.Table:
         sql, values = self.render(params)
-        return lake.sql(sql, params=values or None, version=version)
+        if engine == "duckdb":
+            return lake.sql(sql, params=values or None, version=version)
+        if engine == "daft":
+            return run_daft(lake, sql, values, version)
+        raise LakeError(f"unknown engine {engine!r}; use duckdb or daft")
+
+
+def run_daft(lake: Lake, sql: str, values: Mapping[str, Any],
+             version: Version | Mapping[str, Version] | None = None) -> pa.Table:
+    """The same SQL through Daft: tables become Daft DataFrames, value parameters become literals."""
+    import daft
+
+    from lake.sql import _versions_per_table, referenced_tables
+
+    tables = referenced_tables(sql)
+    versions = _versions_per_table(tables, version)
+    frames = {t: lake.daft(t, version=versions.get(t)) for t in tables}
+    text = _VALUE.sub(lambda m: _literal(values[m.group(1)]), sql)
+    try:
+        return daft.sql(text, register_globals=False, **frames).to_arrow()
+    except Exception as e:  # noqa: BLE001 - Daft raises its own hierarchy
+        raise LakeError(f"Daft SQL failed: {str(e).splitlines()[0]}") from None
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return {True: "TRUE", False: "FALSE", None: "NULL"}[value]
+    if isinstance(value, int | float):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
 
 
 def parse_query(path: Path) -> NamedQuery:

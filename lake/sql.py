@@ -39,9 +39,19 @@ def connect(lake: Lake, tables: set[str], version: Version | Mapping[str, Versio
         dataset = lake.dataset(name, versions.get(name))
         raw = f"__lance_{name}"
         con.register(raw, dataset)
-        columns = ", ".join(f'"{c}"' for c in lake.spec(name).metadata_columns)
+        spec = lake.spec(name)
+        columns = ", ".join(_view_column(spec.schema.field(c), spec.key[0]) for c in spec.metadata_columns)
         con.execute(f'CREATE TEMP VIEW "{name}" AS SELECT {columns} FROM "{raw}"')
     return con
+
+
+def _view_column(field: pa.Field, key: str) -> str:
+    """Vector columns pass through an expression DuckDB cannot see through, so it keeps filters on them
+    (`target_emb IS NOT NULL`) to itself: Lance fails on such a filter pushed into its scan. Projection is
+    still pushed down."""
+    if pa.types.is_fixed_size_list(field.type):
+        return f'CASE WHEN "{key}" IS NOT NULL THEN "{field.name}" END AS "{field.name}"'
+    return f'"{field.name}"'
 
 
 def run_sql(lake: Lake, query: str, params: Mapping[str, Any] | None = None,

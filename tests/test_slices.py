@@ -142,3 +142,55 @@ def test_splits_never_move_when_rows_are_appended(db):
     shares = Counter(split_for(f"p{i}") for i in range(20000))
     assert abs(shares["train"] / 20000 - 0.9) < 0.01 and abs(shares["bench"] / 20000 - 0.05) < 0.005
     assert np.all([split_for("abc") == split_for("abc") for _ in range(3)])
+
+
+def test_curation_queries_agree_between_duckdb_and_daft(db):
+    s = build_slice(db, strategy=Strategy("temperature", alpha=0.5), name="t05")
+    save_slice(db, s)
+    for name, params in [("edit_type_distribution", {}), ("balance_preview", {"alpha": 0.5}),
+                         ("quality_outliers", {"min_edit_strength": 3, "limit": 20}),
+                         ("slice_composition", {"slice_id": s.slice_id})]:
+        duck = db.query(name, **params).to_pylist()
+        assert duck, name
+        assert duck == db.query(name, engine="daft", **params).to_pylist(), name
+    preview = {r["category"]: r for r in db.query("balance_preview", alpha=0.5).to_pylist()}
+    assert preview["global_style"]["share_after"] == pytest.approx(s.allocation.shares["global_style"], abs=1e-4)
+    composition = db.query("slice_composition", slice_id=s.slice_id).to_pylist()
+    assert sum(r["rows"] for r in composition) == 230 and sum(r["share"] for r in composition) == pytest.approx(1, 1e-3)
+    with pytest.raises(lake.LakeError, match="is not a column"):
+        db.query("balance_preview", by="colour; DROP TABLE x")
+
+
+def test_vector_filters_and_near_duplicates(db):
+    rng = np.random.default_rng(0)
+    rows = rows_for({"local_add": 6}, prefix="emb")
+    base = rng.standard_normal(256).astype(np.float32)
+    for i, row in enumerate(rows):
+        row["target_emb"] = base + (0.001 if i < 2 else 1.0) * rng.standard_normal(256).astype(np.float32)
+    db.upsert("quadruplets", rows)
+    assert db.sql("SELECT count(*) AS n FROM quadruplets WHERE target_emb IS NOT NULL")["n"][0].as_py() == 6
+    pairs = db.query("near_duplicates", min_similarity=0.99).to_pylist()
+    assert [(p["id_a"], p["id_b"]) for p in pairs] == [("emb-local_add-0000", "emb-local_add-0001")]
+
+
+def test_balance_and_slice_commands(db):
+    from click.testing import CliRunner
+
+    from lake.cli import cli
+
+    run = lambda *a: CliRunner().invoke(cli, [*a, "--lake", db.uri])  # noqa: E731
+    dry = run("balance", "--strategy", "uniform", "--dry-run")
+    assert dry.exit_code == 0 and "dry run: nothing saved" in dry.output and "repeat 4.6 times" in dry.output
+    assert db.count("slices") == 0
+    saved = run("balance", "--strategy", "temperature", "--alpha", "0.3", "--where", "edit_strength >= 2",
+                "--name", "t03")
+    assert saved.exit_code == 0 and "saved slice" in saved.output, saved.output
+    run("balance", "--strategy", "cap", "--max-repeats", "2", "--name", "unimax")
+    listing = run("slice", "list").output
+    assert "t03" in listing and "unimax" in listing
+    shown = run("slice", "show", "t03").output
+    assert "where edit_strength >= 2" in shown and "temperature" in shown
+    diff = run("slice", "diff", "t03", "unimax")
+    assert diff.exit_code == 0 and "share_a" in diff.output
+    bad = run("balance", "--strategy", "temperature")
+    assert bad.exit_code == 1 and "alpha" in bad.output
