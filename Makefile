@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(PY) bench/lake_bench.py
 	$(PY) bench/synthetic_bench.py
 	$(PY) bench/pipeline_bench.py
+	$(PY) bench/balance_bench.py
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401 - pa.compute
 
 from lake.balance import Allocation, Strategy, allocate
 from lake.errors import LakeError
@@ -48,7 +49,9 @@ class Slice:
     def weights(self) -> np.ndarray:
         """Sampling probability of each row: its category's share spread evenly over the category's rows."""
         shares, counts = self.allocation.shares, self.allocation.counts
-        return np.array([shares[c] / counts[c] for c in self.categories], np.float64)
+        encoded = pa.array(self.categories, pa.string()).dictionary_encode()
+        per_category = np.array([shares[c] / counts[c] for c in encoded.dictionary.to_pylist()], np.float64)
+        return per_category[encoded.indices.to_numpy()]
 
     def report(self) -> list[dict]:
         return self.allocation.report()
@@ -73,9 +76,10 @@ def build_slice(db: Lake, table: str = "quadruplets", by: str = "edit_type", str
     rows = db.sql(f'SELECT "{key}" AS id, CAST({by} AS VARCHAR) AS category FROM {table}'
                   + (f" WHERE {where}" if where else "") + " ORDER BY id", version={table: pinned})
     ids = np.asarray(rows["id"].to_pylist(), dtype=object)
-    categories = np.asarray([c if c is not None else "null" for c in rows["category"].to_pylist()], dtype=object)
-    values, counts = np.unique(categories.astype(str), return_counts=True)
-    allocation = allocate(dict(zip(values.tolist(), counts.tolist(), strict=True)), strategy, epoch_size)
+    category_column = pa.compute.fill_null(rows["category"], "null")
+    categories = np.asarray(category_column.to_pylist(), dtype=object)
+    counted = pa.compute.value_counts(category_column).to_pylist()
+    allocation = allocate({c["values"]: c["counts"] for c in counted}, strategy, epoch_size)
     slice_id = _slice_id(table, pinned, where, by, strategy, seed, allocation.epoch_size)
     return Slice(slice_id=slice_id, name=name or f"{table}-{strategy.name}-{slice_id[:6]}", table=table,
                  table_version=pinned, where=where, by=by, strategy=strategy, seed=seed, allocation=allocation,

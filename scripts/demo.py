@@ -2,8 +2,9 @@
 
 Today: synthetic edit pairs and a small real-layout dataset (Kiwi-Edit CSV with some broken rows) are ingested
 into the lake (bad rows land in `rejects`); the RefVIE pipeline turns the pairs into scored, embedded quadruplets
-on Ray Data; SQL and Daft answer the same question; a preview grid is written; versions are tagged; `lake info`
-closes. Rerunning it adds nothing. Set KIWI_LAKE to use another lake."""
+on Ray Data; SQL and Daft answer the same question; the natural and a rebalanced mix are shown side by side and
+saved as slices; a preview grid is written; versions are tagged; `lake info` closes. Rerunning it adds nothing.
+Set KIWI_LAKE to use another lake."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ import daft
 
 import lake
 from lake import media
+from lake.balance import Strategy
+from lake.slices import build_slice, diff_slices, save_slice
 from refvie.ingest import IngestConfig, ingest
 from refvie.pipeline import build
 from refvie.preview import save_grid, synthetic_rows
@@ -78,18 +81,31 @@ def main() -> None:
                    "FROM quadruplets GROUP BY 1 ORDER BY n DESC")
     print(tasks.to_pandas().to_string(index=False))
 
-    print("\n5. what was rejected and why (named query rejects_by_reason):")
+    print("\n5. rebalance: the natural mix leans local; a temperature slice (alpha 0.3) evens it out, pinned to")
+    print(f"   quadruplets version {db.table('quadruplets').version} and saved with its lineage:")
+    natural = build_slice(db, strategy=Strategy("natural"), name="demo-natural")
+    balanced = build_slice(db, strategy=Strategy("temperature", alpha=0.3), name="demo-temperature-0.3")
+    side = {r["category"]: r for r in diff_slices(natural, balanced)}
+    print(f"   {'edit_type':<18} {'rows':>5} {'natural':>8} {'alpha 0.3':>10} {'repeats':>8}")
+    for c, r in sorted(side.items(), key=lambda kv: -kv[1]["rows_a"]):
+        print(f"   {c:<18} {r['rows_a']:>5} {r['share_a']:>8.3f} {r['share_b']:>10.3f} "
+              f"{balanced.allocation.repeats()[c]:>8.2f}")
+    for s in (natural, balanced):
+        save_slice(db, s)
+    print(f"   saved slices {natural.slice_id[:8]} ({natural.name}) and {balanced.slice_id[:8]} ({balanced.name})")
+
+    print("\n6. what was rejected and why (named query rejects_by_reason):")
     print(db.query("rejects_by_reason").to_pandas().to_string(index=False))
 
     grid = save_grid(synthetic_rows(6, seed=0), WORK / "preview.png")
-    print(f"\n6. preview grid (source | reference | target) written to {grid}")
+    print(f"\n7. preview grid (source | reference | target) written to {grid}")
 
     for table in ("pairs", "quadruplets"):
         if "demo" not in {tag for _, tag, _ in db.tags(table)}:
             db.tag(table, "demo")
     first = db.read("quadruplets", columns=["id", "instruction"], limit=1).to_pylist()[0]
     frames = db.read_video("quadruplets", first["id"], "target_video")
-    print(f"\n7. {first['id']} ({first['instruction']!r}): target video decoded from its Lance blob, "
+    print(f"\n8. {first['id']} ({first['instruction']!r}): target video decoded from its Lance blob, "
           f"{frames.shape} {frames.dtype}; its nearest neighbours by target embedding:")
     print(db.nearest(first["id"], k=3).to_pandas().to_string(index=False) + "\n")
     sys.stdout.flush()

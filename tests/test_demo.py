@@ -19,6 +19,7 @@ def test_demo_ingests_builds_previews_and_is_idempotent(tmp_path):
     assert "read 24, accepted 0, already in the lake 24, rejected 0" in second
     assert "refvie build: 27 pending" in first and "refvie build: 0 pending" in second
     assert "Daft agrees: True" in second
+    assert "saved slices" in first and "alpha 0.3" in first
     assert (tmp_path / "demo" / "preview.png").stat().st_size > 10_000
     rows = {ln.split()[0]: ln.split() for ln in second.splitlines() if ln.strip() and ln.split()[0] in
             ("pairs", "quadruplets", "rejects")}

@@ -194,3 +194,15 @@ def test_balance_and_slice_commands(db):
     assert diff.exit_code == 0 and "share_a" in diff.output
     bad = run("balance", "--strategy", "temperature")
     assert bad.exit_code == 1 and "alpha" in bad.output
+
+
+def test_bulk_ids_equal_the_iterator(db):
+    s = build_slice(db, strategy=Strategy("uniform"), seed=9)
+    for world in (1, 3):
+        for rank in range(world):
+            assert list(s.sampler(seed=9, rank=rank, world_size=world).remaining_ids()) == \
+                list(s.sampler(seed=9, rank=rank, world_size=world))
+    resumed = s.sampler(seed=9)
+    it = iter(resumed)
+    head = [next(it) for _ in range(11)]
+    assert head + list(resumed.remaining_ids()) == list(s.sampler(seed=9))
