@@ -98,22 +98,36 @@ class ImageDescriptor:
 
 
 class ClipImageEmbedder:
-    """A transformers CLIP/SigLIP vision model loaded from a local folder (the configurable upgrade)."""
+    """A transformers CLIP/SigLIP model loaded from a local folder (the configurable upgrade).
 
-    def __init__(self, path: str, device: str = "cpu"):
+    Its features are mapped to the lake's image-embedding width by a fixed, seeded Gaussian projection when the
+    widths differ (Johnson-Lindenstrauss: cosine similarities survive), so the table schema stays put."""
+
+    def __init__(self, path: str, device: str = "cpu", dim: int = IMAGE_EMBEDDING_DIM):
         import torch
+        import transformers
         from transformers import AutoImageProcessor, AutoModel
 
-        self.torch = torch
+        transformers.logging.set_verbosity_error()
+        self.torch, self.device, self.dim = torch, device, dim
         self.processor = AutoImageProcessor.from_pretrained(path)
         self.model = AutoModel.from_pretrained(path).to(device).eval()
-        self.device = device
+        self.projection: np.ndarray | None = None
 
     def __call__(self, images: list[np.ndarray]) -> np.ndarray:
+        if not len(images):
+            return np.zeros((0, self.dim), np.float32)
         inputs = self.processor(images=list(images), return_tensors="pt").to(self.device)
         with self.torch.no_grad():
             features = self.model.get_image_features(**inputs)
-        return l2_normalise(features.float().cpu().numpy())
+        features = getattr(features, "pooler_output", features)  # some versions wrap the tensor
+        features = l2_normalise(features.float().cpu().numpy())
+        if features.shape[1] != self.dim:
+            if self.projection is None:
+                rng = np.random.default_rng(features.shape[1])
+                self.projection = rng.standard_normal((features.shape[1], self.dim)).astype(np.float32)
+            features = features @ self.projection
+        return l2_normalise(features)
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:

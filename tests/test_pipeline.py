@@ -213,3 +213,13 @@ def test_model_localiser_in_the_pipeline(tmp_path):
     summary = build_local(db, PipelineConfig(localise_model_path=str(tiny_clipseg(tmp_path / "clipseg"))))
     assert summary.accepted + summary.rejected_total == 10
     assert len(final_state(db)[0]) == 10
+
+
+def test_clip_image_embeddings_in_the_pipeline(tmp_path):
+    from tests.tiny_models import tiny_clip
+
+    db = lake.open(tmp_path / "lake")
+    ingest(SyntheticSource(8, SMALL), db, QUIET)
+    summary = build_local(db, PipelineConfig(image_model_path=str(tiny_clip(tmp_path / "clip"))))
+    assert summary.accepted + summary.rejected_total == 8 and summary.accepted > 0
+    assert all(len(v) == 256 for v in db.read("quadruplets", columns=["target_emb"])["target_emb"].to_pylist())

@@ -261,3 +261,15 @@ def test_segmentation_localiser_loads_by_path_and_falls_back(tmp_path):
         elif diff.any():
             near_diff = cv2.dilate(diff.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
             assert not (mask & ~near_diff).any()
+
+
+def test_clip_image_embedder_loads_by_path_and_fits_the_table_width(tmp_path):
+    from lake.embed import ClipImageEmbedder
+    from tests.tiny_models import tiny_clip
+
+    embedder = ClipImageEmbedder(str(tiny_clip(tmp_path)))
+    frames = [moving_square(i, frames=1, size=64)[0] for i in range(3)]
+    vectors = embedder(frames)
+    assert vectors.shape == (3, 256) and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+    assert np.allclose(embedder(frames[:1]), vectors[:1], atol=1e-5)  # the projection is fixed
+    assert embedder([]).shape == (0, 256)

@@ -91,3 +91,23 @@ def tiny_clipseg(folder: Path) -> Path:
     CLIPSegForImageSegmentation(config).save_pretrained(folder / "clipseg")
     processor.save_pretrained(folder / "clipseg")
     return folder / "clipseg"
+
+
+def tiny_clip(folder: Path, projection_dim: int = 48) -> Path:
+    """A randomly initialised CLIP (image and text towers) with a PIL image processor, saved by save_pretrained."""
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    config = CLIPConfig(
+        text_config=dict(vocab_size=100, hidden_size=32, intermediate_size=37, num_attention_heads=4,
+                         num_hidden_layers=2, max_position_embeddings=32),
+        vision_config=dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
+                           image_size=32, patch_size=8),
+        projection_dim=projection_dim)
+    torch.manual_seed(0)
+    CLIPModel(config).save_pretrained(folder / "clip")
+    CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(
+        folder / "clip")
+    return folder / "clip"
