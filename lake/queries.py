@@ -96,10 +96,15 @@ def run_daft(lake: Lake, sql: str, values: Mapping[str, Any],
     versions = _versions_per_table(tables, version)
     frames = {t: lake.daft(t, version=versions.get(t)) for t in tables}
     text = _VALUE.sub(lambda m: _literal(values[m.group(1)]), sql)
+    for duckdb_name, daft_name in _DAFT_FUNCTIONS.items():
+        text = re.sub(rf"\b{duckdb_name}\s*\(", f"{daft_name}(", text)
     try:
         return daft.sql(text, register_globals=False, **frames).to_arrow()
     except Exception as e:  # noqa: BLE001 - Daft raises its own hierarchy
         raise LakeError(f"Daft SQL failed: {str(e).splitlines()[0]}") from None
+
+
+_DAFT_FUNCTIONS = {"array_cosine_distance": "cosine_distance"}  # DuckDB name -> Daft name, same meaning
 
 
 def _literal(value: Any) -> str:

@@ -171,6 +171,7 @@ def test_vector_filters_and_near_duplicates(db):
     assert db.sql("SELECT count(*) AS n FROM quadruplets WHERE target_emb IS NOT NULL")["n"][0].as_py() == 6
     pairs = db.query("near_duplicates", min_similarity=0.99).to_pylist()
     assert [(p["id_a"], p["id_b"]) for p in pairs] == [("emb-local_add-0000", "emb-local_add-0001")]
+    assert db.query("near_duplicates", min_similarity=0.99, engine="daft").to_pylist() == pairs
 
 
 def test_balance_and_slice_commands(db):
