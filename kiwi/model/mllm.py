@@ -1,0 +1,149 @@
+"""The MLLM encoder: Qwen2.5-VL reads the instruction, up to 16 source frames and (for reference tasks) the
+reference image; learnable query tokens appended after the prompt come out as the query features, and the states
+at the reference image's visual tokens as the reference features.
+
+Queries enter through `inputs_embeds` written into the slots of a registered special token (`<|kiwi_query|>`,
+not a magic id), while `input_ids` and `mm_token_type_ids` are still passed: Qwen's multimodal rotary positions
+are computed from the ids, and the variants that omit them give silently wrong positions (STACK_NOTES)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+QUERY_TOKEN = "<|kiwi_query|>"
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
+                  "<|image_pad|>", "<|video_pad|>", QUERY_TOKEN]
+CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)
+CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)
+
+
+@dataclass(frozen=True)
+class QueryCounts:
+    image: int = 256
+    video: int = 512
+    reference: int = 768
+
+    def for_task(self, task: str) -> int:
+        return {"image": self.image, "video": self.video, "reference": self.reference}[task]
+
+
+@dataclass
+class EncodedPrompt:
+    query_features: torch.Tensor  # (B, N, hidden)
+    reference_features: torch.Tensor | None  # (B, R, hidden): states at the reference image's tokens
+    hidden_states: torch.Tensor  # (B, S, hidden), last layer (after the final norm in transformers 5)
+
+
+def tiny_tokenizer(corpus: list[str], vocab_size: int = 400):
+    """A byte-level BPE trained on `corpus` with Qwen's special tokens and the query placeholder: the stand-in
+    for Qwen's own tokenizer files, which cannot be downloaded here; saved and loaded like any tokenizer."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE(unk_token=None))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.train_from_iterator(corpus, trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                   additional_special_tokens=SPECIAL_TOKENS[1:])
+
+
+def tiny_qwen_config(tokenizer, hidden: int = 64, layers: int = 2):
+    from transformers import Qwen2_5_VLConfig
+
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    return Qwen2_5_VLConfig(
+        text_config=dict(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden,
+                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=1024, bos_token_id=ids["<|im_start|>"], eos_token_id=ids["<|im_end|>"],
+                         pad_token_id=ids["<|endoftext|>"],
+                         rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]}),
+        vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=hidden,
+                           patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=56,
+                           fullatt_block_indexes=[1]),
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
+
+
+def patchify_video(frames: np.ndarray, patch: int = 14, merge: int = 2, temporal: int = 2):
+    """(T, H, W, 3) uint8 -> Qwen's pixel_values_videos and video_grid_thw, without torchvision. T is cut to a
+    multiple of `temporal`, H and W are cropped to multiples of patch * merge."""
+    import cv2
+
+    t = max(temporal, len(frames) - len(frames) % temporal)
+    frames = np.concatenate([frames, frames[-1:].repeat(t - len(frames), 0)]) if len(frames) < t else frames[:t]
+    side = patch * merge
+    h, w = max(side, frames.shape[1] // side * side), max(side, frames.shape[2] // side * side)
+    if (h, w) != frames.shape[1:3]:
+        frames = np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in frames])
+    x = ((frames.astype(np.float32) / 255.0 - CLIP_MEAN) / CLIP_STD).transpose(0, 3, 1, 2)
+    gt, gh, gw = t // temporal, h // patch, w // patch
+    x = x.reshape(gt, temporal, 3, gh // merge, merge, patch, gw // merge, merge, patch)
+    x = x.transpose(0, 3, 6, 4, 7, 2, 1, 5, 8).reshape(gt * gh * gw, 3 * temporal * patch * patch)
+    return torch.from_numpy(np.ascontiguousarray(x)), torch.tensor([[gt, gh, gw]])
+
+
+class KiwiMLLM(nn.Module):
+    def __init__(self, model, tokenizer, image_processor, queries: QueryCounts = QueryCounts(), max_frames: int = 16):
+        super().__init__()
+        self.model, self.tokenizer, self.image_processor = model, tokenizer, image_processor
+        self.max_frames = max_frames
+        self.counts = queries
+        hidden = model.config.text_config.hidden_size
+        self.queries = nn.ParameterDict({task: nn.Parameter(torch.randn(queries.for_task(task), hidden) * 0.02)
+                                         for task in ("image", "video", "reference")})
+        ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+        if ids[QUERY_TOKEN] is None or ids[QUERY_TOKEN] == tokenizer.unk_token_id:
+            raise ValueError(f"the tokenizer does not know the query token {QUERY_TOKEN}")
+        self.query_id, self.image_id, self.video_id = ids[QUERY_TOKEN], ids["<|image_pad|>"], ids["<|video_pad|>"]
+        self.merge = model.config.vision_config.spatial_merge_size
+
+    def freeze_vision(self) -> None:
+        for p in self.model.model.visual.parameters():
+            p.requires_grad_(False)
+
+    def prompt(self, instruction: str, video_tokens: int, reference_tokens: int, queries: int) -> str:
+        vision = f"<|vision_start|>{'<|video_pad|>' * video_tokens}<|vision_end|>"
+        ref = f"<|vision_start|>{'<|image_pad|>' * reference_tokens}<|vision_end|>" if reference_tokens else ""
+        return f"<|im_start|>user\n{vision}{ref}{instruction}<|im_end|>\n{QUERY_TOKEN * queries}"
+
+    def encode(self, instructions: list[str], videos: list[np.ndarray], references: list[np.ndarray] | None = None,
+               task: str = "video", use_queries: bool = True) -> EncodedPrompt:
+        """Encode a batch (same frame size and count within it). `use_queries=False` passes input_ids alone (the
+        placeholder token's own embedding stays in the query slots): the plain run the injection is tested against."""
+        device = next(self.model.parameters()).device
+        n_queries = self.counts.for_task(task)
+        pv, thw = zip(*(patchify_video(v[: self.max_frames]) for v in videos), strict=True)
+        video_tokens = int(thw[0].prod()) // self.merge**2
+        ref_inputs, ref_tokens = None, 0
+        if references is not None:
+            ref_inputs = self.image_processor(images=list(references), return_tensors="pt")
+            ref_tokens = int(ref_inputs["image_grid_thw"][0].prod()) // self.merge**2
+        texts = [self.prompt(t, video_tokens, ref_tokens, n_queries) for t in instructions]
+        batch = self.tokenizer(texts, return_tensors="pt", padding=True).to(device)
+        ids = batch["input_ids"]
+        type_ids = (ids == self.image_id).long() + 2 * (ids == self.video_id).long()
+        embeds = self.model.get_input_embeddings()(ids)
+        slots = ids == self.query_id
+        if use_queries:
+            queries = self.queries[task].to(embeds.dtype).unsqueeze(0).expand(len(texts), -1, -1)
+            embeds = embeds.masked_scatter(slots.unsqueeze(-1), queries.reshape(-1, embeds.shape[-1]))
+        kwargs = dict(input_ids=ids, attention_mask=batch["attention_mask"],
+                      mm_token_type_ids=type_ids, pixel_values_videos=torch.cat(pv).to(device),
+                      video_grid_thw=torch.cat(thw).to(device),
+                      second_per_grid_ts=torch.ones(len(texts), device=device), output_hidden_states=True)
+        if use_queries:
+            kwargs["inputs_embeds"] = embeds
+        if ref_inputs is not None:
+            kwargs.update(pixel_values=ref_inputs["pixel_values"].to(device),
+                          image_grid_thw=ref_inputs["image_grid_thw"].to(device))
+        self.model.model.rope_deltas = None  # a cached delta from an earlier call would shift the positions
+        hidden = self.model.model(**kwargs).hidden_states[-1]
+        query_features = hidden[slots].view(len(texts), n_queries, -1)
+        reference_features = hidden[ids == self.image_id].view(len(texts), ref_tokens, -1) if ref_tokens else None
+        return EncodedPrompt(query_features, reference_features, hidden)
