@@ -76,10 +76,13 @@ class KiwiTransformer(nn.Module):
 
     def forward(self, hidden_states: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor,
                 source_latents: torch.Tensor | None = None, sigma: torch.Tensor | None = None,
-                reference_latents: torch.Tensor | None = None, mask_reference: bool = False) -> torch.Tensor:
+                reference_latents: torch.Tensor | None = None, mask_reference: bool = False,
+                context_projected: bool = False) -> torch.Tensor:
         """hidden_states (B, C, T, H, W) noisy latents; timestep (B,); encoder_hidden_states (B, L, text_dim)
         context; source_latents like hidden_states; sigma (B,) the noise level; reference_latents (B, C, 1, H', W').
-        mask_reference keeps video tokens from attending to reference tokens (for ablations and tests)."""
+        mask_reference keeps video tokens from attending to reference tokens (for ablations and tests).
+        context_projected: the context already has the DiT's width (Kiwi's connectors) and skips the text
+        embedder, which exists for umT5 features."""
         t = self.transformer
         b, _, frames, height, width = hidden_states.shape
         p_t, p_h, p_w = t.config.patch_size
@@ -110,7 +113,13 @@ class KiwiTransformer(nn.Module):
         for processor in self.processors:
             processor.mask = mask
 
-        temb, timestep_proj, context, _ = t.condition_embedder(timestep, encoder_hidden_states, None)
+        if context_projected:
+            embedder = t.condition_embedder
+            steps = embedder.timesteps_proj(timestep).to(next(iter(embedder.time_embedder.parameters())).dtype)
+            temb = embedder.time_embedder(steps).type_as(encoder_hidden_states)
+            timestep_proj, context = embedder.time_proj(embedder.act_fn(temb)), encoder_hidden_states
+        else:
+            temb, timestep_proj, context, _ = t.condition_embedder(timestep, encoder_hidden_states, None)
         timestep_proj = timestep_proj.unflatten(1, (6, -1))
         try:
             for block in t.blocks:

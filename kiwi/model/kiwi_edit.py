@@ -1,0 +1,97 @@
+"""Kiwi-Edit assembled: MLLM encoder -> dual connector -> conditioned Wan DiT, with the Wan VAE, trained by
+flow matching. `tiny()` builds every part at toy width from configs (random weights), for tests and CPU demos."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from kiwi.model.connector import Connector
+from kiwi.model.dit import KiwiTransformer
+from kiwi.model.flow import FlowMatching
+from kiwi.model.mllm import KiwiMLLM, QueryCounts
+
+TASK_QUERIES = {"instruct": "video", "image": "image", "ref_subject": "reference", "ref_background": "reference"}
+
+
+@dataclass
+class EditBatch:
+    instructions: list[str]
+    source: np.ndarray  # (B, T, H, W, 3) uint8
+    target: np.ndarray  # (B, T, H, W, 3) uint8
+    reference: np.ndarray | None = None  # (B, H, W, 3) uint8, for reference tasks
+    task: str = "instruct"
+
+
+class KiwiEdit(nn.Module):
+    def __init__(self, mllm: KiwiMLLM, transformer: KiwiTransformer, vae, flow: FlowMatching | None = None):
+        super().__init__()
+        self.mllm, self.transformer, self.vae = mllm, transformer, vae
+        self.flow = flow or FlowMatching()
+        hidden = mllm.model.config.text_config.hidden_size
+        width = transformer.config.num_attention_heads * transformer.config.attention_head_dim
+        self.query_connector = Connector(hidden, width)
+        self.reference_connector = Connector(hidden, width)
+        vae.requires_grad_(False)
+        mllm.freeze_vision()
+
+    # ------------------------------------------------------------------------------------------- pieces
+    def encode_video(self, frames: np.ndarray) -> torch.Tensor:
+        """uint8 (B, T, H, W, 3) -> normalised VAE latents (B, C, T', H', W')."""
+        device = next(self.transformer.parameters()).device
+        x = torch.from_numpy(np.ascontiguousarray(frames)).to(device).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
+        with torch.no_grad():
+            latents = self.vae.encode(x).latent_dist.mode()
+        mean = torch.tensor(self.vae.config.latents_mean, device=device).view(1, -1, 1, 1, 1)
+        std = torch.tensor(self.vae.config.latents_std, device=device).view(1, -1, 1, 1, 1)
+        return (latents - mean) / std
+
+    def context(self, batch: EditBatch) -> torch.Tensor:
+        """Query features (and reference features for reference tasks) through the connectors, concatenated."""
+        references = list(batch.reference) if batch.reference is not None else None
+        encoded = self.mllm.encode(batch.instructions, list(batch.source), references,
+                                   task=TASK_QUERIES[batch.task])
+        parts = [self.query_connector(encoded.query_features)]
+        if encoded.reference_features is not None:
+            parts.append(self.reference_connector(encoded.reference_features))
+        return torch.cat(parts, dim=1)
+
+    # ------------------------------------------------------------------------------------------- training
+    def training_loss(self, batch: EditBatch, generator: torch.Generator | None = None) -> torch.Tensor:
+        x0 = self.encode_video(batch.target)
+        source = self.encode_video(batch.source) if batch.task != "image" else None
+        reference = self.encode_video(batch.reference[:, None]) if batch.reference is not None else None
+        sigma = self.flow.sample_sigma(x0.shape[0], generator, device=x0.device)
+        noise = torch.randn(x0.shape, generator=generator, device="cpu").to(x0.device)
+        prediction = self.transformer(self.flow.noisy(x0, noise, sigma), self.flow.timestep(sigma), self.context(batch),
+                                      source_latents=source, sigma=sigma, reference_latents=reference,
+                                      context_projected=True)
+        return self.flow.loss(prediction, x0, noise)
+
+
+TINY_QUERIES = QueryCounts(image=4, video=8, reference=8)
+
+
+def tiny(seed: int = 0, queries: QueryCounts = TINY_QUERIES) -> KiwiEdit:
+    """Every part at toy width (MLLM hidden 64, DiT width 32, VAE z=4), random weights: ~1 s a step on CPU."""
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+    from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2VLImageProcessorPil
+
+    from kiwi.model.mllm import tiny_qwen_config, tiny_tokenizer
+
+    torch.manual_seed(seed)
+    corpus = ["Add a red ball", "Remove the cat", "Replace the background with a beach", "Swap the star for a disc",
+              "Make the video look like a painting", "Turn the box blue"] * 8
+    tokenizer = tiny_tokenizer(corpus)
+    qwen = Qwen2_5_VLForConditionalGeneration(tiny_qwen_config(tokenizer))
+    processor = Qwen2VLImageProcessorPil(patch_size=14, merge_size=2, temporal_patch_size=2, min_pixels=56 * 56,
+                                         max_pixels=56 * 56)
+    vae = AutoencoderKLWan(base_dim=8, z_dim=4, dim_mult=[1, 1, 1, 1], num_res_blocks=1, attn_scales=[],
+                           temperal_downsample=[False, True, True], latents_mean=[0.0] * 4, latents_std=[1.0] * 4)
+    dit = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=16, in_channels=4,
+                                out_channels=4, text_dim=32, freq_dim=32, ffn_dim=64, num_layers=2,
+                                cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=32)
+    return KiwiEdit(KiwiMLLM(qwen, tokenizer, processor, queries), KiwiTransformer(dit), vae)
