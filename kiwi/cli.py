@@ -1,0 +1,73 @@
+"""`kiwi`: create, run and (later) train the Kiwi-Edit model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from lake.cli_common import FriendlyGroup
+from lake.errors import MediaError
+
+
+@click.group(cls=FriendlyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Kiwi-Edit: instruction- and reference-guided video editing."""
+
+
+@cli.command()
+@click.option("--config", type=click.Choice(["tiny"]), default="tiny", show_default=True,
+              help="Model size (the full one loads pretrained parts from local paths; not wired yet).")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder to write the model to.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def init(config: str, out: Path, seed: int) -> None:
+    """Write a randomly initialised model (what tests, the demo and notebooks use)."""
+    from kiwi.model.io import save_pretrained
+    from kiwi.model.kiwi_edit import tiny
+
+    click.echo(f"wrote {config} Kiwi-Edit to {save_pretrained(tiny(seed=seed), out)}")
+
+
+@cli.command("edit")
+@click.option("--model", "model_dir", required=True, type=click.Path(path_type=Path))
+@click.option("--video", required=True, type=click.Path(path_type=Path), help="Source video.")
+@click.option("--instruction", required=True)
+@click.option("--reference", default=None, type=click.Path(path_type=Path), help="Reference image (PNG/JPEG).")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="MP4 to write.")
+@click.option("--steps", type=int, default=8, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--task", type=click.Choice(["instruct", "ref_subject", "ref_background"]), default=None,
+              help="Default: ref_subject with --reference, else instruct.")
+def edit_command(model_dir, video, instruction, reference, out, steps, seed, task) -> None:
+    """Edit a video by an instruction (and a reference image); writes an MP4."""
+    from lake import media
+
+    for path, what in ((video, "video"), (reference, "reference")):
+        if path is not None and not Path(path).is_file():
+            raise click.ClickException(f"{what} {path}: no such file")
+    if task and task.startswith("ref") and reference is None:
+        raise click.ClickException(f"--task {task} needs --reference")
+    try:
+        info = media.probe_video(video, name=str(video))
+        if info.is_image:
+            raise click.ClickException(f"{video} is an image ({info.codec}); pass a video, or use it as --reference")
+        frames = media.decode_video(video, name=str(video))
+        ref = media.decode_image(reference, name=str(reference)) if reference else None
+    except MediaError as e:
+        raise click.ClickException(str(e)) from None
+    from kiwi.edit import edit
+    from kiwi.model.io import from_pretrained
+
+    model = from_pretrained(model_dir)
+    result = edit(model, frames, instruction, ref, task=task, steps=steps, seed=seed, progress=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(media.encode_video(result, fps=info.fps or 8.0))
+    click.echo(f"wrote {out}: {len(result)} frames of {result.shape[2]}x{result.shape[1]}")
+
+
+def main() -> None:
+    cli(prog_name="kiwi")
+
+
+if __name__ == "__main__":
+    main()

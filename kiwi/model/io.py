@@ -1,0 +1,71 @@
+"""Saving and loading Kiwi-Edit in diffusers/transformers conventions: one folder per component, each with its
+config JSON and safetensors, plus `model_index.json` naming them.
+
+    DIR/model_index.json
+    DIR/mllm/          Qwen2.5-VL (save_pretrained) + tokenizer + image processor
+    DIR/transformer/   WanTransformer3DModel (save_pretrained)
+    DIR/vae/           AutoencoderKLWan (save_pretrained)
+    DIR/kiwi/          config.json + model.safetensors: learnable queries, connectors, source/reference embedders"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from kiwi.model.dit import KiwiTransformer
+from kiwi.model.flow import FlowMatching
+from kiwi.model.kiwi_edit import KiwiEdit
+from kiwi.model.mllm import KiwiMLLM, QueryCounts
+
+KIWI_PREFIXES = ("mllm.queries.", "query_connector.", "reference_connector.", "transformer.source_embedder.",
+                 "transformer.reference_embedder.")
+
+
+def save_pretrained(model: KiwiEdit, folder: str | Path) -> Path:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.mllm.model.save_pretrained(folder / "mllm")
+    model.mllm.tokenizer.save_pretrained(folder / "mllm")
+    model.mllm.image_processor.save_pretrained(folder / "mllm")
+    model.transformer.transformer.save_pretrained(folder / "transformer")
+    model.vae.save_pretrained(folder / "vae")
+    (folder / "kiwi").mkdir(exist_ok=True)
+    own = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k.startswith(KIWI_PREFIXES)}
+    save_file(own, folder / "kiwi" / "model.safetensors")
+    counts = model.mllm.counts
+    config = {"queries": {"image": counts.image, "video": counts.video, "reference": counts.reference},
+              "reference_position": model.transformer.reference_position, "flow_shift": model.flow.shift,
+              "max_frames": model.mllm.max_frames}
+    (folder / "kiwi" / "config.json").write_text(json.dumps(config, indent=1))
+    (folder / "model_index.json").write_text(json.dumps(
+        {"_class_name": "KiwiEdit", "mllm": ["transformers", "Qwen2_5_VLForConditionalGeneration"],
+         "transformer": ["diffusers", "WanTransformer3DModel"], "vae": ["diffusers", "AutoencoderKLWan"],
+         "kiwi": ["kiwi", "queries, connectors, embedders"]}, indent=1))
+    return folder
+
+
+def from_pretrained(folder: str | Path, device: str = "cpu", dtype: torch.dtype = torch.float32) -> KiwiEdit:
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+    from transformers import AutoImageProcessor, AutoTokenizer, Qwen2_5_VLForConditionalGeneration
+
+    folder = Path(folder)
+    if not (folder / "model_index.json").is_file():
+        raise FileNotFoundError(f"{folder}: not a Kiwi-Edit model folder (no model_index.json); "
+                                "create one with `kiwi init --config tiny --out DIR`")
+    config = json.loads((folder / "kiwi" / "config.json").read_text())
+    qwen = Qwen2_5_VLForConditionalGeneration.from_pretrained(folder / "mllm", dtype=dtype)
+    mllm = KiwiMLLM(qwen, AutoTokenizer.from_pretrained(folder / "mllm"),
+                    AutoImageProcessor.from_pretrained(folder / "mllm"), QueryCounts(**config["queries"]),
+                    max_frames=config["max_frames"])
+    transformer = KiwiTransformer(WanTransformer3DModel.from_pretrained(folder / "transformer", dtype=dtype),
+                                  reference_position=config["reference_position"])
+    model = KiwiEdit(mllm, transformer, AutoencoderKLWan.from_pretrained(folder / "vae", dtype=dtype),
+                     FlowMatching(shift=config["flow_shift"]))
+    missing = model.load_state_dict(load_file(folder / "kiwi" / "model.safetensors"), strict=False)
+    unexpected = [k for k in missing.unexpected_keys]
+    if unexpected:
+        raise ValueError(f"{folder}/kiwi/model.safetensors has unknown tensors: {unexpected[:3]}")
+    return model.to(device).eval()

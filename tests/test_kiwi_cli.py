@@ -1,0 +1,42 @@
+"""`kiwi init` and `kiwi edit` as a user runs them, and their errors."""
+
+import pytest
+from click.testing import CliRunner
+
+from kiwi.cli import cli
+from lake import media
+from tests.conftest import moving_square
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("kiwi-cli")
+    result = CliRunner().invoke(cli, ["init", "--config", "tiny", "--out", str(folder / "model"), "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    (folder / "in.mp4").write_bytes(media.encode_video(moving_square(2, frames=10, size=70), fps=8))
+    (folder / "ref.png").write_bytes(media.encode_image(moving_square(3, frames=1, size=40)[0]))
+    (folder / "still.png").write_bytes(media.encode_image(moving_square(4, frames=1, size=64)[0]))
+    return folder
+
+
+def test_edit_writes_a_playable_mp4_of_the_right_size_and_length(files):
+    out = files / "out.mp4"
+    result = CliRunner().invoke(cli, ["edit", "--model", str(files / "model"), "--video", str(files / "in.mp4"),
+                                      "--instruction", "Add a red ball", "--reference", str(files / "ref.png"),
+                                      "--out", str(out), "--steps", "2"])
+    assert result.exit_code == 0, result.output
+    info = media.probe_video(out)
+    assert (info.frames, info.width, info.height) == (9, 64, 64)  # 10 frames -> 4k+1 = 9; 70 px -> 64
+    assert media.decode_video(out).shape == (9, 64, 64, 3)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--video", "missing.mp4"], "no such file"),
+    (["--video", "{files}/still.png"], "is an image"),
+    (["--video", "{files}/in.mp4", "--task", "ref_subject"], "needs --reference"),
+])
+def test_edit_errors_are_one_line(files, args, message):
+    args = [a.format(files=files) for a in args]
+    result = CliRunner().invoke(cli, ["edit", "--model", str(files / "model"), "--instruction", "x",
+                                      "--out", str(files / "x.mp4"), *args])
+    assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output
