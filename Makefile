@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(PY) bench/synthetic_bench.py
 	$(PY) bench/pipeline_bench.py
 	$(PY) bench/balance_bench.py
+	$(PY) bench/model_bench.py
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/

@@ -65,3 +65,22 @@ def test_a_fixed_batch_loss_falls():
         losses.append(loss.item())
     print(f"\nfixed-batch loss {losses[0]:.3f} -> {losses[-1]:.3f} in 25 AdamW steps")
     assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_lora_on_the_language_model_attention():
+    from kiwi.model.lora import add_lora, lora_parameters
+
+    model = tiny(seed=2)
+    lm = model.mllm.model.model.language_model
+    add_lora(lm, rank=4)
+    names = [n for n, _ in lm.named_parameters() if "lora_" in n]
+    assert len(names) == 2 * 4 * 2  # A and B for q, k, v, o in each of 2 layers
+    assert not any(p.requires_grad for n, p in lm.named_parameters() if "lora_" not in n)
+    model.train()
+    optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    for _ in range(2):
+        optimiser.zero_grad()
+        model.training_loss(batch("instruct"), torch.Generator().manual_seed(0)).backward()
+        optimiser.step()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in lora_parameters(lm))
+    assert lm.embed_tokens.weight.grad is None  # frozen base weights
