@@ -55,7 +55,7 @@ def edit_command(model_dir, video, instruction, reference, out, steps, seed, tas
         ref = media.decode_image(reference, name=str(reference)) if reference else None
     except MediaError as e:
         raise click.ClickException(str(e)) from None
-    from kiwi.edit import edit
+    from kiwi.inference import edit
     from kiwi.model.io import from_pretrained
 
     model = from_pretrained(model_dir)

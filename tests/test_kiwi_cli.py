@@ -15,6 +15,7 @@ def files(tmp_path_factory):
     assert result.exit_code == 0, result.output
     (folder / "in.mp4").write_bytes(media.encode_video(moving_square(2, frames=10, size=70), fps=8))
     (folder / "ref.png").write_bytes(media.encode_image(moving_square(3, frames=1, size=40)[0]))
+    (folder / "notes.mp4").write_text("these are meeting notes, not a video " * 20)
     (folder / "still.png").write_bytes(media.encode_image(moving_square(4, frames=1, size=64)[0]))
     return folder
 
@@ -34,6 +35,7 @@ def test_edit_writes_a_playable_mp4_of_the_right_size_and_length(files):
     (["--video", "missing.mp4"], "no such file"),
     (["--video", "{files}/still.png"], "is an image"),
     (["--video", "{files}/in.mp4", "--task", "ref_subject"], "needs --reference"),
+    (["--video", "{files}/notes.mp4"], "not_a_video"),
 ])
 def test_edit_errors_are_one_line(files, args, message):
     args = [a.format(files=files) for a in args]

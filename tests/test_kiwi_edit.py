@@ -84,3 +84,17 @@ def test_lora_on_the_language_model_attention():
         optimiser.step()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in lora_parameters(lm))
     assert lm.embed_tokens.weight.grad is None  # frozen base weights
+
+
+@pytest.mark.parametrize(("task", "frames", "with_reference"), [("image", 1, False), ("instruct", 9, False),
+                                                                 ("ref_subject", 9, True)])
+def test_edit_output_shapes_for_image_video_and_reference_tasks(model, task, frames, with_reference):
+    import kiwi
+
+    video = moving_square(3, frames=frames, size=64)
+    reference = moving_square(4, frames=1, size=40)[0] if with_reference else None
+    out = kiwi.edit(model, video, "Add a red ball", reference, task=task, steps=2)
+    assert out.shape == (frames, 64, 64, 3) and out.dtype == np.uint8
+    loss = model.training_loss(EditBatch(["Add a red ball"], video[None], video[None],
+                                         None if reference is None else reference[None][:, :40, :40], task))
+    assert torch.isfinite(loss)

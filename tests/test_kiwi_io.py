@@ -32,3 +32,34 @@ def test_loading_a_folder_that_is_not_a_model_is_a_clear_error(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="not a Kiwi-Edit model folder"):
         from_pretrained(tmp_path)
+
+
+def test_full_builder_loads_released_style_folders_by_path(tmp_path):
+    """The `full` loading code on three separately saved folders shaped like the released ones (tiny weights,
+    and a tokenizer that lacks the query token, as Qwen's does)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from kiwi.model.kiwi_edit import full
+    from kiwi.model.mllm import QUERY_TOKEN, SPECIAL_TOKENS
+
+    model = tiny(seed=4)
+    model.mllm.model.save_pretrained(tmp_path / "qwen")
+    model.mllm.image_processor.save_pretrained(tmp_path / "qwen")
+    bpe = Tokenizer(models.BPE(unk_token=None))
+    bpe.pre_tokenizer, bpe.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
+    without_query = [t for t in SPECIAL_TOKENS if t != QUERY_TOKEN]
+    bpe.train_from_iterator(["Add a red ball", "Remove the cat"] * 5, trainers.BpeTrainer(
+        vocab_size=len(model.mllm.tokenizer) - 1, special_tokens=without_query,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                            additional_special_tokens=without_query[1:]).save_pretrained(tmp_path / "qwen")
+    model.transformer.transformer.save_pretrained(tmp_path / "wan")
+    model.vae.save_pretrained(tmp_path / "vae")
+    loaded = full(str(tmp_path / "qwen"), str(tmp_path / "wan"), str(tmp_path / "vae"),
+                  queries=model.mllm.counts, lora_rank=4, dtype=torch.float32)
+    assert loaded.mllm.tokenizer.convert_ids_to_tokens(loaded.mllm.query_id) == QUERY_TOKEN
+    assert any("lora_" in n for n, _ in loaded.mllm.model.named_parameters())
+    frames = np.stack([moving_square(1, frames=5, size=64)])
+    loss = loaded.training_loss(EditBatch(["Add a red ball"], frames, frames), torch.Generator().manual_seed(0))
+    assert torch.isfinite(loss)

@@ -95,3 +95,30 @@ def tiny(seed: int = 0, queries: QueryCounts = TINY_QUERIES) -> KiwiEdit:
                                 out_channels=4, text_dim=32, freq_dim=32, ffn_dim=64, num_layers=2,
                                 cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=32)
     return KiwiEdit(KiwiMLLM(qwen, tokenizer, processor, queries), KiwiTransformer(dit), vae)
+
+
+def full(mllm_path: str, transformer_path: str, vae_path: str, queries: QueryCounts | None = None,
+         lora_rank: int = 64, dtype: torch.dtype = torch.bfloat16) -> KiwiEdit:
+    """The released shape: Qwen2.5-VL-3B-Instruct, Wan2.2-TI2V-5B transformer and VAE from local folders (nothing
+    downloads), 256 / 512 / 768 queries, LoRA rank 64 on the language model's attention. The query placeholder is
+    registered as a special token if the tokenizer lacks it (the embedding table grows by one row)."""
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+    from transformers import AutoImageProcessor, AutoTokenizer, Qwen2_5_VLForConditionalGeneration
+
+    from kiwi.model.lora import add_lora
+    from kiwi.model.mllm import QUERY_TOKEN
+
+    tokenizer = AutoTokenizer.from_pretrained(mllm_path)
+    qwen = Qwen2_5_VLForConditionalGeneration.from_pretrained(mllm_path, dtype=dtype)
+    if QUERY_TOKEN not in tokenizer.get_vocab():
+        tokenizer.add_special_tokens({"additional_special_tokens": [QUERY_TOKEN]})
+        qwen.resize_token_embeddings(len(tokenizer))
+    mllm = KiwiMLLM(qwen, tokenizer, AutoImageProcessor.from_pretrained(mllm_path), queries or QueryCounts())
+    if lora_rank:
+        add_lora(qwen.model.language_model, rank=lora_rank)
+    transformer = KiwiTransformer(WanTransformer3DModel.from_pretrained(transformer_path, dtype=dtype))
+    model = KiwiEdit(mllm, transformer, AutoencoderKLWan.from_pretrained(vae_path, dtype=dtype))
+    for module in (model.query_connector, model.reference_connector, transformer.source_embedder,
+                   transformer.reference_embedder, mllm.queries):
+        module.to(dtype)  # new modules are cast explicitly; a bare .to(bf16) would also cast Wan's fp32 tables
+    return model
