@@ -348,7 +348,7 @@ class Lake:
         addresses = found["_rowaddr"].to_pylist()
         if not addresses:
             return []
-        by_address = dict(ds.read_blobs(column, addresses=addresses, preserve_order=True))
+        by_address = dict(ds.read_blobs(column, addresses=list(dict.fromkeys(addresses)), preserve_order=True))
         return [by_address[a] for a in addresses]
 
     def read_video(self, table: str, key: Any, column: str = "source_video",
@@ -369,10 +369,9 @@ class Lake:
         ds = self.dataset(table, version)
         if not keys:
             return ds.to_table(columns=columns, limit=0, with_row_address=True), ds
-        if len(set(keys)) != len(keys):
-            raise LakeError(f"{table}: duplicate keys requested")
         wanted = columns if key in columns else [*columns, key]
-        found = ds.to_table(columns=wanted, filter=_in_filter(key, keys), with_row_address=True)
+        # a key asked for twice (a sampler repeating a row) is read once and returned twice
+        found = ds.to_table(columns=wanted, filter=_in_filter(key, list(dict.fromkeys(keys))), with_row_address=True)
         position = {k: i for i, k in enumerate(found[key].to_pylist())}
         missing = [k for k in keys if k not in position]
         if missing:

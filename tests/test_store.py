@@ -134,3 +134,10 @@ def test_delete_and_optimize(empty_lake):
     assert [ix.columns for ix in empty_lake.table("quadruplets").list_indices()] == [["id"]]
     assert empty_lake.count("quadruplets") == before
     assert empty_lake.take("quadruplets", ["q0-00001"])["id"][0].as_py() == "q0-00001"
+
+
+def test_a_key_asked_for_twice_comes_back_twice(filled_lake):
+    keys = ["q0-00005", "q0-00009", "q0-00005"]
+    assert filled_lake.take("quadruplets", keys, columns=["id"])["id"].to_pylist() == keys
+    blobs = filled_lake.read_blobs("quadruplets", "source_video", keys)
+    assert blobs[0] == blobs[2] != blobs[1]

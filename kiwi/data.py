@@ -1,0 +1,132 @@
+"""Streaming a curated slice into training: the slice's deterministic sampler gives row ids of the pinned table
+version; rows are taken by id (Lance random access, video blobs read as whole payloads, lazily per batch),
+decoded and preprocessed, and delivered as `EditBatch`es, with a bounded prefetch on a worker thread.
+
+Preprocessing follows Kiwi-Edit: 4k+1 frames sampled evenly, resize so the short side is `size` (a multiple of
+32) and centre-crop square, reference letterboxed on white with a random 0.7-1.0 shrink in training (seeded by
+(seed, epoch, row), so a resumed run sees the same pixels). Resuming at step k yields exactly the batches an
+uninterrupted run would have seen: the position lives in the sampler's state."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from kiwi.model.kiwi_edit import EditBatch
+from lake import Lake, media
+from lake.sampler import SliceSampler
+from lake.slices import Slice
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    frames: int = 5  # 4k+1
+    size: int = 64  # multiple of 32
+    reference_shrink: tuple[float, float] = (0.7, 1.0)
+    train: bool = True
+    prefetch: int = 2  # batches prepared ahead on a worker thread
+
+    def __post_init__(self):
+        if (self.frames - 1) % 4:
+            raise ValueError(f"frames={self.frames}: use 4k+1 (1, 5, 9, … 81)")
+        if self.size % 32:
+            raise ValueError(f"size={self.size}: use a multiple of 32")
+
+
+@dataclass
+class LoadedBatch:
+    step: int
+    ids: list[str]
+    edit_types: list[str]
+    batch: EditBatch
+
+
+def sample_frames(frames: np.ndarray, count: int) -> np.ndarray:
+    """`count` frames evenly spaced over the clip (repeating frames of a short clip)."""
+    index = np.round(np.linspace(0, len(frames) - 1, count)).astype(int)
+    return frames[index]
+
+
+def resize_crop(frames: np.ndarray, size: int) -> np.ndarray:
+    h, w = frames.shape[1:3]
+    scale = size / min(h, w)
+    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+    out = np.stack([cv2.resize(f, (nw, nh), interpolation=cv2.INTER_AREA) for f in frames])
+    y, x = (nh - size) // 2, (nw - size) // 2
+    return out[:, y : y + size, x : x + size]
+
+
+def reference_on_white(image: np.ndarray, size: int, shrink: float) -> np.ndarray:
+    """The reference fitted inside size x size, scaled by `shrink`, centred on white."""
+    scale = shrink * min(size / image.shape[0], size / image.shape[1])
+    h, w = max(1, round(image.shape[0] * scale)), max(1, round(image.shape[1] * scale))
+    canvas = np.full((size, size, 3), 255, np.uint8)
+    y, x = (size - h) // 2, (size - w) // 2
+    canvas[y : y + h, x : x + w] = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+    return canvas
+
+
+def _shrink(seed: int, epoch: int, row_id: str, low: float, high: float) -> float:
+    digest = hashlib.blake2b(f"{seed}\x00{epoch}\x00{row_id}".encode(), digest_size=8).digest()
+    return low + (high - low) * int.from_bytes(digest, "big") / 2**64
+
+
+class SliceLoader:
+    """Batches of one task from a slice, in the sampler's order; `state_dict()` after a batch resumes after it."""
+
+    def __init__(self, db: Lake, slice_: Slice, config: DataConfig, batch_size: int, seed: int, task: str,
+                 epoch: int = 0, rank: int = 0, world_size: int = 1, mode: str = "weighted"):
+        self.db, self.slice, self.config, self.batch_size, self.task = db, slice_, config, batch_size, task
+        self.sampler: SliceSampler = slice_.sampler(seed=seed, epoch=epoch, rank=rank, world_size=world_size,
+                                                    mode=mode, batch_size=batch_size * world_size)
+        self.step = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"sampler": self.sampler.state_dict(), "step": self.step}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.sampler.load_state_dict(state["sampler"])
+        self.step = int(state["step"])
+
+    def __iter__(self) -> Iterator[LoadedBatch]:
+        """Batches until the epoch ends (a last partial batch is dropped, so every rank sees full batches)."""
+        ids = list(self.sampler.remaining_ids())
+        position = self.sampler.position  # the end of the epoch; we move it back batch by batch as we deliver
+        start_position = position - len(ids) * self.sampler.world_size
+        chunks = [ids[i : i + self.batch_size] for i in range(0, len(ids) - self.batch_size + 1, self.batch_size)]
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = [pool.submit(self._load, chunk) for chunk in chunks[: self.config.prefetch]]
+            for i, _ in enumerate(chunks):
+                batch = pending.pop(0).result()
+                if i + self.config.prefetch < len(chunks):
+                    pending.append(pool.submit(self._load, chunks[i + self.config.prefetch]))
+                self.step += 1
+                self.sampler.position = start_position + (i + 1) * self.batch_size * self.sampler.world_size
+                yield LoadedBatch(self.step, chunks[i], batch[1], batch[0])
+
+    def _load(self, ids: list[str]) -> tuple[EditBatch, list[str]]:
+        table = self.slice.table
+        meta = self.db.take(table, ids, columns=["id", "instruction", "edit_type", "reference_image"],
+                            version=self.slice.table_version).to_pylist()
+        sources = self.db.read_blobs(table, "source_video", ids, version=self.slice.table_version)
+        targets = self.db.read_blobs(table, "target_video", ids, version=self.slice.table_version)
+        cfg, epoch = self.config, self.sampler.epoch
+        src, tgt, refs = [], [], []
+        for row, s, t in zip(meta, sources, targets, strict=True):
+            for blob, out in ((s, src), (t, tgt)):
+                frames = media.decode_video(blob, name=f"{table}/{row['id']}")
+                out.append(resize_crop(sample_frames(frames, cfg.frames), cfg.size))
+            if self.task.startswith("ref"):
+                if row["reference_image"] is None:
+                    raise ValueError(f"{row['id']} has no reference image but the stage's task is {self.task}")
+                shrink = _shrink(self.sampler.seed, epoch, row["id"], *cfg.reference_shrink) if cfg.train else 1.0
+                refs.append(reference_on_white(media.decode_image(row["reference_image"]), cfg.size, shrink))
+        batch = EditBatch([r["instruction"] for r in meta], np.stack(src), np.stack(tgt),
+                          np.stack(refs) if refs else None, self.task)
+        return batch, [r["edit_type"] for r in meta]
