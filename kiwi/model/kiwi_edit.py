@@ -60,7 +60,9 @@ class KiwiEdit(nn.Module):
         return torch.cat(parts, dim=1)
 
     # ------------------------------------------------------------------------------------------- training
-    def training_loss(self, batch: EditBatch, generator: torch.Generator | None = None) -> torch.Tensor:
+    def training_loss(self, batch: EditBatch, generator: torch.Generator | None = None,
+                      per_sample: bool = False) -> torch.Tensor:
+        """Flow-matching loss of a batch (a scalar), or one loss per sample with `per_sample=True`."""
         x0 = self.encode_video(batch.target)
         source = self.encode_video(batch.source) if batch.task != "image" else None
         reference = self.encode_video(batch.reference[:, None]) if batch.reference is not None else None
@@ -69,6 +71,8 @@ class KiwiEdit(nn.Module):
         prediction = self.transformer(self.flow.noisy(x0, noise, sigma), self.flow.timestep(sigma), self.context(batch),
                                       source_latents=source, sigma=sigma, reference_latents=reference,
                                       context_projected=True)
+        if per_sample:
+            return (prediction.float() - self.flow.target(x0, noise).float()).pow(2).flatten(1).mean(1)
         return self.flow.loss(prediction, x0, noise)
 
 

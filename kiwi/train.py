@@ -1,0 +1,212 @@
+"""The training loop: stages of a curriculum, each streaming its slice; AdamW with warm-up, gradient accumulation
+and clipping, bf16 autocast on GPU; checkpoints (safetensors + JSON) every N steps and at each stage end; resume
+picks up mid-stage and replays exactly what an uninterrupted run would have done (the data order comes from the
+sampler state, the noise from a generator seeded by (seed, global step)). Metrics go to TensorBoard, a JSON-lines
+file, and the lake's `runs` table with the run's lineage (slices, table versions, config, code version, seed)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from kiwi.curriculum import RunConfig, StageConfig
+from kiwi.data import DataConfig, SliceLoader
+from kiwi.model.kiwi_edit import KiwiEdit
+from lake import Lake
+from lake.slices import load_slice
+from lake.version import code_version
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    steps: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    consumed: Counter = field(default_factory=Counter)
+    finished: bool = False
+
+
+def trainable_groups(model: KiwiEdit) -> dict[str, list[torch.nn.Parameter]]:
+    lora = [p for n, p in model.mllm.model.named_parameters() if "lora_" in n]
+    return {
+        "queries": list(model.mllm.queries.parameters()),
+        "query_connector": list(model.query_connector.parameters()),
+        "reference_connector": list(model.reference_connector.parameters()),
+        "source_embedder": list(model.transformer.source_embedder.parameters()),
+        "reference_embedder": list(model.transformer.reference_embedder.parameters()),
+        "dit": list(model.transformer.transformer.parameters()),
+        "lora": lora,
+    }
+
+
+def set_trainable(model: KiwiEdit, trains: tuple[str, ...]) -> list[torch.nn.Parameter]:
+    """Freeze everything, then unfreeze the stage's parts; returns the parameters to optimise."""
+    model.requires_grad_(False)
+    chosen = []
+    for name, params in trainable_groups(model).items():
+        if name in trains:
+            for p in params:
+                p.requires_grad_(True)
+            chosen += params
+    return chosen
+
+
+def _generator(seed: int, step: int) -> torch.Generator:
+    digest = hashlib.blake2b(f"{seed}\x00{step}".encode(), digest_size=8).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest, "big") >> 1)
+
+
+class Trainer:
+    def __init__(self, model: KiwiEdit, db: Lake, run: RunConfig, out_dir: str | Path):
+        self.model, self.db, self.run, self.out = model, db, run, Path(out_dir)
+        self.run_id = hashlib.blake2b(json.dumps(run.to_dict(), sort_keys=True).encode(), digest_size=8).hexdigest()
+        self.device = next(model.parameters()).device
+
+    # ------------------------------------------------------------------------------------------- checkpoints
+    def checkpoint(self, stage_index: int, step: int, global_step: int, optimizer, loader: SliceLoader,
+                   summary: RunSummary, stage_start: bool = False) -> Path:
+        """Model weights (safetensors), optimizer tensors (safetensors) and the rest (JSON). A `stage_start`
+        checkpoint (written at a stage's end) resumes at the next stage with a fresh optimizer and loader."""
+        folder = self.out / "checkpoint"
+        folder.mkdir(parents=True, exist_ok=True)
+        weights = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()
+                   if not k.startswith(("vae.", "mllm.model.model.visual."))}
+        save_file(weights, folder / "model.safetensors")
+        opt = optimizer.state_dict()
+        tensors = {f"{i}.{k}": v.detach().cpu().contiguous() for i, s in opt["state"].items() for k, v in s.items()
+                   if torch.is_tensor(v)}
+        save_file(tensors or {"_empty": torch.zeros(1)}, folder / "optimizer.safetensors")
+        state = dict(stage_index=stage_index, step=step, global_step=global_step, loader=loader.state_dict(),
+                     param_groups=opt["param_groups"], consumed=dict(summary.consumed), run_id=self.run_id,
+                     stage_start=stage_start)
+        (folder / "state.json").write_text(json.dumps(state, indent=1))
+        return folder
+
+    def _restore(self, optimizer, loader: SliceLoader, state: dict, summary: RunSummary) -> None:
+        folder = self.out / "checkpoint"
+        self.model.load_state_dict(load_file(folder / "model.safetensors"), strict=False)
+        summary.consumed.update(state["consumed"])
+        if state["stage_start"]:
+            return
+        tensors = load_file(folder / "optimizer.safetensors")
+        opt_state: dict[int, dict] = {}
+        for key, value in tensors.items():
+            if key == "_empty":
+                continue
+            index, name = key.split(".", 1)
+            opt_state.setdefault(int(index), {})[name] = value.to(self.device)
+        optimizer.load_state_dict({"state": opt_state, "param_groups": state["param_groups"]})
+        loader.load_state_dict(state["loader"])
+
+    # ------------------------------------------------------------------------------------------- lineage
+    def record(self, status: str, summary: RunSummary) -> None:
+        slices = [load_slice(self.db, s.slice) for s in self.run.stages]
+        now = datetime.now(UTC)
+        last = summary.history[-1] if summary.history else {}
+        self.db.upsert("runs", [dict(
+            run_id=self.run_id, name=self.run.name, status=status, config=self.run.to_dict(),
+            slice_ids=[s.slice_id for s in slices],
+            lake_versions={s.slice_id: {"table": s.table, "version": s.table_version} for s in slices},
+            code_version=code_version(), seed=self.run.seed, checkpoint_uri=str(self.out / "checkpoint"),
+            metrics=dict(steps=summary.steps, last_loss=last.get("loss"), consumed=dict(summary.consumed)),
+            created_at=now, updated_at=now)])
+
+    # ------------------------------------------------------------------------------------------- the loop
+    def train(self, resume: bool = True, stop_after: int | None = None) -> RunSummary:
+        """Run every stage; `stop_after` stops (with a checkpoint) after that many global steps. A run killed
+        without warning resumes from its last periodic checkpoint instead, redoing the steps since."""
+        from torch.utils.tensorboard import SummaryWriter
+
+        summary = RunSummary(self.run_id)
+        state_file = self.out / "checkpoint" / "state.json"
+        state = json.loads(state_file.read_text()) if resume and state_file.exists() else None
+        self.out.mkdir(parents=True, exist_ok=True)
+        log = (self.out / "metrics.jsonl").open("a")
+        writer = SummaryWriter(str(self.out / "tensorboard"))
+        self.record("running", summary)
+        global_step = state["global_step"] if state else 0
+        try:
+            for index, stage in enumerate(self.run.stages):
+                if state and index < state["stage_index"]:
+                    continue
+                params = set_trainable(self.model, stage.trains)
+                optimizer = torch.optim.AdamW(params, lr=stage.lr)
+                loader = self._loader(stage, epoch=0)
+                step = 0
+                if state and index == state["stage_index"]:
+                    self._restore(optimizer, loader, state, summary)
+                    step = state["step"]
+                    state = None
+                batches = iter(loader)
+                while step < stage.steps:
+                    if stop_after is not None and global_step >= stop_after:  # a graceful stop: checkpoint first
+                        self.checkpoint(index, step, global_step, optimizer, loader, summary)
+                        self.record("stopped", summary)
+                        return summary
+                    started = time.perf_counter()
+                    optimizer.zero_grad(set_to_none=True)
+                    ids, types, losses = [], [], []
+                    for _ in range(stage.grad_accumulation):
+                        loaded, batches, loader = self._next(batches, loader, stage)
+                        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+                            per_sample = self.model.training_loss(loaded.batch, _generator(self.run.seed, global_step),
+                                                                  per_sample=True)
+                        (per_sample.mean() / stage.grad_accumulation).backward()
+                        ids += loaded.ids
+                        types += loaded.edit_types
+                        losses += per_sample.detach().float().cpu().tolist()
+                    torch.nn.utils.clip_grad_norm_(params, stage.max_grad_norm)
+                    warm = min(1.0, (step + 1) / stage.warmup_steps) if stage.warmup_steps else 1.0
+                    for group in optimizer.param_groups:  # constant LR after a linear warm-up: a function of step
+                        group["lr"] = stage.lr * warm
+                    optimizer.step()
+                    step += 1
+                    global_step += 1
+                    summary.steps = global_step
+                    summary.consumed.update(types)
+                    per_type: dict[str, list[float]] = {}
+                    for t, value in zip(types, losses, strict=True):
+                        per_type.setdefault(t, []).append(value)
+                    entry = dict(global_step=global_step, stage=stage.name, ids=ids, loss=sum(losses) / len(losses),
+                                 per_type={t: sum(v) / len(v) for t, v in per_type.items()},
+                                 samples_per_s=len(ids) / (time.perf_counter() - started))
+                    summary.history.append(entry)
+                    log.write(json.dumps(entry) + "\n")
+                    log.flush()
+                    writer.add_scalar("loss/all", entry["loss"], global_step)
+                    for t, value in entry["per_type"].items():
+                        writer.add_scalar(f"loss/{t}", value, global_step)
+                    writer.add_scalar("samples_per_s", entry["samples_per_s"], global_step)
+                    if step == stage.steps:
+                        self.checkpoint(index + 1, 0, global_step, optimizer, loader, summary, stage_start=True)
+                        self.record("running", summary)
+                    elif step % self.run.checkpoint_every == 0:
+                        self.checkpoint(index, step, global_step, optimizer, loader, summary)
+                        self.record("running", summary)
+            summary.finished = True
+            self.record("finished", summary)
+            return summary
+        finally:
+            log.close()
+            writer.close()
+
+    def _loader(self, stage: StageConfig, epoch: int) -> SliceLoader:
+        return SliceLoader(self.db, load_slice(self.db, stage.slice), DataConfig(frames=stage.frames, size=stage.size),
+                           stage.batch_size, self.run.seed, stage.task, epoch=epoch, mode=stage.mode)
+
+    def _next(self, batches, loader: SliceLoader, stage: StageConfig):
+        try:
+            return next(batches), batches, loader
+        except StopIteration:
+            loader = self._loader(stage, epoch=loader.sampler.epoch + 1)
+            batches = iter(loader)
+            return next(batches), batches, loader
