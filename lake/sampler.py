@@ -51,15 +51,19 @@ class SliceSampler:
         return rng.choice(len(weights), size=self.slice.epoch_size, p=weights / weights.sum())
 
     def _stratified(self, rng: np.random.Generator) -> np.ndarray:
-        per_batch = largest_remainder(self.slice.allocation.shares, self.batch_size)
-        batches = self.slice.epoch_size // self.batch_size
-        members = {c: np.flatnonzero(self.slice.categories == c) for c in per_batch}
-        streams = {c: _cycled_permutations(rng, idx, per_batch[c] * batches) for c, idx in members.items()
-                   if per_batch[c]}
-        out = np.empty(batches * self.batch_size, np.int64)
+        """Batch b takes cumulative(b+1) - cumulative(b) rows of each category, where cumulative(k) is the
+        largest-remainder split of k batches' worth: every batch is as close to the mix as its size allows, and
+        categories too small for one slot per batch still get theirs in turn."""
+        shares, size = self.slice.allocation.shares, self.batch_size
+        batches = self.slice.epoch_size // size
+        cumulative = [largest_remainder(shares, b * size) for b in range(batches + 1)]
+        totals = cumulative[-1]
+        members = {c: np.flatnonzero(self.slice.categories == c) for c in shares}
+        streams = {c: _cycled_permutations(rng, idx, totals[c]) for c, idx in members.items() if totals[c]}
+        out = np.empty(batches * size, np.int64)
         for b in range(batches):
-            chunk = np.concatenate([streams[c][b * per_batch[c] : (b + 1) * per_batch[c]] for c in streams])
-            out[b * self.batch_size : (b + 1) * self.batch_size] = rng.permutation(chunk)
+            chunk = np.concatenate([streams[c][cumulative[b][c] : cumulative[b + 1][c]] for c in streams])
+            out[b * size : (b + 1) * size] = rng.permutation(chunk)
         return out
 
     # ------------------------------------------------------------------------------------------- iteration

@@ -207,3 +207,13 @@ def test_bulk_ids_equal_the_iterator(db):
     it = iter(resumed)
     head = [next(it) for _ in range(11)]
     assert head + list(resumed.remaining_ids()) == list(s.sampler(seed=9))
+
+
+def test_stratified_batches_smaller_than_the_category_count_take_turns(db):
+    s = build_slice(db, strategy=Strategy("uniform"), seed=4, epoch_size=200)
+    category = dict(zip(s.ids, s.categories, strict=True))
+    order = [category[i] for i in s.sampler(seed=4, mode="stratified", batch_size=3)]
+    counts = Counter(order)
+    assert len(order) == 198 and max(counts.values()) - min(counts.values()) <= 1  # each category its fair turn
+    for b in range(0, len(order), 3):
+        assert len(set(order[b : b + 3])) == 3  # three slots, three different categories
