@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from lake.cli_common import FriendlyGroup
+from lake.cli_common import FriendlyGroup, lake_option, open_lake
 from lake.errors import MediaError
 
 
@@ -63,6 +63,46 @@ def edit_command(model_dir, video, instruction, reference, out, steps, seed, tas
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(media.encode_video(result, fps=info.fps or 8.0))
     click.echo(f"wrote {out}: {len(result)} frames of {result.shape[2]}x{result.shape[1]}")
+
+
+@cli.command()
+@click.option("--config", "recipe", type=click.Choice(["tiny"]), default="tiny", show_default=True,
+              help="Curriculum recipe (kiwi-paper needs the full model and a GPU cluster).")
+@click.option("--video-slice", default=None, help="Saved slice for the image/instruct stages (default: built "
+              "now, temperature 0.3 over edit_type).")
+@click.option("--reference-slice", default=None, help="Saved slice for the reference stage (default: built now "
+              "over ref_subject rows).")
+@click.option("--model", "model_dir", default=None, type=click.Path(path_type=Path),
+              help="Start from this model folder (default: a fresh tiny model).")
+@click.option("--out", default="runs/tiny", show_default=True, type=click.Path(path_type=Path))
+@click.option("--steps", default="4,8,8", show_default=True, help="Steps of the three stages.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--no-resume", is_flag=True, help="Start over even if OUT holds a checkpoint.")
+@lake_option
+def train(recipe, video_slice, reference_slice, model_dir, out, steps, seed, no_resume, lake_uri) -> None:
+    """Train through a staged curriculum, streaming slices from the lake; resumes from OUT's checkpoint."""
+    from kiwi import curriculum
+    from kiwi.model.io import from_pretrained, save_pretrained
+    from kiwi.model.kiwi_edit import tiny
+    from kiwi.train import Trainer
+    from lake.balance import Strategy
+    from lake.slices import build_slice, save_slice
+
+    db = open_lake(lake_uri)
+    if video_slice is None:
+        video_slice = save_slice(db, build_slice(db, strategy=Strategy("temperature", alpha=0.3), seed=seed,
+                                                 name="train-video-t03"))
+    if reference_slice is None:
+        reference_slice = save_slice(db, build_slice(db, where="task = 'ref_subject'", seed=seed,
+                                                     name="train-reference"))
+    run = curriculum.tiny(video_slice, reference_slice, tuple(int(s) for s in steps.split(",")), seed=seed)
+    model = from_pretrained(model_dir) if model_dir else tiny(seed=seed)
+    summary = Trainer(model, db, run, out).train(resume=not no_resume)
+    first, last = summary.history[0]["loss"] if summary.history else None, summary.history[-1]["loss"] \
+        if summary.history else None
+    save_pretrained(model, Path(out) / "model")
+    click.echo(f"run {summary.run_id}: {summary.steps} steps, loss {first} -> {last}; model in {Path(out) / 'model'}; "
+               f"TensorBoard logs in {Path(out) / 'tensorboard'}")
 
 
 def main() -> None:

@@ -134,6 +134,9 @@ class Trainer:
         writer = SummaryWriter(str(self.out / "tensorboard"))
         self.record("running", summary)
         global_step = state["global_step"] if state else 0
+        summary.steps = global_step
+        if state and state["stage_index"] >= len(self.run.stages):  # already finished: report what it consumed
+            summary.consumed.update(state["consumed"])
         try:
             for index, stage in enumerate(self.run.stages):
                 if state and index < state["stage_index"]:

@@ -42,3 +42,24 @@ def test_edit_errors_are_one_line(files, args, message):
     result = CliRunner().invoke(cli, ["edit", "--model", str(files / "model"), "--instruction", "x",
                                       "--out", str(files / "x.mp4"), *args])
     assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output
+
+
+def test_kiwi_train_command_runs_the_tiny_curriculum(tmp_path):
+    import lake
+    from refvie.ingest import IngestConfig, ingest
+    from refvie.pipeline import build_local
+    from refvie.sources import SyntheticSource
+    from refvie.synthetic import SyntheticConfig
+
+    db = lake.open(tmp_path / "lake")
+    ingest(SyntheticSource(24, SyntheticConfig(frames=9, height=64, width=64, seed=6)), db,
+           IngestConfig(progress=False))
+    build_local(db)
+    result = CliRunner().invoke(cli, ["train", "--lake", str(tmp_path / "lake"), "--out", str(tmp_path / "run"),
+                                      "--steps", "1,2,2"])
+    assert result.exit_code == 0, result.output
+    assert "5 steps" in result.output and (tmp_path / "run" / "model" / "model_index.json").exists()
+    again = CliRunner().invoke(cli, ["train", "--lake", str(tmp_path / "lake"), "--out", str(tmp_path / "run"),
+                                     "--steps", "1,2,2"])
+    assert again.exit_code == 0 and "5 steps" in again.output  # resumed at the end: nothing left to do
+    assert lake.open(tmp_path / "lake").count("runs", where="status = 'finished'") == 1
