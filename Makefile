@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(PY) bench/pipeline_bench.py
 	$(PY) bench/balance_bench.py
 	$(PY) bench/model_bench.py
+	$(PY) bench/loader_bench.py
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/

@@ -1,6 +1,6 @@
 """Streaming a curated slice into training: the slice's deterministic sampler gives row ids of the pinned table
 version; rows are taken by id (Lance random access, video blobs read as whole payloads, lazily per batch),
-decoded and preprocessed, and delivered as `EditBatch`es, with a bounded prefetch on a worker thread.
+decoded and preprocessed, and delivered as `EditBatch`es, with a bounded prefetch on worker threads.
 
 Preprocessing follows Kiwi-Edit: 4k+1 frames sampled evenly, resize so the short side is `size` (a multiple of
 32) and centre-crop square, reference letterboxed on white with a random 0.7-1.0 shrink in training (seeded by
@@ -30,7 +30,8 @@ class DataConfig:
     size: int = 64  # multiple of 32
     reference_shrink: tuple[float, float] = (0.7, 1.0)
     train: bool = True
-    prefetch: int = 2  # batches prepared ahead on a worker thread
+    prefetch: int = 2  # batches prepared ahead
+    workers: int = 2  # threads preparing them (PyAV and OpenCV release the GIL); order is kept
 
     def __post_init__(self):
         if (self.frames - 1) % 4:
@@ -55,6 +56,8 @@ def sample_frames(frames: np.ndarray, count: int) -> np.ndarray:
 
 def resize_crop(frames: np.ndarray, size: int) -> np.ndarray:
     h, w = frames.shape[1:3]
+    if h == w == size:
+        return frames
     scale = size / min(h, w)
     nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
     out = np.stack([cv2.resize(f, (nw, nh), interpolation=cv2.INTER_AREA) for f in frames])
@@ -100,7 +103,7 @@ class SliceLoader:
         position = self.sampler.position  # the end of the epoch; we move it back batch by batch as we deliver
         start_position = position - len(ids) * self.sampler.world_size
         chunks = [ids[i : i + self.batch_size] for i in range(0, len(ids) - self.batch_size + 1, self.batch_size)]
-        with ThreadPoolExecutor(max_workers=1) as pool:
+        with ThreadPoolExecutor(max_workers=self.config.workers) as pool:
             pending = [pool.submit(self._load, chunk) for chunk in chunks[: self.config.prefetch]]
             for i, _ in enumerate(chunks):
                 batch = pending.pop(0).result()

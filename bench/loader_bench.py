@@ -1,0 +1,65 @@
+"""Training data path: samples/s delivered by `kiwi.data.SliceLoader` (sampler order, Lance take + blob reads,
+decode, 4k+1 frame sampling, resize + crop, reference on white, with prefetch) against the raw PyAV decode rate
+of the same clips (source + target) measured in the same run — the floor. Aim: at least 0.8 of the floor.
+
+    python bench/loader_bench.py [--n 200] [--frames 17] [--size 128]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import report  # noqa: E402
+
+import lake  # noqa: E402
+from kiwi.data import DataConfig, SliceLoader  # noqa: E402
+from lake import media  # noqa: E402
+from lake.balance import Strategy  # noqa: E402
+from lake.slices import build_slice  # noqa: E402
+from refvie.ingest import IngestConfig, ingest  # noqa: E402
+from refvie.pipeline import build_local  # noqa: E402
+from refvie.sources import SyntheticSource  # noqa: E402
+from refvie.synthetic import SyntheticConfig  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=200)
+    parser.add_argument("--frames", type=int, default=17)
+    parser.add_argument("--size", type=int, default=128)
+    args = parser.parse_args()
+    db = lake.open(Path(tempfile.mkdtemp(prefix="loader-bench-")) / "lake")
+    ingest(SyntheticSource(args.n, SyntheticConfig(frames=args.frames, height=args.size, width=args.size)), db,
+           IngestConfig(progress=False))
+    build_local(db)
+    s = build_slice(db, strategy=Strategy("natural"), seed=0)
+    ids = list(s.ids)
+
+    start = time.perf_counter()
+    for offset in range(0, len(ids), 32):
+        chunk = ids[offset : offset + 32]
+        for blob in db.read_blobs("quadruplets", "source_video", chunk) + db.read_blobs("quadruplets", "target_video",
+                                                                                          chunk):
+            media.decode_video(blob)
+    floor = time.perf_counter() - start
+
+    loader = SliceLoader(db, s, DataConfig(frames=5, size=args.size // 32 * 32), batch_size=8, seed=0,
+                         task="instruct")
+    start = time.perf_counter()
+    delivered = sum(len(b.ids) for b in loader)
+    ours = time.perf_counter() - start
+    print(f"{delivered} samples in {ours:.2f}s = {delivered / ours:.0f}/s; raw decode of {len(ids)} pairs "
+          f"{floor:.2f}s = {len(ids) / floor:.0f}/s: {(delivered / ours) / (len(ids) / floor):.2f} of the floor")
+    report("loader_bench", [dict(what=f"SliceLoader, one sample ({args.frames}x{args.size}x{args.size} pair -> 5 "
+                                      "frames)", ours_s=ours / delivered,
+                                 baseline="raw PyAV decode of the same source + target", baseline_s=floor / len(ids))],
+           Path("bench/results/loader_bench.json"))
+
+
+if __name__ == "__main__":
+    main()
