@@ -3,7 +3,8 @@
 Today: synthetic edit pairs and a small real-layout dataset (Kiwi-Edit CSV with some broken rows) are ingested
 into the lake (bad rows land in `rejects`); the RefVIE pipeline turns the pairs into scored, embedded quadruplets
 on Ray Data; SQL and Daft answer the same question; the natural and a rebalanced mix are shown side by side and
-saved as slices; a preview grid is written; versions are tagged; `lake info` closes. Rerunning it adds nothing.
+saved as slices; the tiny Kiwi-Edit trains through its curriculum on them; a preview grid is written; versions
+are tagged; `lake info` closes. Rerunning it adds nothing.
 Set KIWI_LAKE to use another lake."""
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from refvie.synthetic import SyntheticConfig
 
 WORK = Path(os.environ.get("KIWI_DEMO_DIR", "data/demo"))
 N_SYNTHETIC = int(os.environ.get("KIWI_DEMO_PAIRS", "200"))
+TRAIN_STEPS = tuple(int(s) for s in os.environ.get("KIWI_DEMO_STEPS", "4,12,12").split(","))
 
 
 def small_csv_dataset(folder: Path) -> Path:
@@ -94,18 +96,36 @@ def main() -> None:
         save_slice(db, s)
     print(f"   saved slices {natural.slice_id[:8]} ({natural.name}) and {balanced.slice_id[:8]} ({balanced.name})")
 
-    print("\n6. what was rejected and why (named query rejects_by_reason):")
+    print("\n6. the tiny Kiwi-Edit trains through its three-stage curriculum on the two slices, streamed from the lake")
+    from kiwi import curriculum
+    from kiwi.model.kiwi_edit import tiny
+    from kiwi.train import Trainer
+
+    reference = build_slice(db, where="task = 'ref_subject'", strategy=Strategy("natural"), name="demo-reference")
+    save_slice(db, reference)
+    run = curriculum.tiny(balanced.slice_id, reference.slice_id, steps=TRAIN_STEPS, seed=0)
+    result = Trainer(tiny(seed=0), db, run, WORK / "run").train()
+    losses = [h["loss"] for h in result.history]
+    stages = " / ".join(f"{s.name} {s.steps}" for s in run.stages)
+    if losses:
+        k = max(1, len(losses) // 4)
+        print(f"   {result.steps} steps ({stages}); mean loss of the first {k} steps {sum(losses[:k]) / k:.3f} -> "
+              f"last {k} {sum(losses[-k:]) / k:.3f}; run {result.run_id} recorded in the runs table")
+    else:
+        print(f"   {result.steps} steps ({stages}): already trained, checkpoint in {WORK / 'run' / 'checkpoint'}")
+
+    print("\n7. what was rejected and why (named query rejects_by_reason):")
     print(db.query("rejects_by_reason").to_pandas().to_string(index=False))
 
     grid = save_grid(synthetic_rows(6, seed=0), WORK / "preview.png")
-    print(f"\n7. preview grid (source | reference | target) written to {grid}")
+    print(f"\n8. preview grid (source | reference | target) written to {grid}")
 
     for table in ("pairs", "quadruplets"):
         if "demo" not in {tag for _, tag, _ in db.tags(table)}:
             db.tag(table, "demo")
     first = db.read("quadruplets", columns=["id", "instruction"], limit=1).to_pylist()[0]
     frames = db.read_video("quadruplets", first["id"], "target_video")
-    print(f"\n8. {first['id']} ({first['instruction']!r}): target video decoded from its Lance blob, "
+    print(f"\n9. {first['id']} ({first['instruction']!r}): target video decoded from its Lance blob, "
           f"{frames.shape} {frames.dtype}; its nearest neighbours by target embedding:")
     print(db.nearest(first["id"], k=3).to_pandas().to_string(index=False) + "\n")
     sys.stdout.flush()

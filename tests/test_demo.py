@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_demo_ingests_builds_previews_and_is_idempotent(tmp_path):
     env = {**os.environ, "KIWI_LAKE": str(tmp_path / "lake"), "KIWI_DEMO_DIR": str(tmp_path / "demo"),
-           "KIWI_DEMO_PAIRS": "24"}
+           "KIWI_DEMO_PAIRS": "24", "KIWI_DEMO_STEPS": "1,2,2"}
     runs = [subprocess.run([sys.executable, str(ROOT / "scripts" / "demo.py")], env=env, capture_output=True,
                            text=True, timeout=600, check=True).stdout for _ in range(2)]
     first, second = runs
@@ -20,6 +20,7 @@ def test_demo_ingests_builds_previews_and_is_idempotent(tmp_path):
     assert "refvie build: 27 pending" in first and "refvie build: 0 pending" in second
     assert "Daft agrees: True" in second
     assert "saved slices" in first and "alpha 0.3" in first
+    assert "5 steps (stage1-align 1 / stage2-instruct 2 / stage3-reference 2)" in first
     assert (tmp_path / "demo" / "preview.png").stat().st_size > 10_000
     rows = {ln.split()[0]: ln.split() for ln in second.splitlines() if ln.strip() and ln.split()[0] in
             ("pairs", "quadruplets", "rejects")}
