@@ -10,6 +10,7 @@ import hashlib
 import json
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -121,9 +122,11 @@ class Trainer:
             created_at=now, updated_at=now)])
 
     # ------------------------------------------------------------------------------------------- the loop
-    def train(self, resume: bool = True, stop_after: int | None = None) -> RunSummary:
-        """Run every stage; `stop_after` stops (with a checkpoint) after that many global steps. A run killed
-        without warning resumes from its last periodic checkpoint instead, redoing the steps since."""
+    def train(self, resume: bool = True, stop_after: int | None = None,
+              should_stop: Callable[[], bool] | None = None) -> RunSummary:
+        """Run every stage; `stop_after` (a step count) or `should_stop` (polled every step, e.g. a notebook's stop
+        button) stop it with a checkpoint. A run killed without warning resumes from its last periodic checkpoint
+        instead, redoing the steps since."""
         from torch.utils.tensorboard import SummaryWriter
 
         summary = RunSummary(self.run_id)
@@ -151,7 +154,8 @@ class Trainer:
                     state = None
                 batches = iter(loader)
                 while step < stage.steps:
-                    if stop_after is not None and global_step >= stop_after:  # a graceful stop: checkpoint first
+                    stop = should_stop is not None and should_stop()
+                    if stop or (stop_after is not None and global_step >= stop_after):  # graceful: checkpoint first
                         self.checkpoint(index, step, global_step, optimizer, loader, summary)
                         self.record("stopped", summary)
                         return summary

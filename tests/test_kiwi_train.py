@@ -98,3 +98,20 @@ def test_the_tiny_curriculum_lowers_the_loss_and_consumes_the_slice_mix(db, tmp_
     total = sum(consumed.values())
     for edit_type, share in shares.items():
         assert abs(consumed[edit_type] / total - share) < 0.02, (edit_type, consumed[edit_type] / total, share)
+
+
+def test_background_run_stops_and_resumes(db, tmp_path):
+    from kiwi.runs import BackgroundRun, plot_losses, read_history
+
+    run = run_config()
+    background = BackgroundRun(tiny(seed=0), db, run, tmp_path / "bg").start()
+    while len(read_history(tmp_path / "bg")) < 2 and background.running:
+        background.thread.join(0.05)
+    background.stop()
+    stopped = background.wait(60)
+    assert stopped is not None and not stopped.finished and 2 <= stopped.steps < 8
+    resumed = BackgroundRun(tiny(seed=0), db, run, tmp_path / "bg").start().wait(120)
+    assert resumed.finished and resumed.steps == 8
+    assert [h["global_step"] for h in read_history(tmp_path / "bg")] == list(range(1, 9))
+    ax = plot_losses({"bg": tmp_path / "bg"}, per_type=True)
+    assert len(ax.lines) >= 2

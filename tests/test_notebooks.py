@@ -40,7 +40,7 @@ def outputs(notebook, kind: str) -> list:
 
 
 def test_every_notebook_is_listed():
-    assert [p.name for p in NOTEBOOKS][:2] == ["01_explore.ipynb", "02_curate.ipynb"]
+    assert [p.name for p in NOTEBOOKS][:3] == ["01_explore.ipynb", "02_curate.ipynb", "03_train.ipynb"]
 
 
 def test_explore_notebook(small_lake, monkeypatch):
@@ -55,3 +55,14 @@ def test_curate_notebook_saves_a_slice(small_lake, monkeypatch):
     assert len(outputs(nb, "image/png")) >= 1
     saved = lake.open(small_lake).read("slices", columns=["name"])["name"].to_pylist()
     assert "notebook-temperature-0.3" in saved
+
+
+def test_train_notebook_runs_stops_resumes_and_compares(small_lake, monkeypatch, tmp_path):
+    monkeypatch.setenv("KIWI_NB_STEPS", "1,3,3")
+    monkeypatch.setenv("KIWI_NB_RUNS", str(tmp_path / "runs"))
+    nb = execute(NOTEBOOKS[2], small_lake, monkeypatch)
+    assert len(outputs(nb, "image/png")) >= 2  # live curve(s) and the comparison
+    text = "".join(o.get("text", "") for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", []))
+    assert "resumed and finished at step 7" in text
+    runs = lake.open(small_lake).read("runs", columns=["status"])["status"].to_pylist()
+    assert runs.count("finished") >= 2

@@ -1,0 +1,85 @@
+"""Runs from a notebook: launch training in the background, watch its loss, stop and resume it, compare runs.
+The notebook only calls these; the metrics come from each run's `metrics.jsonl`."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+from kiwi.curriculum import RunConfig
+from kiwi.model.kiwi_edit import KiwiEdit
+from kiwi.train import RunSummary, Trainer
+from lake import Lake
+
+
+class BackgroundRun:
+    """A training run on a daemon thread; `stop()` asks it to checkpoint and end after the current step."""
+
+    def __init__(self, model: KiwiEdit, db: Lake, run: RunConfig, out_dir: str | Path, resume: bool = True):
+        self.out = Path(out_dir)
+        self.trainer = Trainer(model, db, run, out_dir)
+        self._stop = threading.Event()
+        self.summary: RunSummary | None = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(resume,), daemon=True, name=f"kiwi-{run.name}")
+
+    def _run(self, resume: bool) -> None:
+        try:
+            self.summary = self.trainer.train(resume=resume, should_stop=self._stop.is_set)
+        except BaseException as e:  # noqa: BLE001 - surfaced to the notebook by wait()
+            self.error = e
+
+    def start(self) -> BackgroundRun:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def running(self) -> bool:
+        return self.thread.is_alive()
+
+    def wait(self, timeout: float | None = None) -> RunSummary | None:
+        self.thread.join(timeout)
+        if self.error is not None:
+            raise self.error
+        return self.summary
+
+    def history(self) -> list[dict]:
+        return read_history(self.out)
+
+
+def read_history(out_dir: str | Path) -> list[dict]:
+    path = Path(out_dir) / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def plot_losses(runs: dict[str, str | Path], per_type: bool = False, ax=None, smooth: int = 3):
+    """Loss curves of one or more runs (label -> run folder); with `per_type`, one curve per edit type."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 3.5))
+    for label, folder in runs.items():
+        history = read_history(folder)
+        if not history:
+            continue
+        steps = [h["global_step"] for h in history]
+        series = {"all": [h["loss"] for h in history]}
+        if per_type:
+            for t in sorted({t for h in history for t in h["per_type"]}):
+                series[t] = [h["per_type"].get(t, np.nan) for h in history]
+        for name, values in series.items():
+            values = np.asarray(values, float)
+            if smooth > 1 and len(values) >= smooth:
+                kernel = np.ones(smooth) / smooth
+                values = np.convolve(np.nan_to_num(values, nan=np.nanmean(values)), kernel, mode="same")
+            ax.plot(steps, values, label=f"{label}" + ("" if name == "all" else f" · {name}"))
+    ax.set_xlabel("step")
+    ax.set_ylabel("flow-matching loss")
+    ax.legend(fontsize=7)
+    ax.figure.tight_layout()
+    return ax
