@@ -67,8 +67,12 @@ def _generator(seed: int, step: int) -> torch.Generator:
 
 
 class Trainer:
-    def __init__(self, model: KiwiEdit, db: Lake, run: RunConfig, out_dir: str | Path):
+    def __init__(self, model: KiwiEdit, db: Lake, run: RunConfig, out_dir: str | Path, rank: int = 0,
+                 world_size: int = 1):
+        """With world_size > 1 (under Ray Train / torch.distributed), each rank reads its shard of the slice's
+        sequence and gradients are averaged across ranks; only rank 0 writes checkpoints and the runs table."""
         self.model, self.db, self.run, self.out = model, db, run, Path(out_dir)
+        self.rank, self.world_size = rank, world_size
         self.run_id = hashlib.blake2b(json.dumps(run.to_dict(), sort_keys=True).encode(), digest_size=8).hexdigest()
         self.device = next(model.parameters()).device
 
@@ -76,8 +80,13 @@ class Trainer:
     def checkpoint(self, stage_index: int, step: int, global_step: int, optimizer, loader: SliceLoader,
                    summary: RunSummary, stage_start: bool = False) -> Path:
         """Model weights (safetensors), optimizer tensors (safetensors) and the rest (JSON). A `stage_start`
-        checkpoint (written at a stage's end) resumes at the next stage with a fresh optimizer and loader."""
+        checkpoint (written at a stage's end) resumes at the next stage with a fresh optimizer and loader.
+        Under several ranks each writes its loader state (`state.rank{r}.json`); rank 0 the weights."""
         folder = self.out / "checkpoint"
+        if self.rank != 0:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"state.rank{self.rank}.json").write_text(json.dumps({"loader": loader.state_dict()}))
+            return folder
         folder.mkdir(parents=True, exist_ok=True)
         weights = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()
                    if not k.startswith(("vae.", "mllm.model.model.visual."))}
@@ -110,6 +119,8 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------- lineage
     def record(self, status: str, summary: RunSummary) -> None:
+        if self.rank != 0:
+            return
         slices = [load_slice(self.db, s.slice) for s in self.run.stages]
         now = datetime.now(UTC)
         last = summary.history[-1] if summary.history else {}
@@ -133,8 +144,8 @@ class Trainer:
         state_file = self.out / "checkpoint" / "state.json"
         state = json.loads(state_file.read_text()) if resume and state_file.exists() else None
         self.out.mkdir(parents=True, exist_ok=True)
-        log = (self.out / "metrics.jsonl").open("a")
-        writer = SummaryWriter(str(self.out / "tensorboard"))
+        log = (self.out / ("metrics.jsonl" if self.rank == 0 else f"metrics.rank{self.rank}.jsonl")).open("a")
+        writer = SummaryWriter(str(self.out / "tensorboard" / f"rank{self.rank}"))
         self.record("running", summary)
         global_step = state["global_step"] if state else 0
         summary.steps = global_step
@@ -171,6 +182,7 @@ class Trainer:
                         ids += loaded.ids
                         types += loaded.edit_types
                         losses += per_sample.detach().float().cpu().tolist()
+                    self._average_gradients(params)
                     torch.nn.utils.clip_grad_norm_(params, stage.max_grad_norm)
                     warm = min(1.0, (step + 1) / stage.warmup_steps) if stage.warmup_steps else 1.0
                     for group in optimizer.param_groups:  # constant LR after a linear warm-up: a function of step
@@ -208,7 +220,19 @@ class Trainer:
 
     def _loader(self, stage: StageConfig, epoch: int) -> SliceLoader:
         return SliceLoader(self.db, load_slice(self.db, stage.slice), DataConfig(frames=stage.frames, size=stage.size),
-                           stage.batch_size, self.run.seed, stage.task, epoch=epoch, mode=stage.mode)
+                           stage.batch_size, self.run.seed, stage.task, epoch=epoch, rank=self.rank,
+                           world_size=self.world_size, mode=stage.mode)
+
+    def _average_gradients(self, params: list[torch.nn.Parameter]) -> None:
+        if self.world_size == 1:
+            return
+        import torch.distributed as dist
+
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+            p.grad /= self.world_size
 
     def _next(self, batches, loader: SliceLoader, stage: StageConfig):
         try:

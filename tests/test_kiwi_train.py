@@ -115,3 +115,21 @@ def test_background_run_stops_and_resumes(db, tmp_path):
     assert [h["global_step"] for h in read_history(tmp_path / "bg")] == list(range(1, 9))
     ax = plot_losses({"bg": tmp_path / "bg"}, per_type=True)
     assert len(ax.lines) >= 2
+
+
+def test_two_ray_train_workers_together_read_the_single_worker_sequence(db, tmp_path, ray_local):
+    from kiwi.distributed import train_distributed
+    from kiwi.runs import read_history
+
+    stage = StageConfig("s2", "video", "instruct", ("queries", "query_connector", "dit"), 3, 1e-3, batch_size=4)
+    single = Trainer(tiny(seed=0), db, run_config().__class__("one", (stage,), seed=7), tmp_path / "one").train()
+    half = StageConfig("s2", "video", "instruct", ("queries", "query_connector", "dit"), 3, 1e-3, batch_size=2)
+    result = train_distributed(db.uri, run_config().__class__("two", (half,), seed=7), tmp_path / "two",
+                               num_workers=2)
+    assert result.error is None
+    rank1 = (tmp_path / "two" / "metrics.rank1.jsonl").read_text().splitlines()
+    ranks = [read_history(tmp_path / "two"), [json.loads(line) for line in rank1]]
+    for step in range(3):
+        r0, r1 = ranks[0][step]["ids"], ranks[1][step]["ids"]
+        interleaved = [r0[0], r1[0], r0[1], r1[1]]
+        assert interleaved == single.history[step]["ids"]
