@@ -78,8 +78,12 @@ def edit_command(model_dir, video, instruction, reference, out, steps, seed, tas
 @click.option("--steps", default="4,8,8", show_default=True, help="Steps of the three stages.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--no-resume", is_flag=True, help="Start over even if OUT holds a checkpoint.")
+@click.option("--workers", type=int, default=1, show_default=True, help="Ray Train workers (1: this process).")
+@click.option("--gpu", is_flag=True, help="One GPU per Ray Train worker.")
+@click.option("--ray-address", default=None, envvar="RAY_ADDRESS", help="Ray cluster for --workers > 1.")
 @lake_option
-def train(recipe, video_slice, reference_slice, model_dir, out, steps, seed, no_resume, lake_uri) -> None:
+def train(recipe, video_slice, reference_slice, model_dir, out, steps, seed, no_resume, workers, gpu, ray_address,
+          lake_uri) -> None:
     """Train through a staged curriculum, streaming slices from the lake; resumes from OUT's checkpoint."""
     from kiwi import curriculum
     from kiwi.model.io import from_pretrained, save_pretrained
@@ -96,6 +100,16 @@ def train(recipe, video_slice, reference_slice, model_dir, out, steps, seed, no_
         reference_slice = save_slice(db, build_slice(db, where="task = 'ref_subject'", seed=seed,
                                                      name="train-reference"))
     run = curriculum.tiny(video_slice, reference_slice, tuple(int(s) for s in steps.split(",")), seed=seed)
+    if workers > 1:
+        from kiwi.distributed import train_distributed
+        from refvie.pipeline import init_ray
+
+        init_ray(ray_address)
+        result = train_distributed(db.uri, run, out, num_workers=workers, use_gpu=gpu,
+                                   storage_options=db.storage_options, model_dir=str(model_dir) if model_dir else None,
+                                   resume=not no_resume)
+        click.echo(f"{workers} workers: {result.metrics}; checkpoint in {Path(out) / 'checkpoint'}")
+        return
     model = from_pretrained(model_dir) if model_dir else tiny(seed=seed)
     summary = Trainer(model, db, run, out).train(resume=not no_resume)
     first, last = summary.history[0]["loss"] if summary.history else None, summary.history[-1]["loss"] \
