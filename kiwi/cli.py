@@ -102,7 +102,7 @@ def train(recipe, video_slice, reference_slice, model_dir, out, steps, seed, no_
     run = curriculum.tiny(video_slice, reference_slice, tuple(int(s) for s in steps.split(",")), seed=seed)
     if workers > 1:
         from kiwi.distributed import train_distributed
-        from refvie.pipeline import init_ray
+        from lake.ray_runtime import init_ray
 
         init_ray(ray_address)
         result = train_distributed(db.uri, run, out, num_workers=workers, use_gpu=gpu,

@@ -11,7 +11,6 @@ a run killed at any point and rerun ends with every pair in exactly one of `quad
 
 from __future__ import annotations
 
-import os
 import time
 from collections import Counter
 from collections.abc import Mapping
@@ -20,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lake import Lake
+from lake.ray_runtime import init_ray
 from refvie.stages import (
     Classify,
     Decode,
@@ -276,28 +276,6 @@ def build_local(db: Lake, config: PipelineConfig = PipelineConfig(), limit: int 
     summary.rejected_by_stage, summary.seconds = writer.rejected_by_stage, writer.seconds
     summary.wall_seconds = time.perf_counter() - started
     return summary
-
-
-def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
-    """Connect to a cluster, or start a quiet local Ray sized for this machine."""
-    import logging
-
-    import ray
-
-    for key, value in {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", "RAY_DEDUP_LOGS": "0"}.items():
-        os.environ.setdefault(key, value)
-    if address:
-        ray.init(address=address, logging_level=logging.WARNING, ignore_reinit_error=True)
-        return
-    ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, object_store_memory=512 * 1024**2,
-             logging_level=logging.WARNING, ignore_reinit_error=True, log_to_driver=False)
-    import ray.data
-    from ray.data.context import ShuffleStrategy
-
-    ctx = ray.data.DataContext.get_current()
-    ctx.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
-    ctx.read_op_min_num_blocks = 2
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
 
 
 def _bar(progress: bool, total: int):
