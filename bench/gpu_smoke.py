@@ -3,6 +3,9 @@ of the conditioned DiT on random latents; prints step time, peak memory and mode
 
     python bench/gpu_smoke.py [--layers 16] [--heads 16] [--frames 21] [--size 60] [--peak-tflops 989]
 
+With `--lake URI --slice NAME [--device cuda]` it instead trains the tiny Kiwi-Edit from the lake loader and
+reports whether the device waits on data.
+
 The FLOPs are counted as 6 x parameters x tokens (forward + backward) plus attention's 12 x layers x tokens^2 x
 width; the peak defaults to an H100's dense bf16 figure. Not run in CI (no GPU there)."""
 
@@ -70,5 +73,47 @@ def main() -> None:
           f"MFU {flops / step_s / (args.peak_tflops * 1e12):.1%} of {args.peak_tflops:g} TFLOPS")
 
 
+
+
+def feed_from_lake() -> None:
+    """`python bench/gpu_smoke.py --lake URI --slice NAME [--device cuda]`: the tiny Kiwi-Edit trained from the
+    lake loader for 20 steps; reports how much of each step the device waited for data."""
+    import sys
+
+    import lake
+    from kiwi.data import DataConfig, SliceLoader
+    from kiwi.model.kiwi_edit import tiny
+    from lake.slices import load_slice
+
+    args = dict(zip(sys.argv[1::2], sys.argv[2::2], strict=False))
+    device = args.get("--device", "cuda")
+    db = lake.open(args["--lake"])
+    model = tiny().to(device).train()
+    optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    loader = iter(SliceLoader(db, load_slice(db, args["--slice"]), DataConfig(), batch_size=8, seed=0,
+                              task="instruct"))
+    waits, computes = [], []
+    for _ in range(20):
+        start = time.perf_counter()
+        batch = next(loader).batch
+        waits.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        loss = model.training_loss(batch)
+        loss.backward()
+        optimiser.step()
+        optimiser.zero_grad()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        computes.append(time.perf_counter() - start)
+    wait, compute = sum(waits[3:]), sum(computes[3:])
+    print(f"{device}: waited for data {wait / (wait + compute):.0%} of the time "
+          f"(data {wait / len(waits[3:]) * 1e3:.0f} ms, compute {compute / len(computes[3:]) * 1e3:.0f} ms per step)")
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+
+    if "--lake" in sys.argv:
+        feed_from_lake()
+    else:
+        main()

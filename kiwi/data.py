@@ -17,6 +17,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from torch.utils.data import IterableDataset
 
 from kiwi.model.kiwi_edit import EditBatch
 from lake import Lake, media
@@ -80,11 +81,13 @@ def _shrink(seed: int, epoch: int, row_id: str, low: float, high: float) -> floa
     return low + (high - low) * int.from_bytes(digest, "big") / 2**64
 
 
-class SliceLoader:
-    """Batches of one task from a slice, in the sampler's order; `state_dict()` after a batch resumes after it."""
+class SliceLoader(IterableDataset):
+    """Batches of one task from a slice, in the sampler's order; `state_dict()` after a batch resumes after it.
+    A torch IterableDataset that yields whole batches (use it directly, or in a DataLoader with batch_size=None)."""
 
     def __init__(self, db: Lake, slice_: Slice, config: DataConfig, batch_size: int, seed: int, task: str,
                  epoch: int = 0, rank: int = 0, world_size: int = 1, mode: str = "weighted"):
+        super().__init__()
         self.db, self.slice, self.config, self.batch_size, self.task = db, slice_, config, batch_size, task
         self.sampler: SliceSampler = slice_.sampler(seed=seed, epoch=epoch, rank=rank, world_size=world_size,
                                                     mode=mode, batch_size=batch_size * world_size)
