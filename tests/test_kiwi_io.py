@@ -63,3 +63,16 @@ def test_full_builder_loads_released_style_folders_by_path(tmp_path):
     frames = np.stack([moving_square(1, frames=5, size=64)])
     loss = loaded.training_loss(EditBatch(["Add a red ball"], frames, frames), torch.Generator().manual_seed(0))
     assert torch.isfinite(loss)
+
+
+def test_model_sizes_are_dataclass_configs():
+    import pytest
+
+    from kiwi.model.kiwi_edit import KiwiConfig
+
+    model = KiwiConfig.tiny_config(seed=5).build()
+    assert model.mllm.counts.video == 8
+    full = KiwiConfig.full_config("/models/qwen", "/models/wan", "/models/vae")
+    assert (full.queries.image, full.queries.video, full.queries.reference, full.lora_rank) == (256, 512, 768, 64)
+    with pytest.raises(ValueError, match="needs local paths"):
+        KiwiConfig("full").build()

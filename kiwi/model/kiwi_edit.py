@@ -126,3 +126,34 @@ def full(mllm_path: str, transformer_path: str, vae_path: str, queries: QueryCou
                    transformer.reference_embedder, mllm.queries):
         module.to(dtype)  # new modules are cast explicitly; a bare .to(bf16) would also cast Wan's fp32 tables
     return model
+
+
+@dataclass(frozen=True)
+class KiwiConfig:
+    """A model size as data: `KiwiConfig.tiny()` (random init, toy widths) or `KiwiConfig.full(paths…)`
+    (released components from local folders); `build()` makes the model."""
+
+    size: str = "tiny"
+    queries: QueryCounts = TINY_QUERIES
+    lora_rank: int = 0
+    seed: int = 0
+    mllm_path: str | None = None
+    transformer_path: str | None = None
+    vae_path: str | None = None
+
+    @classmethod
+    def tiny_config(cls, seed: int = 0) -> KiwiConfig:
+        return cls("tiny", TINY_QUERIES, 0, seed)
+
+    @classmethod
+    def full_config(cls, mllm_path: str, transformer_path: str, vae_path: str) -> KiwiConfig:
+        return cls("full", QueryCounts(), 64, 0, mllm_path, transformer_path, vae_path)
+
+    def build(self) -> KiwiEdit:
+        if self.size == "tiny":
+            return tiny(seed=self.seed, queries=self.queries)
+        if self.size == "full":
+            if not (self.mllm_path and self.transformer_path and self.vae_path):
+                raise ValueError("the full config needs local paths for the MLLM, the transformer and the VAE")
+            return full(self.mllm_path, self.transformer_path, self.vae_path, self.queries, self.lora_rank)
+        raise ValueError(f"unknown size {self.size!r}; use tiny or full")
