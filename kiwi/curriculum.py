@@ -3,7 +3,7 @@ resolution (Kiwi-Edit's staged recipe, with slices chosen in SQL instead of a fi
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 TRAINABLE = ("queries", "query_connector", "reference_connector", "source_embedder", "reference_embedder", "dit",
              "lora")
@@ -65,9 +65,3 @@ def tiny(video_slice: str, reference_slice: str, steps: tuple[int, int, int] = (
         StageConfig("stage3-reference", reference_slice, "ref_subject", STAGE3, steps[2], lr),
     ), seed=seed, checkpoint_every=4)
 
-
-def stage_field(stage: StageConfig, **changes) -> StageConfig:
-    return StageConfig(**{**asdict(stage), **changes})
-
-
-__all__ = ["RunConfig", "StageConfig", "TRAINABLE", "field", "kiwi_paper", "stage_field", "tiny"]

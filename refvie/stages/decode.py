@@ -10,8 +10,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from lake import media
 from lake.errors import MediaError
 from refvie.stages.batch import column, reject, timed
@@ -61,7 +59,3 @@ class Decode:
             out["meta"][i] = json.loads(meta[i]["meta"] or "{}")
         timed(out, "decode", start)
         return out
-
-
-def frames_of(batch: dict, i: int) -> tuple[np.ndarray, np.ndarray]:
-    return batch["source"][i], batch["target"][i]

@@ -206,8 +206,4 @@ def _distinct_name(sprites: list[Sprite], index: int, rng: np.random.Generator) 
 
 
 
-def sample_summary(sample: SyntheticSample) -> dict[str, Any]:
-    return {"pair_id": sample.pair_id, "edit_type": sample.edit_type.value, "instruction": sample.instruction}
-
-
 __all__ = ["DEFAULT_MIX", "SyntheticConfig", "SyntheticSample", "SyntheticWorld", "Background", "Style"]
