@@ -17,7 +17,7 @@ def cli() -> None:
 
 @cli.command()
 @click.option("--config", type=click.Choice(["tiny"]), default="tiny", show_default=True,
-              help="Model size (the full one loads pretrained parts from local paths; not wired yet).")
+              help="Model size. The full one needs the released weights: KiwiConfig.full_config(paths).build().")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder to write the model to.")
 @click.option("--seed", type=int, default=0, show_default=True)
 def init(config: str, out: Path, seed: int) -> None:
