@@ -66,12 +66,14 @@ def resize_crop(frames: np.ndarray, size: int) -> np.ndarray:
     return out[:, y : y + size, x : x + size]
 
 
-def reference_on_white(image: np.ndarray, size: int, shrink: float) -> np.ndarray:
-    """The reference fitted inside size x size, scaled by `shrink`, centred on white."""
-    scale = shrink * min(size / image.shape[0], size / image.shape[1])
+def reference_on_white(image: np.ndarray, size: int | tuple[int, int], shrink: float = 1.0) -> np.ndarray:
+    """The reference fitted inside a size x size (or (height, width)) canvas, scaled by `shrink`, centred on
+    white: the letterboxing Kiwi-Edit applies at inference (shrink 1) and, with a random shrink, in training."""
+    height, width = (size, size) if isinstance(size, int) else size
+    scale = shrink * min(height / image.shape[0], width / image.shape[1])
     h, w = max(1, round(image.shape[0] * scale)), max(1, round(image.shape[1] * scale))
-    canvas = np.full((size, size, 3), 255, np.uint8)
-    y, x = (size - h) // 2, (size - w) // 2
+    canvas = np.full((height, width, 3), 255, np.uint8)
+    y, x = (height - h) // 2, (width - w) // 2
     canvas[y : y + h, x : x + w] = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
     return canvas
 

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import torch
 
+from kiwi.data import reference_on_white
 from kiwi.model.kiwi_edit import EditBatch, KiwiEdit
 
 
@@ -27,16 +28,6 @@ def prepare_video(frames: np.ndarray) -> np.ndarray:
     return frames
 
 
-def letterbox(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """The image scaled to fit inside (height, width), centred on white."""
-    scale = min(height / image.shape[0], width / image.shape[1])
-    h, w = max(1, round(image.shape[0] * scale)), max(1, round(image.shape[1] * scale))
-    canvas = np.full((height, width, 3), 255, np.uint8)
-    y, x = (height - h) // 2, (width - w) // 2
-    canvas[y : y + h, x : x + w] = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
-    return canvas
-
-
 @torch.no_grad()
 def edit(model: KiwiEdit, video: np.ndarray, instruction: str, reference: np.ndarray | None = None,
          task: str | None = None, steps: int = 8, seed: int = 0, progress: bool = False) -> np.ndarray:
@@ -44,7 +35,7 @@ def edit(model: KiwiEdit, video: np.ndarray, instruction: str, reference: np.nda
     if task.startswith("ref") and reference is None:
         raise ValueError(f"task {task} needs a reference image")
     frames = prepare_video(np.asarray(video))
-    ref = None if reference is None else letterbox(np.asarray(reference), *frames.shape[1:3])
+    ref = None if reference is None else reference_on_white(np.asarray(reference), frames.shape[1:3])
     batch = EditBatch([instruction], frames[None], frames[None], None if ref is None else ref[None], task)
     model.eval()
     source = model.encode_video(batch.source)

@@ -108,3 +108,17 @@ def s3_lake_options():
     yield {"aws_endpoint": endpoint, "aws_access_key_id": "test", "aws_secret_access_key": "test",
            "aws_region": "us-east-1", "allow_http": "true"}
     server.stop()
+
+
+def synthetic_quadruplet_lake(path, n: int, seed: int, frames: int = 9, size: int = 64) -> lake.Lake:
+    """A lake holding n synthetic pairs run through the RefVIE stages (plain loop): what kiwi's tests train on."""
+    from refvie.ingest import IngestConfig, ingest
+    from refvie.pipeline import build_local
+    from refvie.sources import SyntheticSource
+    from refvie.synthetic import SyntheticConfig
+
+    db = lake.open(path)
+    ingest(SyntheticSource(n, SyntheticConfig(frames=frames, height=size, width=size, seed=seed)), db,
+           IngestConfig(progress=False))
+    build_local(db)
+    return db

@@ -5,22 +5,15 @@ from collections import Counter
 import numpy as np
 import pytest
 
-import lake
 from kiwi.data import DataConfig, SliceLoader, reference_on_white, resize_crop, sample_frames
 from lake.balance import Strategy
 from lake.slices import build_slice
-from refvie.ingest import IngestConfig, ingest
-from refvie.pipeline import build_local
-from refvie.sources import SyntheticSource
-from refvie.synthetic import SyntheticConfig
+from tests.conftest import synthetic_quadruplet_lake
 
 
 @pytest.fixture(scope="module")
 def db(tmp_path_factory):
-    db = lake.open(tmp_path_factory.mktemp("data") / "lake")
-    ingest(SyntheticSource(48, SyntheticConfig(frames=9, height=96, width=96, seed=8)), db,
-           IngestConfig(progress=False))
-    build_local(db)
+    db = synthetic_quadruplet_lake(tmp_path_factory.mktemp("data") / "lake", 48, seed=8, size=96)
     return db
 
 

@@ -5,25 +5,18 @@ import json
 import pytest
 import torch
 
-import lake
 from kiwi.curriculum import StageConfig
 from kiwi.curriculum import tiny as tiny_curriculum
 from kiwi.model.kiwi_edit import tiny
 from kiwi.train import Trainer, set_trainable
 from lake.balance import Strategy
 from lake.slices import build_slice, save_slice
-from refvie.ingest import IngestConfig, ingest
-from refvie.pipeline import build_local
-from refvie.sources import SyntheticSource
-from refvie.synthetic import SyntheticConfig
+from tests.conftest import synthetic_quadruplet_lake
 
 
 @pytest.fixture(scope="module")
 def db(tmp_path_factory):
-    db = lake.open(tmp_path_factory.mktemp("train") / "lake")
-    ingest(SyntheticSource(40, SyntheticConfig(frames=9, height=64, width=64, seed=12)), db,
-           IngestConfig(progress=False))
-    build_local(db)
+    db = synthetic_quadruplet_lake(tmp_path_factory.mktemp("train") / "lake", 40, seed=12, size=64)
     save_slice(db, build_slice(db, strategy=Strategy("temperature", alpha=0.3), seed=0, name="video"))
     save_slice(db, build_slice(db, where="task = 'ref_subject'", seed=0, name="reference"))
     return db
