@@ -1,6 +1,7 @@
 """Streaming a curated slice into training: the slice's deterministic sampler gives row ids of the pinned table
 version; rows are taken by id (Lance random access, video blobs read as whole payloads, lazily per batch),
-decoded and preprocessed, and delivered as `EditBatch`es, with a bounded prefetch on worker threads.
+decoded and preprocessed, and delivered as `EditBatch`es of torch uint8 tensors (pinned for a GPU), with a bounded
+prefetch on worker threads.
 
 Preprocessing follows Kiwi-Edit: 4k+1 frames sampled evenly, resize so the short side is `size` (a multiple of
 32) and centre-crop square, reference letterboxed on white with a random 0.7-1.0 shrink in training (seeded by
@@ -17,6 +18,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import torch
 from torch.utils.data import IterableDataset
 
 from kiwi.model.kiwi_edit import EditBatch
@@ -33,6 +35,7 @@ class DataConfig:
     train: bool = True
     prefetch: int = 2  # batches prepared ahead
     workers: int = 2  # threads preparing them (PyAV and OpenCV release the GIL); order is kept
+    pin_memory: bool = False  # page-locked tensors, for fast asynchronous copies to a GPU
 
     def __post_init__(self):
         if (self.frames - 1) % 4:
@@ -135,6 +138,10 @@ class SliceLoader(IterableDataset):
                     raise ValueError(f"{row['id']} has no reference image but the stage's task is {self.task}")
                 shrink = _shrink(self.sampler.seed, epoch, row["id"], *cfg.reference_shrink) if cfg.train else 1.0
                 refs.append(reference_on_white(media.decode_image(row["reference_image"]), cfg.size, shrink))
-        batch = EditBatch([r["instruction"] for r in meta], np.stack(src), np.stack(tgt),
-                          np.stack(refs) if refs else None, self.task)
+        batch = EditBatch([r["instruction"] for r in meta], self._tensor(src), self._tensor(tgt),
+                          self._tensor(refs) if refs else None, self.task)
         return batch, [r["edit_type"] for r in meta]
+
+    def _tensor(self, arrays: list[np.ndarray]) -> torch.Tensor:
+        tensor = torch.from_numpy(np.stack(arrays))
+        return tensor.pin_memory() if self.config.pin_memory else tensor

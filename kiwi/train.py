@@ -1,11 +1,14 @@
 """The training loop: stages of a curriculum, each streaming its slice; AdamW with warm-up, gradient accumulation
 and clipping, bf16 autocast on GPU; checkpoints (safetensors + JSON) every N steps and at each stage end; resume
 picks up mid-stage and replays exactly what an uninterrupted run would have done (the data order comes from the
-sampler state, the noise from a generator seeded by (seed, global step)). Metrics go to TensorBoard, a JSON-lines
-file, and the lake's `runs` table with the run's lineage (slices, table versions, config, code version, seed)."""
+sampler state, each sample's noise from a generator seeded by (seed, step, its place in the global batch), so w
+ranks under DistributedDataParallel compute the gradient one process would on the whole batch). Metrics go to
+TensorBoard, a JSON-lines file, and the lake's `runs` table with the run's lineage (slices, table versions, config,
+code version, seed)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -61,16 +64,24 @@ def set_trainable(model: KiwiEdit, trains: tuple[str, ...]) -> list[torch.nn.Par
     return chosen
 
 
-def _generator(seed: int, step: int) -> torch.Generator:
-    digest = hashlib.blake2b(f"{seed}\x00{step}".encode(), digest_size=8).digest()
-    return torch.Generator().manual_seed(int.from_bytes(digest, "big") >> 1)
+def sample_generators(seed: int, step: int, micro: int, size: int, rank: int = 0,
+                      world_size: int = 1) -> list[torch.Generator]:
+    """One generator per sample of this rank's micro-batch, keyed by the sample's place in the global batch (the
+    sampler deals global positions round-robin: rank r's j-th sample is global sample j * world_size + r)."""
+    generators = []
+    for j in range(size):
+        key = f"{seed}\x00{step}\x00{micro}\x00{j * world_size + rank}".encode()
+        digest = hashlib.blake2b(key, digest_size=8).digest()
+        generators.append(torch.Generator().manual_seed(int.from_bytes(digest, "big") >> 1))
+    return generators
 
 
 class Trainer:
     def __init__(self, model: KiwiEdit, db: Lake, run: RunConfig, out_dir: str | Path, rank: int = 0,
                  world_size: int = 1):
         """With world_size > 1 (under Ray Train / torch.distributed), each rank reads its shard of the slice's
-        sequence and gradients are averaged across ranks; only rank 0 writes checkpoints and the runs table."""
+        sequence and the model is wrapped in DistributedDataParallel for each stage (gradients averaged across
+        ranks); rank 0 writes weights and the runs table, every rank its own loader state."""
         self.model, self.db, self.run, self.out = model, db, run, Path(out_dir)
         self.rank, self.world_size = rank, world_size
         self.run_id = hashlib.blake2b(json.dumps(run.to_dict(), sort_keys=True).encode(), digest_size=8).hexdigest()
@@ -86,6 +97,7 @@ class Trainer:
         if self.rank != 0:
             folder.mkdir(parents=True, exist_ok=True)
             (folder / f"state.rank{self.rank}.json").write_text(json.dumps({"loader": loader.state_dict()}))
+            self._barrier()
             return folder
         folder.mkdir(parents=True, exist_ok=True)
         weights = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()
@@ -99,7 +111,15 @@ class Trainer:
                      param_groups=opt["param_groups"], consumed=dict(summary.consumed), run_id=self.run_id,
                      stage_start=stage_start)
         (folder / "state.json").write_text(json.dumps(state, indent=1))
+        self._barrier()
         return folder
+
+    def _barrier(self) -> None:
+        """Every rank's part of a checkpoint is on disk before any rank goes on (or exits)."""
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
 
     def _restore(self, optimizer, loader: SliceLoader, state: dict, summary: RunSummary) -> None:
         folder = self.out / "checkpoint"
@@ -115,7 +135,8 @@ class Trainer:
             index, name = key.split(".", 1)
             opt_state.setdefault(int(index), {})[name] = value.to(self.device)
         optimizer.load_state_dict({"state": opt_state, "param_groups": state["param_groups"]})
-        loader.load_state_dict(state["loader"])
+        mine = folder / f"state.rank{self.rank}.json"
+        loader.load_state_dict(json.loads(mine.read_text())["loader"] if self.rank else state["loader"])
 
     # ------------------------------------------------------------------------------------------- lineage
     def record(self, status: str, summary: RunSummary) -> None:
@@ -156,6 +177,7 @@ class Trainer:
                 if state and index < state["stage_index"]:
                     continue
                 params = set_trainable(self.model, stage.trains)
+                forward = self._wrap(self.model)
                 optimizer = torch.optim.AdamW(params, lr=stage.lr)
                 loader = self._loader(stage, epoch=0)
                 step = 0
@@ -173,16 +195,18 @@ class Trainer:
                     started = time.perf_counter()
                     optimizer.zero_grad(set_to_none=True)
                     ids, types, losses = [], [], []
-                    for _ in range(stage.grad_accumulation):
+                    for micro in range(stage.grad_accumulation):
                         loaded, batches, loader = self._next(batches, loader, stage)
-                        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-                            per_sample = self.model.training_loss(loaded.batch, _generator(self.run.seed, global_step),
-                                                                  per_sample=True)
-                        (per_sample.mean() / stage.grad_accumulation).backward()
+                        generators = sample_generators(self.run.seed, global_step, micro, len(loaded.ids), self.rank,
+                                                       self.world_size)
+                        last = micro == stage.grad_accumulation - 1
+                        with self._sync(forward, last), torch.autocast("cuda", dtype=torch.bfloat16,
+                                                                       enabled=self.device.type == "cuda"):
+                            per_sample = forward(loaded.batch, generators, per_sample=True)
+                            (per_sample.mean() / stage.grad_accumulation).backward()
                         ids += loaded.ids
                         types += loaded.edit_types
                         losses += per_sample.detach().float().cpu().tolist()
-                    self._average_gradients(params)
                     torch.nn.utils.clip_grad_norm_(params, stage.max_grad_norm)
                     warm = min(1.0, (step + 1) / stage.warmup_steps) if stage.warmup_steps else 1.0
                     for group in optimizer.param_groups:  # constant LR after a linear warm-up: a function of step
@@ -219,20 +243,28 @@ class Trainer:
             writer.close()
 
     def _loader(self, stage: StageConfig, epoch: int) -> SliceLoader:
-        return SliceLoader(self.db, load_slice(self.db, stage.slice), DataConfig(frames=stage.frames, size=stage.size),
+        data = DataConfig(frames=stage.frames, size=stage.size, pin_memory=self.device.type == "cuda")
+        return SliceLoader(self.db, load_slice(self.db, stage.slice), data,
                            stage.batch_size, self.run.seed, stage.task, epoch=epoch, rank=self.rank,
                            world_size=self.world_size, mode=stage.mode)
 
-    def _average_gradients(self, params: list[torch.nn.Parameter]) -> None:
+    def _wrap(self, model: KiwiEdit) -> torch.nn.Module:
+        """DistributedDataParallel over this stage's trainable parameters when there are several ranks (DDP
+        registers the parameters that require grad when it is built, so each stage wraps anew)."""
         if self.world_size == 1:
-            return
-        import torch.distributed as dist
+            return model
+        from torch.nn.parallel import DistributedDataParallel
 
-        for p in params:
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
-            p.grad /= self.world_size
+        devices = [self.device.index] if self.device.type == "cuda" else None
+        # Unused: e.g. the reference connector in an instruct stage
+        return DistributedDataParallel(model, device_ids=devices, find_unused_parameters=True)
+
+    @staticmethod
+    def _sync(forward: torch.nn.Module, last_micro_batch: bool):
+        """Gradients are all-reduced on the last micro-batch of an accumulation only."""
+        if last_micro_batch or not hasattr(forward, "no_sync"):
+            return contextlib.nullcontext()
+        return forward.no_sync()
 
     def _next(self, batches, loader: SliceLoader, stage: StageConfig):
         try:

@@ -4,6 +4,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
+import torch
 
 from kiwi.data import DataConfig, SliceLoader, reference_on_white, resize_crop, sample_frames
 from lake.balance import Strategy
@@ -19,8 +20,8 @@ def db(tmp_path_factory):
 
 def signature(loaded) -> tuple:
     b = loaded.batch
-    return (tuple(loaded.ids), b.source.tobytes(), b.target.tobytes(),
-            None if b.reference is None else b.reference.tobytes())
+    return (tuple(loaded.ids), b.source.numpy().tobytes(), b.target.numpy().tobytes(),
+            None if b.reference is None else b.reference.numpy().tobytes())
 
 
 def test_preprocessing_shapes():
@@ -48,6 +49,8 @@ def test_batches_are_deterministic_and_resume_exactly(db):
     assert head + [signature(b) for b in resumed] == whole
     first = next(iter(make()))
     assert first.batch.source.shape == (3, 5, 64, 64, 3) and first.batch.reference.shape == (3, 64, 64, 3)
+    for pixels in (first.batch.source, first.batch.target, first.batch.reference):  # torch batches, ready to move
+        assert isinstance(pixels, torch.Tensor) and pixels.dtype == torch.uint8
 
 
 def test_two_ranks_together_see_the_single_rank_batches(db):

@@ -3,6 +3,7 @@ flow matching. `tiny()` builds every part at toy width from configs (random weig
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,13 +18,23 @@ from kiwi.model.mllm import KiwiMLLM, QueryCounts
 TASK_QUERIES = {"instruct": "video", "image": "image", "ref_subject": "reference", "ref_background": "reference"}
 
 
+Frames = np.ndarray | torch.Tensor
+
+
 @dataclass
 class EditBatch:
+    """One task's batch. Pixel arrays are uint8, channels last, as numpy arrays or torch tensors (the training
+    loader delivers tensors, pinned when the model is on a GPU)."""
+
     instructions: list[str]
-    source: np.ndarray  # (B, T, H, W, 3) uint8
-    target: np.ndarray  # (B, T, H, W, 3) uint8
-    reference: np.ndarray | None = None  # (B, H, W, 3) uint8, for reference tasks
+    source: Frames  # (B, T, H, W, 3) uint8
+    target: Frames  # (B, T, H, W, 3) uint8
+    reference: Frames | None = None  # (B, H, W, 3) uint8, for reference tasks
     task: str = "instruct"
+
+
+def _numpy(frames: Frames) -> np.ndarray:
+    return frames.cpu().numpy() if isinstance(frames, torch.Tensor) else np.asarray(frames)
 
 
 class KiwiEdit(nn.Module):
@@ -42,7 +53,8 @@ class KiwiEdit(nn.Module):
     def encode_video(self, frames: np.ndarray) -> torch.Tensor:
         """uint8 (B, T, H, W, 3) -> normalised VAE latents (B, C, T', H', W')."""
         device = next(self.transformer.parameters()).device
-        x = torch.from_numpy(np.ascontiguousarray(frames)).to(device).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
+        pixels = frames if isinstance(frames, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(frames))
+        x = pixels.to(device, non_blocking=True).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
         with torch.no_grad():
             latents = self.vae.encode(x).latent_dist.mode()
         mean = torch.tensor(self.vae.config.latents_mean, device=device).view(1, -1, 1, 1, 1)
@@ -51,8 +63,8 @@ class KiwiEdit(nn.Module):
 
     def context(self, batch: EditBatch) -> torch.Tensor:
         """Query features (and reference features for reference tasks) through the connectors, concatenated."""
-        references = list(batch.reference) if batch.reference is not None else None
-        encoded = self.mllm.encode(batch.instructions, list(batch.source), references,
+        references = list(_numpy(batch.reference)) if batch.reference is not None else None
+        encoded = self.mllm.encode(batch.instructions, list(_numpy(batch.source)), references,
                                    task=TASK_QUERIES[batch.task])
         parts = [self.query_connector(encoded.query_features)]
         if encoded.reference_features is not None:
@@ -60,14 +72,27 @@ class KiwiEdit(nn.Module):
         return torch.cat(parts, dim=1)
 
     # ------------------------------------------------------------------------------------------- training
-    def training_loss(self, batch: EditBatch, generator: torch.Generator | None = None,
+    def forward(self, batch: EditBatch, generator: torch.Generator | Sequence[torch.Generator] | None = None,
+                per_sample: bool = False) -> torch.Tensor:
+        """The training loss: `forward` so that DistributedDataParallel can wrap the model and sync gradients."""
+        return self.training_loss(batch, generator, per_sample)
+
+    def training_loss(self, batch: EditBatch, generator: torch.Generator | Sequence[torch.Generator] | None = None,
                       per_sample: bool = False) -> torch.Tensor:
-        """Flow-matching loss of a batch (a scalar), or one loss per sample with `per_sample=True`."""
+        """Flow-matching loss of a batch (a scalar), or one loss per sample with `per_sample=True`. With one
+        generator per sample, each sample's noise level and noise depend on its own generator alone, so a batch
+        split across ranks draws exactly what the whole batch would on one."""
         x0 = self.encode_video(batch.target)
         source = self.encode_video(batch.source) if batch.task != "image" else None
         reference = self.encode_video(batch.reference[:, None]) if batch.reference is not None else None
-        sigma = self.flow.sample_sigma(x0.shape[0], generator, device=x0.device)
-        noise = torch.randn(x0.shape, generator=generator, device="cpu").to(x0.device)
+        if isinstance(generator, Sequence):
+            if len(generator) != x0.shape[0]:
+                raise ValueError(f"{len(generator)} generators for a batch of {x0.shape[0]}")
+            sigma = torch.cat([self.flow.sample_sigma(1, g) for g in generator]).to(x0.device)
+            noise = torch.cat([torch.randn((1, *x0.shape[1:]), generator=g) for g in generator]).to(x0.device)
+        else:
+            sigma = self.flow.sample_sigma(x0.shape[0], generator, device=x0.device)
+            noise = torch.randn(x0.shape, generator=generator, device="cpu").to(x0.device)
         prediction = self.transformer(self.flow.noisy(x0, noise, sigma), self.flow.timestep(sigma), self.context(batch),
                                       source_latents=source, sigma=sigma, reference_latents=reference,
                                       context_projected=True)
