@@ -1,4 +1,4 @@
-"""`kiwi`: create, run and (later) train the Kiwi-Edit model."""
+"""`kiwi`: create, run, train and evaluate the Kiwi-Edit model."""
 
 from __future__ import annotations
 
@@ -117,6 +117,145 @@ def train(recipe, video_slice, reference_slice, model_dir, out, steps, seed, no_
     save_pretrained(model, Path(out) / "model")
     click.echo(f"run {summary.run_id}: {summary.steps} steps, loss {first} -> {last}; model in {Path(out) / 'model'}; "
                f"TensorBoard logs in {Path(out) / 'tensorboard'}")
+
+
+@cli.group()
+def bench() -> None:
+    """Benches: freeze one from the lake's bench split, import a published one, list them."""
+
+
+@bench.command("freeze")
+@click.argument("name")
+@click.option("--per-category", type=int, default=8, show_default=True, help="Items per edit type (at most).")
+@click.option("--version", default=None, help="quadruplets version number or tag (default: latest).")
+@click.option("--where", default="split = 'bench'", show_default=True, help="Which rows are eligible.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@lake_option
+def bench_freeze(name, per_category, version, where, seed, lake_uri) -> None:
+    """Copy a stratified sample of the bench split into a frozen bench NAME."""
+    from kiwi.eval.bench import freeze_lake_bench
+
+    db = open_lake(lake_uri)
+    version = int(version) if version is not None and version.isdigit() else version
+    try:
+        items = freeze_lake_bench(db, name, per_category, version=version, where=where, seed=seed)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    counts: dict[str, int] = {}
+    for item in items:
+        counts[item.category] = counts.get(item.category, 0) + 1
+    click.echo(f"bench {name}: {len(items)} items ({', '.join(f'{c} {n}' for c, n in sorted(counts.items()))})")
+
+
+@bench.command("import")
+@click.argument("layout", type=click.Choice(["refvie-bench", "openve-bench"]))
+@click.argument("listing", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--name", default=None, help="Bench name (default: the layout's name).")
+@click.option("--root", default=None, type=click.Path(path_type=Path), help="Folder the listing's paths are "
+              "relative to (default: the listing's folder).")
+@lake_option
+def bench_import(layout, listing, name, root, lake_uri) -> None:
+    """Import a published bench: RefVIE-Bench's YAML listing or OpenVE-Bench's manifest."""
+    from kiwi.eval.importers import import_openve_bench, import_refvie_bench
+
+    importer = import_refvie_bench if layout == "refvie-bench" else import_openve_bench
+    try:
+        report = importer(open_lake(lake_uri), listing, name or layout, root=root)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(str(report) + ("; see `lake query rejects_by_reason`" if report.rejected else ""))
+
+
+@bench.command("list")
+@lake_option
+def bench_list(lake_uri) -> None:
+    """Benches in the lake with their item counts per category."""
+    db = open_lake(lake_uri)
+    table = db.sql("SELECT bench, category, count(*) AS items, bool_and(coalesce(counts_to_overall, true)) "
+                   "AS counts_to_overall FROM bench_items GROUP BY ALL ORDER BY ALL")
+    click.echo(table.to_pandas().to_string(index=False) if table.num_rows else "no benches yet")
+
+
+@cli.command("eval")
+@click.option("--model", "model_dir", required=True, type=click.Path(path_type=Path),
+              help="Model folder (kiwi init / save_pretrained), or `copy-source` for the do-nothing baseline.")
+@click.option("--bench", "bench_name", required=True)
+@click.option("--steps", type=int, default=8, show_default=True, help="Sampler steps.")
+@click.option("--frames", type=int, default=5, show_default=True, help="Frames (4k+1) per item.")
+@click.option("--size", type=int, default=64, show_default=True, help="Square side, a multiple of 32.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--instruct-only", is_flag=True, help="Ignore reference images (a model without stage 3).")
+@click.option("--clip", "clip_path", default=None, type=click.Path(path_type=Path),
+              help="CLIP/SigLIP folder: adds the text-video score.")
+@click.option("--judge-url", default=None, envvar="KIWI_JUDGE_URL",
+              help="OpenAI-compatible endpoint (e.g. http://127.0.0.1:8000/v1): adds the VLM judge. The key is "
+              "read from $KIWI_JUDGE_API_KEY.")
+@click.option("--judge-model", default=None, envvar="KIWI_JUDGE_MODEL", help="Model name the endpoint serves.")
+@click.option("--judge-concurrency", type=int, default=4, show_default=True)
+@click.option("--judge-cache", default=".cache/judge", show_default=True, type=click.Path(path_type=Path))
+@click.option("--report", "report_dir", default=None, type=click.Path(path_type=Path),
+              help="Write report.md and a per-category chart here.")
+@lake_option
+def eval_command(model_dir, bench_name, steps, frames, size, seed, instruct_only, clip_path, judge_url, judge_model,
+                 judge_concurrency, judge_cache, report_dir, lake_uri) -> None:
+    """Run a model on every bench item (resumable; outputs kept in the lake) and score it per category."""
+    from kiwi.eval.aggregate import category_table
+    from kiwi.eval.bench import load_bench
+    from kiwi.eval.report import bar_chart, markdown_table
+    from kiwi.eval.runner import EvalConfig, copy_source, evaluate, excluded_categories, results
+    from kiwi.eval.scorers import AutomaticScorer, ClipScorer, JudgeScorer
+
+    db = open_lake(lake_uri)
+    try:
+        config = EvalConfig(frames=frames, size=size, steps=steps, seed=seed, instruct_only=instruct_only)
+        load_bench(db, bench_name)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    scorers = [AutomaticScorer()]
+    if clip_path:
+        scorers.append(ClipScorer(str(clip_path)))
+    client = None
+    if judge_url:
+        from kiwi.eval.judge import JudgeClient, JudgeConfig
+
+        if not judge_model:
+            raise click.ClickException("--judge-url needs --judge-model (the name the endpoint serves)")
+        client = JudgeClient(JudgeConfig(judge_url, judge_model, concurrency=judge_concurrency,
+                                         cache_dir=str(judge_cache)))
+        scorers.append(JudgeScorer(client))
+    if str(model_dir) == "copy-source":
+        model, name = copy_source, "copy-source"
+    else:
+        if not Path(model_dir).is_dir():
+            raise click.ClickException(f"--model {model_dir}: no such model folder")
+        from kiwi.model.io import from_pretrained
+
+        model, name = from_pretrained(model_dir), str(Path(model_dir).resolve())
+    try:
+        run = evaluate(db, model, bench_name, name, config, scorers, progress=True)
+    finally:
+        if client:
+            client.close()
+    frame = results(db, run.run_id)
+    excluded = excluded_categories(frame)
+    click.echo(f"eval run {run.run_id}: {run.inferred} items run now, scored {run.scored}"
+               + (f"; judge failed on {len(run.failures)} (in rejects)" if run.failures else ""))
+    tables = {"psnr": category_table(frame, ["psnr"], excluded)} if frame["value"][frame["metric"] == "psnr"] \
+        .notna().any() else {}
+    if "judge" in set(frame["scorer"]):
+        dims = [m for m in frame.loc[frame["scorer"] == "judge", "metric"].unique() if m != "judge_mean"]
+        tables["judge"] = category_table(frame, dims, excluded)
+    for title, table in tables.items():
+        click.echo(f"\n{title} per category (overall = unweighted mean of the categories that count):")
+        click.echo(table.to_string(float_format=lambda v: f"{v:.3f}"))
+    if report_dir and tables:
+        report_dir.mkdir(parents=True, exist_ok=True)
+        lines = [f"# Evaluation {run.run_id}", "", f"Model `{name}` on bench `{bench_name}`.", ""]
+        for title, table in tables.items():
+            bar_chart(table[["score"]].rename(columns={"score": title}), report_dir / f"{title}.png", title=title)
+            lines += [f"## {title}", "", markdown_table(table), "", f"![{title}]({title}.png)", ""]
+        (report_dir / "report.md").write_text("\n".join(lines))
+        click.echo(f"\nreport written to {report_dir / 'report.md'}")
 
 
 def main() -> None:

@@ -64,6 +64,15 @@ def set_trainable(model: KiwiEdit, trains: tuple[str, ...]) -> list[torch.nn.Par
     return chosen
 
 
+def load_weights(model: KiwiEdit, checkpoint: str | Path) -> KiwiEdit:
+    """A training checkpoint's weights into a model built alike (the frozen VAE and vision tower are not saved)."""
+    path = Path(checkpoint) / "model.safetensors"
+    if not path.exists():
+        raise FileNotFoundError(f"{checkpoint}: no model.safetensors (is it a kiwi training checkpoint?)")
+    model.load_state_dict(load_file(path), strict=False)
+    return model
+
+
 def sample_generators(seed: int, step: int, micro: int, size: int, rank: int = 0,
                       world_size: int = 1) -> list[torch.Generator]:
     """One generator per sample of this rank's micro-batch, keyed by the sample's place in the global batch (the
@@ -123,7 +132,7 @@ class Trainer:
 
     def _restore(self, optimizer, loader: SliceLoader, state: dict, summary: RunSummary) -> None:
         folder = self.out / "checkpoint"
-        self.model.load_state_dict(load_file(folder / "model.safetensors"), strict=False)
+        load_weights(self.model, folder)
         summary.consumed.update(state["consumed"])
         if state["stage_start"]:
             return

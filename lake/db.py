@@ -413,7 +413,13 @@ class Lake:
 
     @staticmethod
     def _check_schema(spec: TableSpec, table: LanceTable) -> None:
+        """A table written before a nullable column was added gains it (all null); anything else missing means
+        the table belongs to another schema."""
         missing = [n for n in spec.schema.names if n not in table.schema.names]
+        addable = [spec.schema.field(n) for n in missing if spec.schema.field(n).nullable]
+        if addable and len(addable) == len(missing):
+            table.add_columns(addable)
+            missing = []
         if missing:
             raise LakeError(
                 f"table {spec.name!r} lacks columns {missing}: it was written by another version of kiwi-lake"

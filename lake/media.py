@@ -32,6 +32,8 @@ VIDEO_CODECS: dict[str, tuple[str, str, str, dict[str, str]]] = {
     "mpeg4": ("mp4", "mpeg4", "yuv420p", {"qscale": "3"}),
     "vp9": ("webm", "libvpx-vp9", "yuv420p", {"crf": "30", "b": "0", "deadline": "realtime", "cpu-used": "8"}),
     "mjpeg": ("avi", "mjpeg", "yuvj420p", {"qscale": "3"}),
+    # lossless RGB (Matroska/FFV1): for what must come back pixel-exact, e.g. evaluation outputs
+    "ffv1": ("matroska", "ffv1", "bgra", {}),
 }
 IMAGE_FORMATS = frozenset({"png_pipe", "jpeg_pipe", "image2", "bmp_pipe", "webp_pipe", "gif", "tiff_pipe"})
 MAX_PIXELS_PER_FRAME = 4096 * 4096
@@ -95,7 +97,12 @@ def encode_video(frames: np.ndarray, fps: float = 8.0, codec: str = "h264") -> b
         stream = container.add_stream(encoder, rate=Fraction(fps).limit_denominator(1001),
                                       options={**options, "threads": "1", "flags": "+bitexact"})
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
-        planes = rgb_to_yuv420(frames, full_range=pix_fmt == "yuvj420p")
+        if pix_fmt == "bgra":  # a channel shuffle to 32-bit pixels (opaque alpha), done here rather than by swscale
+            padded = np.full((*frames.shape[:3], 4), 255, np.uint8)
+            padded[..., :3] = frames[..., ::-1]
+            planes = padded
+        else:
+            planes = rgb_to_yuv420(frames, full_range=pix_fmt == "yuvj420p")
         for plane in planes:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(plane, format=pix_fmt)))
         container.mux(stream.encode(None))

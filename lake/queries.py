@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from lake.errors import LakeError
 from lake.schema import TABLES
+from lake.sql import literal
 
 if TYPE_CHECKING:
     from lake.db import Lake, Version
@@ -95,7 +96,7 @@ def run_daft(lake: Lake, sql: str, values: Mapping[str, Any],
     tables = referenced_tables(sql)
     versions = _versions_per_table(tables, version)
     frames = {t: lake.daft(t, version=versions.get(t)) for t in tables}
-    text = _VALUE.sub(lambda m: _literal(values[m.group(1)]), sql)
+    text = _VALUE.sub(lambda m: literal(values[m.group(1)]), sql)
     for duckdb_name, daft_name in _DAFT_FUNCTIONS.items():
         text = re.sub(rf"\b{duckdb_name}\s*\(", f"{daft_name}(", text)
     try:
@@ -105,14 +106,6 @@ def run_daft(lake: Lake, sql: str, values: Mapping[str, Any],
 
 
 _DAFT_FUNCTIONS = {"array_cosine_distance": "cosine_distance"}  # DuckDB name -> Daft name, same meaning
-
-
-def _literal(value: Any) -> str:
-    if isinstance(value, bool) or value is None:
-        return {True: "TRUE", False: "FALSE", None: "NULL"}[value]
-    if isinstance(value, int | float):
-        return repr(value)
-    return "'" + str(value).replace("'", "''") + "'"
 
 
 def parse_query(path: Path) -> NamedQuery:

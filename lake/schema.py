@@ -228,6 +228,7 @@ EVAL_RESULTS = TableSpec(
             required("item_id", pa.string()),
             optional("edit_type", pa.string()),
             optional("task", pa.string()),
+            optional("category", pa.string()),  # the bench's own category (e.g. an OpenVE name); edit_type if none
             required("scorer", pa.string()),
             required("metric", pa.string()),
             optional("value", pa.float64()),
@@ -242,8 +243,54 @@ EVAL_RESULTS = TableSpec(
     timestamp_defaults=("created_at",),
 )
 
+BENCH_ITEMS = TableSpec(
+    name="bench_items",
+    schema=pa.schema(
+        [
+            required("bench_item_id", pa.string()),  # bench + item_id
+            required("bench", pa.string()),
+            required("item_id", pa.string()),
+            required("category", pa.string()),
+            optional("edit_type", pa.string()),
+            required("task", pa.string()),
+            required("instruction", pa.string()),
+            optional("counts_to_overall", pa.bool_()),  # False for categories a bench reports apart
+            blob("source_video"),
+            blob("target_video"),  # ground truth, where the bench has one
+            optional("reference_image", pa.binary()),
+            optional("edit_mask", pa.binary()),
+            optional("origin", pa.string()),  # where the item came from: table@version:id, or the imported file
+            required("created_at", TIMESTAMP),
+        ]
+    ),
+    key=("bench_item_id",),
+    enums={"edit_type": EDIT_TYPES, "task": TASKS},
+    timestamp_defaults=("created_at",),
+)
+
+EVAL_OUTPUTS = TableSpec(
+    name="eval_outputs",
+    schema=pa.schema(
+        [
+            required("output_id", pa.string()),  # run_id + item_id
+            required("run_id", pa.string()),  # the evaluation run
+            required("bench", pa.string()),
+            required("item_id", pa.string()),
+            optional("model", pa.string()),
+            blob("video"),  # the edited video, as inference produced it
+            required("output_hash", pa.string()),  # sha256 of the decoded frames: the judge cache's key
+            optional("meta", pa.string()),
+            required("created_at", TIMESTAMP),
+        ]
+    ),
+    key=("output_id",),
+    json_columns=("meta",),
+    timestamp_defaults=("created_at",),
+)
+
 TABLES: dict[str, TableSpec] = {
-    spec.name: spec for spec in (PAIRS, QUADRUPLETS, REJECTS, SLICES, SLICE_ROWS, RUNS, EVAL_RESULTS)
+    spec.name: spec
+    for spec in (PAIRS, QUADRUPLETS, REJECTS, SLICES, SLICE_ROWS, RUNS, EVAL_RESULTS, BENCH_ITEMS, EVAL_OUTPUTS)
 }
 
 

@@ -21,6 +21,15 @@ if TYPE_CHECKING:
 _PLACEHOLDER = re.compile(r"\$\w+|\?")
 
 
+def literal(value: Any) -> str:
+    """A Python value as an SQL literal (for Lance/DuckDB filters built from data; quotes doubled)."""
+    if isinstance(value, bool) or value is None:
+        return {True: "TRUE", False: "FALSE", None: "NULL"}[value]
+    if isinstance(value, int | float):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
 def referenced_tables(query: str) -> set[str]:
     """The lake tables a query names (parsed by DuckDB, so CTE names and string literals do not count).
     Parameter placeholders are replaced by NULL first: DuckDB's parser refuses them in this call."""

@@ -73,26 +73,28 @@ class KiwiEdit(nn.Module):
 
     # ------------------------------------------------------------------------------------------- training
     def forward(self, batch: EditBatch, generator: torch.Generator | Sequence[torch.Generator] | None = None,
-                per_sample: bool = False) -> torch.Tensor:
+                per_sample: bool = False, sigma: torch.Tensor | None = None) -> torch.Tensor:
         """The training loss: `forward` so that DistributedDataParallel can wrap the model and sync gradients."""
-        return self.training_loss(batch, generator, per_sample)
+        return self.training_loss(batch, generator, per_sample, sigma)
 
     def training_loss(self, batch: EditBatch, generator: torch.Generator | Sequence[torch.Generator] | None = None,
-                      per_sample: bool = False) -> torch.Tensor:
+                      per_sample: bool = False, sigma: torch.Tensor | None = None) -> torch.Tensor:
         """Flow-matching loss of a batch (a scalar), or one loss per sample with `per_sample=True`. With one
         generator per sample, each sample's noise level and noise depend on its own generator alone, so a batch
-        split across ranks draws exactly what the whole batch would on one."""
+        split across ranks draws exactly what the whole batch would on one. A given `sigma` (one per sample)
+        replaces the sampled noise levels: a held-out loss at fixed levels."""
         x0 = self.encode_video(batch.target)
         source = self.encode_video(batch.source) if batch.task != "image" else None
         reference = self.encode_video(batch.reference[:, None]) if batch.reference is not None else None
         if isinstance(generator, Sequence):
             if len(generator) != x0.shape[0]:
                 raise ValueError(f"{len(generator)} generators for a batch of {x0.shape[0]}")
-            sigma = torch.cat([self.flow.sample_sigma(1, g) for g in generator]).to(x0.device)
+            sampled = torch.cat([self.flow.sample_sigma(1, g) for g in generator]).to(x0.device)
             noise = torch.cat([torch.randn((1, *x0.shape[1:]), generator=g) for g in generator]).to(x0.device)
         else:
-            sigma = self.flow.sample_sigma(x0.shape[0], generator, device=x0.device)
+            sampled = self.flow.sample_sigma(x0.shape[0], generator, device=x0.device)
             noise = torch.randn(x0.shape, generator=generator, device="cpu").to(x0.device)
+        sigma = sampled if sigma is None else sigma.to(x0.device, x0.dtype)
         prediction = self.transformer(self.flow.noisy(x0, noise, sigma), self.flow.timestep(sigma), self.context(batch),
                                       source_latents=source, sigma=sigma, reference_latents=reference,
                                       context_projected=True)

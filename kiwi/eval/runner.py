@@ -1,0 +1,239 @@
+"""`evaluate`: run a model on every item of a bench, store each output in the lake (`eval_outputs`, the video as a
+blob, under the evaluation's run id), then score the outputs with each scorer into `eval_results`.
+
+Both phases resume: an item whose output is stored is not run again, and a (item, scorer) pair with rows is not
+scored again, so a killed evaluation picks up where it stopped and a rerun costs nothing. The run id is a hash of
+(model, bench, inference settings), so the same evaluation always lands in the same rows."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from kiwi.data import resize_crop, sample_frames
+from kiwi.eval.bench import BenchItem, ItemMedia, item_media, load_bench
+from kiwi.eval.scorers import AutomaticScorer, Case, Scorer
+from lake import Lake, media
+from lake.sql import literal
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    frames: int = 5  # 4k+1, sampled evenly from each item's source (and target)
+    size: int = 64  # multiple of 32: centre crop of the short side
+    steps: int = 8  # sampler steps
+    seed: int = 0
+    instruct_only: bool = False  # every item as an instruction edit (references unused): a model without stage 3
+
+    def run_id(self, model_name: str, bench: str) -> str:
+        text = json.dumps(dict(model=model_name, bench=bench, **asdict(self)), sort_keys=True)
+        return "eval-" + hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+def conform(pixels: ItemMedia, config: EvalConfig) -> ItemMedia:
+    """An item's videos at the evaluation geometry (frames sampled, resized, centre-cropped) with the mask
+    cropped alike, so outputs, targets, sources and masks line up pixel for pixel."""
+
+    def video(frames):
+        return None if frames is None else resize_crop(sample_frames(frames, config.frames), config.size)
+
+    mask = None
+    if pixels.edit_mask is not None:
+        as_image = np.repeat(pixels.edit_mask.astype(np.uint8)[None, ..., None] * 255, 3, axis=-1)
+        mask = resize_crop(as_image, config.size)[0, ..., 0] > 127
+    return ItemMedia(video(pixels.source), video(pixels.target), pixels.reference, mask)
+
+
+def output_hash(frames: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(frames).tobytes()).hexdigest()
+
+
+@dataclass
+class EvalRun:
+    run_id: str
+    bench: str
+    model: str
+    inferred: int  # items run this time (0 on a finished rerun)
+    scored: dict[str, int]  # items scored this time, per scorer
+    failures: list[tuple[str, str]]
+
+
+def _done_outputs(db: Lake, run_id: str) -> set[str]:
+    rows = db.read("eval_outputs", columns=["item_id"], where=f"run_id = {literal(run_id)}")
+    return set(rows["item_id"].to_pylist())
+
+
+def _done_scores(db: Lake, run_id: str, scorer: str) -> set[str]:
+    rows = db.read("eval_results", columns=["item_id"],
+                   where=f"run_id = {literal(run_id)} AND scorer = {literal(scorer)}")
+    return set(rows["item_id"].to_pylist())
+
+
+def _result_id(run_id: str, item_id: str, scorer: str, metric: str) -> str:
+    return hashlib.blake2b(f"{run_id}\x00{item_id}\x00{scorer}\x00{metric}".encode(), digest_size=12).hexdigest()
+
+
+Editor = Callable[[BenchItem, ItemMedia, EvalConfig], np.ndarray]
+
+
+def model_editor(model) -> Editor:
+    """A Kiwi-Edit model as an editor: `kiwi.edit` on the conformed source (and reference, for reference tasks)."""
+    from kiwi.inference import edit
+
+    def run(item: BenchItem, pixels: ItemMedia, config: EvalConfig) -> np.ndarray:
+        task = "instruct" if config.instruct_only or pixels.reference is None else item.task
+        return edit(model, pixels.source, item.instruction, pixels.reference if task.startswith("ref") else None,
+                    task=task, steps=config.steps, seed=config.seed)
+
+    return run
+
+
+def copy_source(item: BenchItem, pixels: ItemMedia, config: EvalConfig) -> np.ndarray:
+    """The do-nothing baseline: the output is the source. Any model worth keeping beats it where edits are
+    small, and it marks how much of a metric is plain preservation."""
+    return pixels.source
+
+
+def evaluate(db: Lake, model, bench: str, model_name: str, config: EvalConfig = EvalConfig(),
+             scorers: Sequence[Scorer] | None = None, run_id: str | None = None, progress: bool = False,
+             limit: int | None = None) -> EvalRun:
+    """Run and score. `model` is a KiwiEdit or any editor `(item, pixels, config) -> frames` (e.g. copy_source);
+    `limit` stops after that many new inferences (what an interrupted run looks like)."""
+    editor = model if callable(model) and not isinstance(model, torch.nn.Module) else model_editor(model)
+    items = load_bench(db, bench)
+    run_id = run_id or config.run_id(model_name, bench)
+    scorers = list(scorers) if scorers is not None else [AutomaticScorer()]
+    done = _done_outputs(db, run_id)
+    todo = [i for i in items if i.item_id not in done]
+    bar = _progress(progress, len(todo), "inference")
+    inferred = 0
+    for item in todo:
+        if limit is not None and inferred >= limit:
+            break
+        frames = editor(item, conform(item_media(db, item), config), config)
+        video = media.encode_video(frames, codec="ffv1")  # lossless: the scores are the model's, not the codec's
+        stored = media.decode_video(video, name=f"{run_id}/{item.item_id}")
+        db.upsert("eval_outputs", [dict(output_id=f"{run_id}/{item.item_id}", run_id=run_id, bench=bench,
+                                        item_id=item.item_id, model=model_name, video=video,
+                                        output_hash=output_hash(stored), meta=asdict(config))])
+        inferred += 1
+        bar.update(1)
+    bar.close()
+    scored = {}
+    failures: list[tuple[str, str]] = []
+    if limit is None or inferred < limit:
+        for scorer in scorers:
+            scored[scorer.name] = _score(db, run_id, bench, model_name, items, scorer, config)
+            failures += getattr(scorer, "failures", [])
+    if failures:
+        db.reject_many([dict(input_ref=f"{run_id}/{item_id}", stage="eval_judge", reason="judge_failed",
+                             detail=error) for item_id, error in failures])
+    return EvalRun(run_id, bench, model_name, inferred, scored, failures)
+
+
+def _score(db: Lake, run_id: str, bench: str, model_name: str, items: list[BenchItem], scorer: Scorer,
+           config: EvalConfig, chunk: int = 16) -> int:
+    done = _done_scores(db, run_id, scorer.name)
+    todo = [i for i in items if i.item_id not in done]
+    count = 0
+    for start in range(0, len(todo), chunk):
+        part = todo[start : start + chunk]
+        keys = [f"{run_id}/{i.item_id}" for i in part]
+        hashes = db.take("eval_outputs", keys, columns=["output_hash"])["output_hash"].to_pylist()
+        videos = db.read_blobs("eval_outputs", "video", keys)
+        cases = [Case(i, conform(item_media(db, i), config), media.decode_video(v, name=k), h)
+                 for i, k, v, h in zip(part, keys, videos, hashes, strict=True)]
+        rows = []
+        for case, scores in zip(cases, scorer.score(cases), strict=True):
+            item = case.item
+            rows += [dict(result_id=_result_id(run_id, item.item_id, scorer.name, s.metric), run_id=run_id,
+                          bench=bench, item_id=item.item_id, edit_type=item.edit_type, task=item.task,
+                          category=item.category, scorer=scorer.name, metric=s.metric, value=s.value,
+                          model=model_name, detail=s.detail) for s in scores]
+            count += bool(scores)
+        if rows:
+            db.upsert("eval_results", rows)
+    return count
+
+
+def results(db: Lake, run_id: str | None = None, bench: str | None = None) -> pd.DataFrame:
+    """eval_results rows (optionally one run's or one bench's) with each item's `counts_to_overall`."""
+    where = [f"{c} = {literal(v)}" for c, v in (("run_id", run_id), ("bench", bench)) if v is not None]
+    frame = db.read("eval_results", where=" AND ".join(where) or None).to_pandas()
+    if frame.empty:
+        return frame.assign(counts_to_overall=pd.Series(dtype=bool))
+    benches = sorted(frame["bench"].unique())
+    flags = db.read("bench_items", columns=["bench", "item_id", "counts_to_overall"],
+                    where=f"bench IN ({', '.join(literal(b) for b in benches)})").to_pandas()
+    return frame.merge(flags, on=["bench", "item_id"], how="left")
+
+
+def excluded_categories(frame: pd.DataFrame) -> set[str]:
+    """Categories whose items do not count toward the overall score."""
+    if frame.empty or "counts_to_overall" not in frame:
+        return set()
+    flags = frame.groupby("category")["counts_to_overall"].apply(lambda s: bool(s.fillna(True).all()))
+    return {c for c, counts in flags.items() if not counts}
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(enabled: bool, total: int, desc: str):
+    if not enabled:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="item")
+
+
+HELDOUT_SIGMAS = (0.25, 0.5, 0.75)
+
+
+def heldout_loss(db: Lake, model, bench: str, model_name: str, config: EvalConfig = EvalConfig(),
+                 run_id: str | None = None, sigmas: Sequence[float] = HELDOUT_SIGMAS, chunk: int = 8) -> int:
+    """The flow-matching loss on bench items with ground truth, at fixed noise levels and seeded noise: what the
+    model has learnt per category in latent space, independent of the sampler and of the VAE's decoder (the tiny
+    model's VAE is random, so its decoded pixels say little). Rows: scorer `heldout`, metric `flow_loss` (lower is
+    better), resumable like `evaluate`. Returns the number of items scored now."""
+    from kiwi.model.kiwi_edit import EditBatch
+
+    run_id = run_id or config.run_id(model_name, bench)
+    done = _done_scores(db, run_id, "heldout")
+    items = [i for i in load_bench(db, bench) if i.item_id not in done]
+    model.eval()
+    count = 0
+    for start in range(0, len(items), chunk):
+        part = items[start : start + chunk]
+        pixels = [conform(item_media(db, i), config) for i in part]
+        usable = [(i, p) for i, p in zip(part, pixels, strict=True) if p.target is not None]
+        rows = []
+        for item, p in usable:
+            batch = EditBatch([item.instruction], p.source[None], p.target[None], None, "instruct")
+            losses = []
+            for k, s in enumerate(sigmas):
+                key = hashlib.blake2b(f"{config.seed}\x00{item.item_id}\x00{k}".encode(), digest_size=8).digest()
+                generator = torch.Generator().manual_seed(int.from_bytes(key, "big") >> 1)
+                with torch.no_grad():
+                    losses.append(float(model.training_loss(batch, [generator], per_sample=True,
+                                                            sigma=torch.tensor([s]))[0]))
+            rows.append(dict(result_id=_result_id(run_id, item.item_id, "heldout", "flow_loss"), run_id=run_id,
+                             bench=bench, item_id=item.item_id, edit_type=item.edit_type, task=item.task,
+                             category=item.category, scorer="heldout", metric="flow_loss",
+                             value=float(np.mean(losses)), model=model_name,
+                             detail=dict(sigmas=list(sigmas), per_sigma=losses)))
+        if rows:
+            db.upsert("eval_results", rows)
+            count += len(rows)
+    return count
