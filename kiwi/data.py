@@ -11,6 +11,7 @@ uninterrupted run would have seen: the position lives in the sampler's state."""
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ class DataConfig:
     train: bool = True
     prefetch: int = 2  # batches prepared ahead
     workers: int = 2  # threads preparing them (PyAV and OpenCV release the GIL); order is kept
+    ray: bool = False  # prepare batches in Ray Data tasks across the cluster instead of local threads
     pin_memory: bool = False  # page-locked tensors, for fast asynchronous copies to a GPU
 
     def __post_init__(self):
@@ -111,37 +113,97 @@ class SliceLoader(IterableDataset):
         position = self.sampler.position  # the end of the epoch; we move it back batch by batch as we deliver
         start_position = position - len(ids) * self.sampler.world_size
         chunks = [ids[i : i + self.batch_size] for i in range(0, len(ids) - self.batch_size + 1, self.batch_size)]
+        prepared = self._ray_prepared(chunks) if self.config.ray else self._thread_prepared(chunks)
+        for i, arrays in enumerate(prepared):
+            self.step += 1
+            self.sampler.position = start_position + (i + 1) * self.batch_size * self.sampler.world_size
+            yield LoadedBatch(self.step, chunks[i], arrays["edit_types"], self._batch(arrays))
+
+    def _thread_prepared(self, chunks: list[list[str]]) -> Iterator[dict]:
+        """Worker threads (PyAV and OpenCV release the GIL), `prefetch` batches ahead, in order."""
         with ThreadPoolExecutor(max_workers=self.config.workers) as pool:
-            pending = [pool.submit(self._load, chunk) for chunk in chunks[: self.config.prefetch]]
+            pending = [pool.submit(self._prepare, chunk) for chunk in chunks[: self.config.prefetch]]
             for i, _ in enumerate(chunks):
-                batch = pending.pop(0).result()
+                arrays = pending.pop(0).result()
                 if i + self.config.prefetch < len(chunks):
-                    pending.append(pool.submit(self._load, chunks[i + self.config.prefetch]))
-                self.step += 1
-                self.sampler.position = start_position + (i + 1) * self.batch_size * self.sampler.world_size
-                yield LoadedBatch(self.step, chunks[i], batch[1], batch[0])
+                    pending.append(pool.submit(self._prepare, chunks[i + self.config.prefetch]))
+                yield arrays
 
-    def _load(self, ids: list[str]) -> tuple[EditBatch, list[str]]:
-        table = self.slice.table
-        meta = self.db.take(table, ids, columns=["id", "instruction", "edit_type", "reference_image"],
-                            version=self.slice.table_version).to_pylist()
-        sources = self.db.read_blobs(table, "source_video", ids, version=self.slice.table_version)
-        targets = self.db.read_blobs(table, "target_video", ids, version=self.slice.table_version)
-        cfg, epoch = self.config, self.sampler.epoch
-        src, tgt, refs = [], [], []
-        for row, s, t in zip(meta, sources, targets, strict=True):
-            for blob, out in ((s, src), (t, tgt)):
-                frames = media.decode_video(blob, name=f"{table}/{row['id']}")
-                out.append(resize_crop(sample_frames(frames, cfg.frames), cfg.size))
-            if self.task.startswith("ref"):
-                if row["reference_image"] is None:
-                    raise ValueError(f"{row['id']} has no reference image but the stage's task is {self.task}")
-                shrink = _shrink(self.sampler.seed, epoch, row["id"], *cfg.reference_shrink) if cfg.train else 1.0
-                refs.append(reference_on_white(media.decode_image(row["reference_image"]), cfg.size, shrink))
-        batch = EditBatch([r["instruction"] for r in meta], self._tensor(src), self._tensor(tgt),
-                          self._tensor(refs) if refs else None, self.task)
-        return batch, [r["edit_type"] for r in meta]
+    def _ray_prepared(self, chunks: list[list[str]]) -> Iterator[dict]:
+        """Ray Data tasks across the cluster (the lake opened by URI on each worker), `prefetch` batches ahead,
+        order preserved: the same arrays the threads make, from machines other than the trainer's."""
+        import ray
 
-    def _tensor(self, arrays: list[np.ndarray]) -> torch.Tensor:
-        tensor = torch.from_numpy(np.stack(arrays))
+        if not chunks:
+            return
+        context = ray.data.DataContext.get_current()
+        context.execution_options.preserve_order = True
+        context.enable_progress_bars = False
+        dataset = ray.data.from_items([{"chunk": i} for i in range(len(chunks))], override_num_blocks=len(chunks))
+        prepare = _RayPrepare(self.db.uri, self.db.storage_options, self.slice, self.config, self.task,
+                              self.sampler.seed, self.sampler.epoch, chunks)
+        dataset = dataset.map_batches(prepare, batch_size=1, batch_format="numpy", num_cpus=1)
+        for row in dataset.iter_batches(batch_size=1, batch_format="numpy", prefetch_batches=self.config.prefetch):
+            arrays = {k: v[0] for k, v in row.items()}
+            arrays["instructions"] = json.loads(str(arrays["instructions"]))
+            arrays["edit_types"] = json.loads(str(arrays["edit_types"]))
+            if not arrays.pop("has_reference"):
+                arrays["reference"] = None
+            yield arrays
+
+    def _prepare(self, ids: list[str]) -> dict:
+        return prepare_rows(self.db, self.slice, ids, self.config, self.task, self.sampler.seed, self.sampler.epoch)
+
+    def _batch(self, arrays: dict) -> EditBatch:
+        return EditBatch(arrays["instructions"], self._tensor(arrays["source"]), self._tensor(arrays["target"]),
+                         None if arrays["reference"] is None else self._tensor(arrays["reference"]), self.task)
+
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        tensor = torch.from_numpy(np.ascontiguousarray(array))
         return tensor.pin_memory() if self.config.pin_memory else tensor
+
+
+def prepare_rows(db: Lake, slice_: Slice, ids: list[str], config: DataConfig, task: str, seed: int,
+                 epoch: int) -> dict:
+    """One batch's rows taken by id at the slice's pinned version, decoded and preprocessed: numpy arrays
+    (source, target, reference or None) and lists (instructions, edit_types)."""
+    table, version = slice_.table, slice_.table_version
+    meta = db.take(table, ids, columns=["id", "instruction", "edit_type", "reference_image"],
+                   version=version).to_pylist()
+    sources = db.read_blobs(table, "source_video", ids, version=version)
+    targets = db.read_blobs(table, "target_video", ids, version=version)
+    src, tgt, refs = [], [], []
+    for row, s, t in zip(meta, sources, targets, strict=True):
+        for blob, out in ((s, src), (t, tgt)):
+            frames = media.decode_video(blob, name=f"{table}/{row['id']}")
+            out.append(resize_crop(sample_frames(frames, config.frames), config.size))
+        if task.startswith("ref"):
+            if row["reference_image"] is None:
+                raise ValueError(f"{row['id']} has no reference image but the stage's task is {task}")
+            shrink = _shrink(seed, epoch, row["id"], *config.reference_shrink) if config.train else 1.0
+            refs.append(reference_on_white(media.decode_image(row["reference_image"]), config.size, shrink))
+    return dict(instructions=[r["instruction"] for r in meta], edit_types=[r["edit_type"] for r in meta],
+                source=np.stack(src), target=np.stack(tgt), reference=np.stack(refs) if refs else None)
+
+
+class _RayPrepare:
+    """`prepare_rows` as a Ray Data batch function: chunk numbers in, one prepared batch out (typed columns:
+    lists travel as JSON strings, a missing reference as a flag)."""
+
+    def __init__(self, uri: str, storage_options: dict, slice_: Slice, config: DataConfig, task: str, seed: int,
+                 epoch: int, chunks: list[list[str]]):
+        self.uri, self.storage_options, self.slice, self.config = uri, storage_options, slice_, config
+        self.task, self.seed, self.epoch, self.chunks = task, seed, epoch, chunks
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import lake
+
+        db = lake.open(self.uri, storage_options=self.storage_options, create=False)
+        arrays = prepare_rows(db, self.slice, self.chunks[int(batch["chunk"][0])], self.config, self.task,
+                              self.seed, self.epoch)
+        reference = arrays["reference"]
+        return dict(source=arrays["source"][None], target=arrays["target"][None],
+                    reference=(reference if reference is not None else np.zeros((1, 1, 1, 3), np.uint8))[None],
+                    has_reference=np.array([reference is not None]),
+                    instructions=np.array([json.dumps(arrays["instructions"])]),
+                    edit_types=np.array([json.dumps(arrays["edit_types"])]))

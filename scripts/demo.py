@@ -4,8 +4,10 @@ Today: synthetic edit pairs and a small real-layout dataset (Kiwi-Edit CSV with 
 into the lake (bad rows land in `rejects`); the RefVIE pipeline turns the pairs into scored, embedded quadruplets
 on Ray Data; SQL and Daft answer the same question; the natural and a rebalanced mix are shown side by side and
 saved as slices; the tiny Kiwi-Edit trains through its curriculum on them; a preview grid is written; versions
-are tagged; `lake info` closes. Rerunning it adds nothing.
-Set KIWI_LAKE to use another lake."""
+are tagged; then the rebalancing experiment: the tiny model trained twice with the same budget and seed (natural
+mix vs rebalanced slice), both evaluated per category on a frozen bench of held-out synthetic pairs, with a
+printed comparison and a saved report (Markdown + PNG). `lake info` closes. Rerunning it adds nothing.
+Set KIWI_LAKE to use another lake; KIWI_DEMO_* (below) size the run."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import lake
 from lake import media
 from lake.balance import Strategy
 from lake.slices import build_slice, diff_slices, save_slice
+from lake.taxonomy import EDIT_TYPES
 from refvie.ingest import IngestConfig, ingest
 from refvie.pipeline import build
 from refvie.preview import save_grid, synthetic_rows
@@ -30,6 +33,10 @@ from refvie.synthetic import SyntheticConfig
 WORK = Path(os.environ.get("KIWI_DEMO_DIR", "data/demo"))
 N_SYNTHETIC = int(os.environ.get("KIWI_DEMO_PAIRS", "200"))
 TRAIN_STEPS = tuple(int(s) for s in os.environ.get("KIWI_DEMO_STEPS", "4,12,12").split(","))
+N_BENCH = int(os.environ.get("KIWI_DEMO_BENCH_PAIRS", "80"))  # balanced, held out: the experiment's bench
+EXPERIMENT_STEPS = int(os.environ.get("KIWI_DEMO_EXPERIMENT_STEPS", "600"))
+BENCH_DATASET = "synthetic-bench"
+TRAIN_ROWS = f"split = 'train' AND dataset <> '{BENCH_DATASET}'"
 
 
 def small_csv_dataset(folder: Path) -> Path:
@@ -61,6 +68,10 @@ def main() -> None:
 
     print(f"1. synthetic world: {N_SYNTHETIC} ground-truth edit pairs (17 frames, 128x128, local-edit skew)")
     print(ingest(SyntheticSource(N_SYNTHETIC, SyntheticConfig(seed=0)), db, quiet))
+    print(f"   and {N_BENCH} held-out pairs, even over the five edit types, for the bench ({BENCH_DATASET})")
+    uniform = {e: 1.0 for e in EDIT_TYPES if e != "other"}
+    print(ingest(SyntheticSource(N_BENCH, SyntheticConfig(seed=1000, mix=uniform, dataset=BENCH_DATASET)), db,
+                 quiet))
 
     print("\n2. a Kiwi-Edit training CSV over real files, two of its rows broken")
     print(ingest(KiwiCsvSource(small_csv_dataset(WORK / "kiwi-csv"), WORK / "kiwi-csv", dataset="demo-csv"),
@@ -85,8 +96,9 @@ def main() -> None:
 
     print("\n5. rebalance: the natural mix leans local; a temperature slice (alpha 0.3) evens it out, pinned to")
     print(f"   quadruplets version {db.table('quadruplets').version} and saved with its lineage:")
-    natural = build_slice(db, strategy=Strategy("natural"), name="demo-natural")
-    balanced = build_slice(db, strategy=Strategy("temperature", alpha=0.3), name="demo-temperature-0.3")
+    natural = build_slice(db, where=TRAIN_ROWS, strategy=Strategy("natural"), name="demo-natural")
+    balanced = build_slice(db, where=TRAIN_ROWS, strategy=Strategy("temperature", alpha=0.3),
+                           name="demo-temperature-0.3")
     side = {r["category"]: r for r in diff_slices(natural, balanced)}
     print(f"   {'edit_type':<18} {'rows':>5} {'natural':>8} {'alpha 0.3':>10} {'repeats':>8}")
     for c, r in sorted(side.items(), key=lambda kv: -kv[1]["rows_a"]):
@@ -101,7 +113,8 @@ def main() -> None:
     from kiwi.model.kiwi_edit import tiny
     from kiwi.train import Trainer
 
-    reference = build_slice(db, where="task = 'ref_subject'", strategy=Strategy("natural"), name="demo-reference")
+    reference = build_slice(db, where=f"task = 'ref_subject' AND {TRAIN_ROWS}", strategy=Strategy("natural"),
+                            name="demo-reference")
     save_slice(db, reference)
     run = curriculum.tiny(balanced.slice_id, reference.slice_id, steps=TRAIN_STEPS, seed=0)
     result = Trainer(tiny(seed=0), db, run, WORK / "run").train()
@@ -128,8 +141,35 @@ def main() -> None:
     print(f"\n9. {first['id']} ({first['instruction']!r}): target video decoded from its Lance blob, "
           f"{frames.shape} {frames.dtype}; its nearest neighbours by target embedding:")
     print(db.nearest(first["id"], k=3).to_pandas().to_string(index=False) + "\n")
+    experiment(db)
     sys.stdout.flush()
     subprocess.run([sys.executable, "-m", "lake.cli", "info", "--lake", db.uri], check=True)
+
+
+def experiment(db: lake.Lake) -> None:
+    from kiwi.eval.aggregate import compare
+    from kiwi.eval.bench import bench_names, freeze_lake_bench, load_bench
+    from kiwi.eval.experiment import ExperimentConfig, run_experiment
+
+    print(f"10. the rebalancing experiment: the tiny Kiwi-Edit trained twice, {EXPERIMENT_STEPS} steps each, same "
+          "seed, on the natural mix and on the temperature-0.3 slice, then evaluated per category")
+    if "demo-bench" not in bench_names(db):
+        freeze_lake_bench(db, "demo-bench", per_category=10, where=f"dataset = '{BENCH_DATASET}'")
+    items = load_bench(db, "demo-bench")
+    counts = {}
+    for item in items:
+        counts[item.category] = counts.get(item.category, 0) + 1
+    print(f"   bench demo-bench (frozen copy of {BENCH_DATASET}): {len(items)} items, "
+          + ", ".join(f"{c} {n}" for c, n in sorted(counts.items())))
+    result = run_experiment(db, ExperimentConfig("demo-bench", train_where=TRAIN_ROWS, steps=EXPERIMENT_STEPS,
+                                                 batch_size=4), WORK / "experiment", progress=sys.stderr.isatty())
+    for metric, tables in result.tables.items():
+        print(f"\n   {metric} per category (overall = unweighted mean of categories):")
+        table = compare(tables, difference=("natural", "rebalanced") if "natural" in tables else None)
+        print("   " + table.to_string(float_format=lambda v: f"{v:.4f}").replace("\n", "\n   "))
+    print("\n   " + result.verdict.replace("\n", "\n   "))
+    print(f"\n   report: {result.report} (with {', '.join(p.name for p in sorted(result.report.parent.glob('*.png')))})"
+          "\n")
 
 
 if __name__ == "__main__":

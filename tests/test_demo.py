@@ -10,22 +10,33 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_demo_ingests_builds_previews_and_is_idempotent(tmp_path):
     env = {**os.environ, "KIWI_LAKE": str(tmp_path / "lake"), "KIWI_DEMO_DIR": str(tmp_path / "demo"),
-           "KIWI_DEMO_PAIRS": "24", "KIWI_DEMO_STEPS": "1,2,2"}
+           "KIWI_DEMO_PAIRS": "24", "KIWI_DEMO_STEPS": "1,2,2", "KIWI_DEMO_BENCH_PAIRS": "10",
+           "KIWI_DEMO_EXPERIMENT_STEPS": "2"}
     runs = [subprocess.run([sys.executable, str(ROOT / "scripts" / "demo.py")], env=env, capture_output=True,
                            text=True, timeout=600, check=True).stdout for _ in range(2)]
     first, second = runs
     assert "read 24, accepted 24, already in the lake 0, rejected 0" in first
     assert "read 5, accepted 3, already in the lake 0, rejected 2" in first
     assert "read 24, accepted 0, already in the lake 24, rejected 0" in second
-    assert "refvie build: 27 pending" in first and "refvie build: 0 pending" in second
+    assert "read 10, accepted 10, already in the lake 0, rejected 0" in first  # the bench's held-out pairs
+    assert "refvie build: 37 pending" in first and "refvie build: 0 pending" in second
     assert "Daft agrees: True" in second
     assert "saved slices" in first and "alpha 0.3" in first
     assert "5 steps (stage1-align 1 / stage2-instruct 2 / stage3-reference 2)" in first
     assert (tmp_path / "demo" / "preview.png").stat().st_size > 10_000
     rows = {ln.split()[0]: ln.split() for ln in second.splitlines() if ln.strip() and ln.split()[0] in
-            ("pairs", "quadruplets", "rejects")}
-    assert rows["pairs"][1] == "27"
-    assert int(rows["quadruplets"][1]) + int(rows["rejects"][1]) == 27 + 2  # every pair built or rejected
+            ("pairs", "quadruplets", "rejects", "eval_outputs")}
+    assert rows["pairs"][1] == "37"
+    assert int(rows["quadruplets"][1]) + int(rows["rejects"][1]) == 37 + 2  # every pair built or rejected
+    # the experiment: both arms, per-category tables, a verdict, a report with charts; the rerun redoes nothing
+    for text in (first, second):
+        assert "flow_loss per category" in text and "psnr per category" in text and "copy-source" in text
+        assert "background_change" in text and "noise" in text
+    report = tmp_path / "demo" / "experiment"
+    assert (report / "report.md").read_text().startswith("# Rebalancing experiment")
+    assert {p.name for p in report.glob("*.png")} >= {"psnr_by_category.png", "flow_loss_by_category.png",
+                                                      "training_loss.png"}
+    assert rows["eval_outputs"][1] == str(3 * int(second.split("bench demo-bench")[1].split(": ")[1].split()[0]))
 
 
 def test_installed_commands(tmp_path):

@@ -63,3 +63,34 @@ def test_kiwi_train_command_runs_the_tiny_curriculum(tmp_path):
                                      "--steps", "1,2,2"])
     assert again.exit_code == 0 and "5 steps" in again.output  # resumed at the end: nothing left to do
     assert lake.open(tmp_path / "lake").count("runs", where="status = 'finished'") == 1
+
+
+def test_bench_freeze_eval_and_compare_from_the_command_line(files, tmp_path):
+    from tests.conftest import synthetic_quadruplet_lake
+
+    uri = str(tmp_path / "lake")
+    synthetic_quadruplet_lake(uri, 12, seed=31)
+    runner = CliRunner()
+    frozen = runner.invoke(cli, ["bench", "freeze", "cli-bench", "--per-category", "1", "--lake", uri,
+                                 "--where", "split IN ('train', 'val', 'bench')"])
+    assert frozen.exit_code == 0, frozen.output
+    assert frozen.output.startswith("bench cli-bench: ")
+    listed = runner.invoke(cli, ["bench", "list", "--lake", uri])
+    assert "cli-bench" in listed.output
+    report = tmp_path / "report"
+    ran = runner.invoke(cli, ["eval", "--model", str(files / "model"), "--bench", "cli-bench", "--steps", "1",
+                              "--lake", uri, "--report", str(report)])
+    assert ran.exit_code == 0, ran.output
+    assert "psnr per category" in ran.output and "overall" in ran.output
+    assert (report / "report.md").read_text().startswith("# Evaluation eval-") and (report / "psnr.png").exists()
+    rerun = runner.invoke(cli, ["eval", "--model", str(files / "model"), "--bench", "cli-bench", "--steps", "1",
+                                "--lake", uri])
+    assert "0 items run now" in rerun.output
+    baseline = runner.invoke(cli, ["eval", "--model", "copy-source", "--bench", "cli-bench", "--lake", uri])
+    assert baseline.exit_code == 0, baseline.output
+    import lake
+
+    compared = lake.open(uri).query("eval_by_category", bench="cli-bench", metric="psnr").to_pandas()
+    assert compared["run_id"].nunique() == 2 and set(compared["model"]) >= {"copy-source"}
+    missing = runner.invoke(cli, ["eval", "--model", str(files / "model"), "--bench", "nope", "--lake", uri])
+    assert missing.exit_code == 1 and "no bench named 'nope'" in missing.output and "Traceback" not in missing.output

@@ -70,3 +70,24 @@ def test_consumed_categories_follow_the_slice_mix(db):
     loader = SliceLoader(db, s, DataConfig(), batch_size=10, seed=3, task="instruct", mode="stratified")
     counts = Counter(t for b in loader for t in b.edit_types)
     assert set(counts.values()) == {60}  # 300 samples, 5 categories, every batch holds the mix
+
+
+def test_the_ray_data_path_delivers_the_thread_path_batches_and_resumes_alike(db, ray_local):
+    s = build_slice(db, strategy=Strategy("temperature", alpha=0.3), seed=3)
+
+    def make(ray):
+        return SliceLoader(db, s, DataConfig(ray=ray), batch_size=4, seed=3, task="instruct")
+
+    threads = [signature(b) for b in make(False)]
+    by_ray = [signature(b) for b in make(True)]
+    assert by_ray == threads and len(threads) == s.epoch_size // 4
+    interrupted = make(True)
+    it = iter(interrupted)
+    head = [signature(next(it)) for _ in range(3)]
+    resumed = make(True)
+    resumed.load_state_dict(interrupted.state_dict())
+    assert head + [signature(b) for b in resumed] == threads
+    reference = build_slice(db, where="task = 'ref_subject'", seed=3)
+    one = next(iter(SliceLoader(db, reference, DataConfig(ray=True), batch_size=2, seed=3, task="ref_subject")))
+    same = next(iter(SliceLoader(db, reference, DataConfig(), batch_size=2, seed=3, task="ref_subject")))
+    assert signature(one) == signature(same) and isinstance(one.batch.reference, torch.Tensor)

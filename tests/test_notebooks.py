@@ -40,7 +40,8 @@ def outputs(notebook, kind: str) -> list:
 
 
 def test_every_notebook_is_listed():
-    assert [p.name for p in NOTEBOOKS][:3] == ["01_explore.ipynb", "02_curate.ipynb", "03_train.ipynb"]
+    assert [p.name for p in NOTEBOOKS] == ["01_explore.ipynb", "02_curate.ipynb", "03_train.ipynb",
+                                           "04_evaluate.ipynb"]
 
 
 def test_explore_notebook(small_lake, monkeypatch):
@@ -66,3 +67,18 @@ def test_train_notebook_runs_stops_resumes_and_compares(small_lake, monkeypatch,
     assert "resumed and finished at step 7" in text
     runs = lake.open(small_lake).read("runs", columns=["status"])["status"].to_pylist()
     assert runs.count("finished") >= 2
+
+
+def test_evaluate_notebook_runs_the_experiment_and_shows_it(small_lake, monkeypatch, tmp_path):
+    monkeypatch.setenv("KIWI_NB_EVAL_STEPS", "3")
+    monkeypatch.setenv("KIWI_NB_RUNS", str(tmp_path / "runs"))
+    monkeypatch.delenv("KIWI_JUDGE_URL", raising=False)
+    nb = execute(NOTEBOOKS[3], small_lake, monkeypatch)
+    assert len(outputs(nb, "image/png")) >= 4  # baseline, two metrics, the loss curves
+    markdown = "".join(o["data"]["text/markdown"] for o in outputs(nb, "text/markdown"))
+    assert "background_change" in markdown and "noise" in markdown
+    html = "".join(o["data"]["text/html"] for o in outputs(nb, "text/html"))
+    assert "<video" in html and "rebalanced" in html
+    assert (tmp_path / "runs" / "experiment" / "report.md").exists()
+    db = lake.open(small_lake)
+    assert db.count("eval_results", "bench = 'nb-bench'") > 0

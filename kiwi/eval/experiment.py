@@ -109,8 +109,8 @@ def verdict(paired: dict[str, pd.DataFrame]) -> str:
                 return f"{category}: not on the bench"
             row = table.loc[category]
             better = (row["difference"] > 0) == higher
-            noise = ("clear of the noise" if row["clear_of_noise"]
-                     else f"within the noise (2 standard errors = {2 * row['std_error']:.3g}{unit})")
+            noise = ("clear of the noise (paired t-test, 95%)" if row["clear_of_noise"]
+                     else f"within the noise (standard error {row['std_error']:.3g}{unit})")
             return (f"{category}: {metric} rebalanced {row['rebalanced']:.3f}{unit} vs natural "
                     f"{row['natural']:.3f}{unit}, {'better' if better else 'worse'} by {abs(row['difference']):.3g}"
                     f"{unit} over {int(row['items'])} items, {noise}")
@@ -124,11 +124,19 @@ def verdict(paired: dict[str, pd.DataFrame]) -> str:
         relative = loss["difference"] / loss["natural"]
         background = float(relative["background_change"])
         local_mean = float(relative[local].mean())
+        if not loss.loc["background_change", "clear_of_noise"]:
+            finding = ("not established either way: background_change's own difference is within the noise "
+                       "of its items")
+        elif abs(background - local_mean) < 0.25 * max(abs(background), abs(local_mean), 1e-9):
+            finding = ("about the same on both: the mix moved the whole model, not background against local edits "
+                       "(a run-level effect)")
+        elif background < local_mean:
+            finding = "background gained more than the local edits, as rebalancing intends"
+        else:
+            finding = "background gained less than the local edits, against what rebalancing intends"
         lines.append(f"Relative to natural, rebalancing changed the held-out loss by {100 * background:+.1f}% on "
-                     f"background_change and {100 * local_mean:+.1f}% on the local edits (a negative change is "
-                     "better): " + ("background gained more than the local edits, as rebalancing intends."
-                                    if background < local_mean else
-                                    "background did not gain more than the local edits."))
+                     f"background_change and {100 * local_mean:+.1f}% on the local edits (negative is better): "
+                     f"{finding}.")
     lines.append("The standard errors pair the same bench items, so they cover item-to-item noise but not "
                  "run-to-run noise (another seed, another data order): a difference of the same sign and size "
                  "on every category is a run-level effect, not a category effect.")
