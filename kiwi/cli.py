@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -108,7 +109,12 @@ def train(recipe, video_slice, reference_slice, model_dir, out, steps, seed, no_
         result = train_distributed(db.uri, run, out, num_workers=workers, use_gpu=gpu,
                                    storage_options=db.storage_options, model_dir=str(model_dir) if model_dir else None,
                                    resume=not no_resume)
-        click.echo(f"{workers} workers: {result.metrics}; checkpoint in {Path(out) / 'checkpoint'}")
+        if result.error is not None:
+            raise click.ClickException(f"training failed on a worker: {result.error}")
+        state = Path(out) / "checkpoint" / "state.json"
+        steps = json.loads(state.read_text())["global_step"] if state.exists() else 0
+        click.echo(f"{workers} workers: {steps} steps; checkpoint in {Path(out) / 'checkpoint'}; per-rank metrics in "
+                   f"{Path(out)}/metrics*.jsonl")
         return
     model = from_pretrained(model_dir) if model_dir else tiny(seed=seed)
     summary = Trainer(model, db, run, out).train(resume=not no_resume)

@@ -12,6 +12,7 @@ from kiwi.curriculum import RunConfig
 
 def _worker(config: dict[str, Any]) -> None:
     import ray.train
+    import ray.train.torch
 
     import lake
     from kiwi.model.io import from_pretrained
@@ -21,6 +22,7 @@ def _worker(config: dict[str, Any]) -> None:
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     model = from_pretrained(config["model_dir"]) if config["model_dir"] else tiny(seed=config["run"].seed)
+    model.to(ray.train.torch.get_device())  # this worker's GPU under use_gpu, else the CPU
     db = lake.open(config["lake_uri"], storage_options=config["storage_options"])
     summary = Trainer(model, db, config["run"], config["out_dir"], rank=rank, world_size=world).train(
         resume=config["resume"], stop_after=config["stop_after"])

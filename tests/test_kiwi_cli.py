@@ -94,3 +94,16 @@ def test_bench_freeze_eval_and_compare_from_the_command_line(files, tmp_path):
     assert compared["run_id"].nunique() == 2 and set(compared["model"]) >= {"copy-source"}
     missing = runner.invoke(cli, ["eval", "--model", str(files / "model"), "--bench", "nope", "--lake", uri])
     assert missing.exit_code == 1 and "no bench named 'nope'" in missing.output and "Traceback" not in missing.output
+
+
+def test_train_on_two_ray_train_workers_from_the_command_line(tmp_path, ray_local):
+    from tests.conftest import synthetic_quadruplet_lake
+
+    uri = str(tmp_path / "lake")
+    synthetic_quadruplet_lake(uri, 16, seed=32)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["train", "--lake", uri, "--out", str(out), "--steps", "1,1,1",
+                                      "--workers", "2"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("2 workers: 3 steps; checkpoint in")
+    assert (out / "checkpoint" / "state.rank1.json").exists() and (out / "metrics.rank1.jsonl").exists()

@@ -23,8 +23,11 @@ def good_row(**overrides):
 
 
 def test_all_design_tables_exist_with_keys():
-    assert set(TABLES) == {"pairs", "quadruplets", "rejects", "slices", "slice_rows", "runs", "eval_results"}
+    assert set(TABLES) == {"pairs", "quadruplets", "rejects", "slices", "slice_rows", "runs", "eval_results",
+                           "bench_items", "eval_outputs"}
     assert TABLES["slice_rows"].key == ("slice_id", "id")
+    assert TABLES["bench_items"].blob_columns == ["source_video", "target_video"]
+    assert TABLES["eval_outputs"].blob_columns == ["video"]
     assert TABLES["pairs"].blob_columns == ["source_video", "target_video"]
     assert TABLES["quadruplets"].blob_columns == ["source_video", "target_video"]
 
@@ -106,3 +109,24 @@ def test_arrow_and_pandas_inputs_are_checked_too():
 def test_timestamps_keep_their_instant():
     at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     assert to_arrow(Q, [good_row(created_at=at)])["created_at"][0].as_py() == at
+
+
+def test_a_lake_from_before_a_nullable_column_was_added_gains_it_and_other_gaps_are_refused(tmp_path):
+    import lancedb
+    import pytest
+
+    import lake
+    from lake.errors import LakeError
+    from lake.schema import EVAL_RESULTS, RUNS
+
+    old = lancedb.connect(str(tmp_path / "old"))
+    old.create_table("eval_results", schema=pa.schema([f for f in EVAL_RESULTS.schema if f.name != "category"]))
+    db = lake.open(tmp_path / "old")
+    assert "category" in db.table("eval_results").schema.names
+    db.upsert("eval_results", [dict(result_id="r", bench="b", item_id="i", scorer="auto", metric="psnr", value=1.0,
+                                    category="local_add")])
+    assert db.read("eval_results")["category"].to_pylist() == ["local_add"]
+    other = lancedb.connect(str(tmp_path / "other"))
+    other.create_table("runs", schema=pa.schema([f for f in RUNS.schema if f.name != "status"]))
+    with pytest.raises(LakeError, match="lacks columns \\['status'\\]"):
+        lake.open(tmp_path / "other")
