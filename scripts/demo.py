@@ -34,7 +34,8 @@ WORK = Path(os.environ.get("KIWI_DEMO_DIR", "data/demo"))
 N_SYNTHETIC = int(os.environ.get("KIWI_DEMO_PAIRS", "200"))
 TRAIN_STEPS = tuple(int(s) for s in os.environ.get("KIWI_DEMO_STEPS", "4,12,12").split(","))
 N_BENCH = int(os.environ.get("KIWI_DEMO_BENCH_PAIRS", "80"))  # balanced, held out: the experiment's bench
-EXPERIMENT_STEPS = int(os.environ.get("KIWI_DEMO_EXPERIMENT_STEPS", "600"))
+EXPERIMENT_STEPS = int(os.environ.get("KIWI_DEMO_EXPERIMENT_STEPS", "500"))
+EXPERIMENT_SEEDS = tuple(int(s) for s in os.environ.get("KIWI_DEMO_EXPERIMENT_SEEDS", "0,1").split(","))
 BENCH_DATASET = "synthetic-bench"
 TRAIN_ROWS = f"split = 'train' AND dataset <> '{BENCH_DATASET}'"
 
@@ -151,8 +152,9 @@ def experiment(db: lake.Lake) -> None:
     from kiwi.eval.bench import bench_names, freeze_lake_bench, load_bench
     from kiwi.eval.experiment import ExperimentConfig, run_experiment
 
-    print(f"10. the rebalancing experiment: the tiny Kiwi-Edit trained twice, {EXPERIMENT_STEPS} steps each, same "
-          "seed, on the natural mix and on the temperature-0.3 slice, then evaluated per category")
+    print(f"10. the rebalancing experiment: the tiny Kiwi-Edit trained on the natural mix and on the temperature-0.3 "
+          f"slice, {EXPERIMENT_STEPS} steps each, same seed, replicated over seeds {list(EXPERIMENT_SEEDS)}, then "
+          "evaluated per category")
     if "demo-bench" not in bench_names(db):
         freeze_lake_bench(db, "demo-bench", per_category=10, where=f"dataset = '{BENCH_DATASET}'")
     items = load_bench(db, "demo-bench")
@@ -162,9 +164,10 @@ def experiment(db: lake.Lake) -> None:
     print(f"   bench demo-bench (frozen copy of {BENCH_DATASET}): {len(items)} items, "
           + ", ".join(f"{c} {n}" for c, n in sorted(counts.items())))
     result = run_experiment(db, ExperimentConfig("demo-bench", train_where=TRAIN_ROWS, steps=EXPERIMENT_STEPS,
-                                                 batch_size=4), WORK / "experiment", progress=sys.stderr.isatty())
+                                                 batch_size=4, seeds=EXPERIMENT_SEEDS), WORK / "experiment",
+                            progress=sys.stderr.isatty())
     for metric, tables in result.tables.items():
-        print(f"\n   {metric} per category (overall = unweighted mean of categories):")
+        print(f"\n   {metric} per category, all seeds (overall = unweighted mean of categories):")
         table = compare(tables, difference=("natural", "rebalanced") if "natural" in tables else None)
         print("   " + table.to_string(float_format=lambda v: f"{v:.4f}").replace("\n", "\n   "))
     print("\n   " + result.verdict.replace("\n", "\n   "))

@@ -36,7 +36,9 @@ def test_demo_ingests_builds_previews_and_is_idempotent(tmp_path):
     assert (report / "report.md").read_text().startswith("# Rebalancing experiment")
     assert {p.name for p in report.glob("*.png")} >= {"psnr_by_category.png", "flow_loss_by_category.png",
                                                       "training_loss.png"}
-    assert rows["eval_outputs"][1] == str(3 * int(second.split("bench demo-bench")[1].split(": ")[1].split()[0]))
+    items = int(second.split("bench demo-bench")[1].split(": ")[1].split()[0])
+    assert rows["eval_outputs"][1] == str((2 * 2 + 1) * items)  # 2 arms x 2 seeds + the copy baseline, once
+    assert "Seed 0: held-out loss" in first and "Seed 1: held-out loss" in first
 
 
 def test_installed_commands(tmp_path):
