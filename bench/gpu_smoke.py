@@ -90,8 +90,8 @@ def feed_from_lake() -> None:
     db = lake.open(args["--lake"])
     model = tiny().to(device).train()
     optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    loader = iter(SliceLoader(db, load_slice(db, args["--slice"]), DataConfig(), batch_size=8, seed=0,
-                              task="instruct"))
+    data = DataConfig(pin_memory=device.startswith("cuda"))
+    loader = iter(SliceLoader(db, load_slice(db, args["--slice"]), data, batch_size=8, seed=0, task="instruct"))
     waits, computes = [], []
     for _ in range(20):
         start = time.perf_counter()

@@ -106,13 +106,17 @@ def _paired(background, local, clear=True):
 def test_the_verdict_claims_a_category_effect_only_when_every_seed_shows_it():
     from kiwi.eval.experiment import seed_effects, verdict
 
-    consistent = seed_effects({0: _paired(-0.05, -0.01), 1: _paired(-0.04, 0.0)})
-    assert consistent.loc[0, "gap"] == pytest.approx(-0.04)
-    text = verdict({"flow_loss": _paired(-0.05, -0.01), "psnr": _paired(0.1, 0.0)}, consistent)
-    assert "gained more than the local edits every time" in text
+    five = seed_effects({s: _paired(-0.05 + 0.01 * s, -0.01 + 0.01 * s) for s in range(5)})
+    assert five.loc[0, "gap"] == pytest.approx(-0.04)
+    text = verdict({"flow_loss": _paired(-0.05, -0.01), "psnr": _paired(0.1, 0.0)}, five)
+    assert "5 of 5 seeds (sign test p = 0.03)" in text and "A category effect" in text
+    two = seed_effects({0: _paired(-0.06, -0.027), 1: _paired(0.16, 0.265)})
+    text = verdict({"flow_loss": _paired(-0.06, -0.027), "psnr": _paired(0.0, 0.0, clear=False)}, two)
+    assert "2 of 2 seeds" in text and "Not established" in text and "too few seeds" in text
+    assert "run-level differences dominate" in text
     mixed = seed_effects({0: _paired(-0.036, -0.005), 1: _paired(-0.14, -0.18)})
     text = verdict({"flow_loss": _paired(-0.036, -0.005), "psnr": _paired(0.0, 0.0, clear=False)}, mixed)
-    assert "does not establish" in text and "-3.1, +4.0 points" in text
+    assert "-3.1, +4.0 points" in text and "not consistent across seeds" in text
     one = _paired(-0.05, -0.01)
     single = verdict({"flow_loss": one, "psnr": _paired(0.0, 0.0)}, seed_effects({0: one}))
     assert "One seed only" in single
