@@ -183,3 +183,20 @@ def test_openve_manifest_counts_only_the_aligned_categories_toward_overall(db, t
     frame = results(db, run.run_id)
     assert excluded_categories(frame) == {"subtitles_edit", "camera_multi_shot_edit"}
     assert frame[frame["metric"] == "psnr"]["value"].isna().all()  # no ground truth in a published bench
+
+
+def test_a_clip_model_by_local_path_adds_a_text_video_score(db, tmp_path):
+    from kiwi.eval.scorers import ClipScorer
+    from tests.tiny_models import tiny_clip
+
+    scorer = ClipScorer(str(tiny_clip(tmp_path, with_tokenizer=True)))
+    run = evaluate(db, copy_source, "b", "copy-clip", CONFIG, scorers=[scorer])
+    frame = results(db, run.run_id)
+    values = frame[frame["metric"] == "clip_text_video"]["value"]
+    assert len(values) == len(load_bench(db, "b")) and values.between(-1, 1).all() and values.nunique() > 1
+    item = load_bench(db, "b")[0]
+    pixels = conform(item_media(db, item), CONFIG)
+    from kiwi.eval.scorers import Case
+
+    again = scorer.score([Case(item, pixels, pixels.source, "h")])[0][0].value
+    assert again == pytest.approx(float(values[frame.loc[values.index, "item_id"] == item.item_id].iloc[0]))

@@ -88,21 +88,31 @@ def tiny_clipseg(folder: Path) -> Path:
     return folder / "clipseg"
 
 
-def tiny_clip(folder: Path, projection_dim: int = 48) -> Path:
-    """A randomly initialised CLIP (image and text towers) with a PIL image processor, saved by save_pretrained."""
+def tiny_clip(folder: Path, projection_dim: int = 48, with_tokenizer: bool = False) -> Path:
+    """A randomly initialised CLIP (image and text towers) with a PIL image processor, saved by save_pretrained;
+    `with_tokenizer` adds a byte-level tokenizer and saves a full CLIPProcessor (what text scorers load)."""
     import torch
-    from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel
+    from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProcessor
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    text = dict(vocab_size=100)
+    if with_tokenizer:
+        (folder / "tok").mkdir(exist_ok=True)
+        tokenizer, vocab = _tiny_clip_tokenizer(folder / "tok")
+        text = dict(vocab_size=len(vocab), eos_token_id=vocab["<|endoftext|>"], bos_token_id=vocab["<|startoftext|>"],
+                    pad_token_id=vocab["<|endoftext|>"])
     config = CLIPConfig(
-        text_config=dict(vocab_size=100, hidden_size=32, intermediate_size=37, num_attention_heads=4,
+        text_config=dict(**text, hidden_size=32, intermediate_size=37, num_attention_heads=4,
                          num_hidden_layers=2, max_position_embeddings=32),
         vision_config=dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
                            image_size=32, patch_size=8),
         projection_dim=projection_dim)
     torch.manual_seed(0)
     CLIPModel(config).save_pretrained(folder / "clip")
-    CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(
-        folder / "clip")
+    images = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    if with_tokenizer:
+        CLIPProcessor(image_processor=images, tokenizer=tokenizer).save_pretrained(folder / "clip")
+    else:
+        images.save_pretrained(folder / "clip")
     return folder / "clip"

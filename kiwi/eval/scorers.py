@@ -83,6 +83,7 @@ class ClipScorer:
         self.torch, self.frames, self.device = torch, frames, device
         self.processor = AutoProcessor.from_pretrained(path)
         self.model = AutoModel.from_pretrained(path).to(device).eval()
+        self.max_text = self.model.config.text_config.max_position_embeddings
 
     def _features(self, output) -> np.ndarray:
         output = getattr(output, "pooler_output", output)
@@ -93,7 +94,8 @@ class ClipScorer:
         for case in cases:
             index = np.unique(np.round(np.linspace(0, len(case.output) - 1, self.frames)).astype(int))
             with self.torch.no_grad():
-                text = self.processor(text=[case.item.instruction], return_tensors="pt", padding=True)
+                text = self.processor(text=[case.item.instruction], return_tensors="pt", padding=True,
+                                      truncation=True, max_length=self.max_text)  # long instructions are cut
                 images = self.processor(images=list(case.output[index]), return_tensors="pt")
                 t = self._features(self.model.get_text_features(**text.to(self.device)))
                 v = self._features(self.model.get_image_features(**images.to(self.device)))
