@@ -159,6 +159,8 @@ class SliceLoader(IterableDataset):
                          None if arrays["reference"] is None else self._tensor(arrays["reference"]), self.task)
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        if not array.flags.writeable:  # Ray Data hands out read-only views of its object store
+            array = array.copy()
         tensor = torch.from_numpy(np.ascontiguousarray(array))
         return tensor.pin_memory() if self.config.pin_memory else tensor
 
