@@ -10,6 +10,7 @@ uninterrupted run would have seen: the position lives in the sampler's state."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterator
@@ -188,6 +189,14 @@ def prepare_rows(db: Lake, slice_: Slice, ids: list[str], config: DataConfig, ta
                 source=np.stack(src), target=np.stack(tgt), reference=np.stack(refs) if refs else None)
 
 
+@functools.lru_cache(maxsize=4)
+def _worker_lake(uri: str, storage_options: str) -> Lake:
+    """One open lake per worker process (opening checks every table's schema: not per batch)."""
+    import lake
+
+    return lake.open(uri, storage_options=json.loads(storage_options), create=False)
+
+
 class _RayPrepare:
     """`prepare_rows` as a Ray Data batch function: chunk numbers in, one prepared batch out (typed columns:
     lists travel as JSON strings, a missing reference as a flag)."""
@@ -198,9 +207,7 @@ class _RayPrepare:
         self.task, self.seed, self.epoch, self.chunks = task, seed, epoch, chunks
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        import lake
-
-        db = lake.open(self.uri, storage_options=self.storage_options, create=False)
+        db = _worker_lake(self.uri, json.dumps(self.storage_options, sort_keys=True))
         arrays = prepare_rows(db, self.slice, self.chunks[int(batch["chunk"][0])], self.config, self.task,
                               self.seed, self.epoch)
         reference = arrays["reference"]

@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 
 from kiwi.curriculum import RunConfig, StageConfig
 from kiwi.data import DataConfig, SliceLoader
+from kiwi.model.flow import keyed_generator
 from kiwi.model.kiwi_edit import KiwiEdit
 from lake import Lake
 from lake.slices import load_slice
@@ -77,12 +78,7 @@ def sample_generators(seed: int, step: int, micro: int, size: int, rank: int = 0
                       world_size: int = 1) -> list[torch.Generator]:
     """One generator per sample of this rank's micro-batch, keyed by the sample's place in the global batch (the
     sampler deals global positions round-robin: rank r's j-th sample is global sample j * world_size + r)."""
-    generators = []
-    for j in range(size):
-        key = f"{seed}\x00{step}\x00{micro}\x00{j * world_size + rank}".encode()
-        digest = hashlib.blake2b(key, digest_size=8).digest()
-        generators.append(torch.Generator().manual_seed(int.from_bytes(digest, "big") >> 1))
-    return generators
+    return [keyed_generator(seed, step, micro, j * world_size + rank) for j in range(size)]
 
 
 class Trainer:

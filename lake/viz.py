@@ -75,8 +75,8 @@ def gallery(db: Lake, ids: Sequence[str] | None = None, n: int = 6, videos: int 
                             (row["thumb_target"], "image/jpeg")):
             cells.append(_img(image, mime, size) if image else "<i>none</i>")
         if i < len(sources) and sources[i] and targets[i]:
-            cells[1] += "<br>" + _video(sources[i], size)
-            cells[3] += "<br>" + _video(targets[i], size)
+            cells[1] += "<br>" + video_tag(sources[i], size)
+            cells[3] += "<br>" + video_tag(targets[i], size)
         out.append("<tr>" + "".join(f'<td style="padding:4px;vertical-align:top">{c}</td>' for c in cells) + "</tr>")
     out.append("</table>")
     return "\n".join(out)
@@ -86,6 +86,7 @@ def _img(data: bytes, mime: str, size: int) -> str:
     return f'<img width="{size}" src="data:{mime};base64,{base64.b64encode(data).decode()}">'
 
 
-def _video(data: bytes, size: int) -> str:
+def video_tag(data: bytes, size: int) -> str:
+    """A playable, looping HTML5 <video> of MP4 bytes, inline as a data URI."""
     return (f'<video width="{size}" controls loop muted playsinline>'
             f'<source src="data:video/mp4;base64,{base64.b64encode(data).decode()}" type="video/mp4"></video>')

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -218,6 +219,7 @@ class JudgeClient:
         """Verdicts in request order, at most `concurrency` in flight; an item the judge failed on comes back
         with `error` set instead of stopping the others."""
         done = 0
+        lock = threading.Lock()
 
         def one(request: JudgeRequest) -> Verdict:
             nonlocal done
@@ -226,9 +228,10 @@ class JudgeClient:
             except JudgeError as e:
                 log.warning("judge failed on %s: %s", request.item_id, e)
                 verdict = Verdict(request.item_id, request.rubric.name, {}, {}, "", self.config.model, error=str(e))
-            done += 1
-            if progress:
-                progress(done, len(requests))
+            with lock:  # workers finish concurrently
+                done += 1
+                if progress:
+                    progress(done, len(requests))
             return verdict
 
         with ThreadPoolExecutor(max_workers=max(1, self.config.concurrency)) as pool:

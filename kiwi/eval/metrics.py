@@ -21,12 +21,16 @@ def _check(name: str, a: np.ndarray, b: np.ndarray) -> None:
         raise ValueError(f"{name}: expected (T, H, W, 3) frames, got {a.shape}")
 
 
+def _capped_psnr(output: np.ndarray, reference: np.ndarray) -> float:
+    if np.array_equal(output, reference):
+        return PSNR_CAP
+    return min(PSNR_CAP, float(peak_signal_noise_ratio(reference, output, data_range=255)))
+
+
 def psnr(output: np.ndarray, target: np.ndarray) -> float:
     """Peak signal-to-noise ratio over the whole clip (one MSE over every pixel of every frame), in dB."""
     _check("psnr", output, target)
-    if np.array_equal(output, target):
-        return PSNR_CAP
-    return min(PSNR_CAP, float(peak_signal_noise_ratio(target, output, data_range=255)))
+    return _capped_psnr(output, target)
 
 
 def ssim(output: np.ndarray, target: np.ndarray) -> float:
@@ -54,9 +58,7 @@ def masked_psnr(output: np.ndarray, source: np.ndarray, edit_mask: np.ndarray) -
     keep = ~fit_mask(edit_mask, output.shape[1:3])
     if not keep.any():
         return None
-    a, b = output[:, keep].astype(np.float64), source[:, keep].astype(np.float64)
-    mse = float(np.mean((a - b) ** 2))
-    return PSNR_CAP if mse == 0 else min(PSNR_CAP, 10 * np.log10(255.0**2 / mse))
+    return _capped_psnr(output[:, keep], source[:, keep])
 
 
 def frame_change(video: np.ndarray) -> float:

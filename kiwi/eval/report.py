@@ -72,19 +72,17 @@ def markdown_table(frame: pd.DataFrame, digits: int = 3) -> str:
 def outputs_gallery(db, bench: str, runs: Mapping[str, str], item_ids: list[str], config, size: int = 96) -> str:
     """HTML: one row per bench item with the source, each run's output and the ground truth as playable clips
     (re-encoded to H.264 for the browser; the lake keeps the lossless originals) and the instruction."""
-    import base64
     import html
 
     from kiwi.eval.bench import item_media, load_bench
     from kiwi.eval.runner import conform
     from lake import media
+    from lake.viz import video_tag
 
     items = {i.item_id: i for i in load_bench(db, bench)}
 
     def clip(frames) -> str:
-        data = base64.b64encode(media.encode_video(frames)).decode()
-        return (f'<video width="{size}" controls loop muted autoplay playsinline>'
-                f'<source src="data:video/mp4;base64,{data}" type="video/mp4"></video>')
+        return video_tag(media.encode_video(frames), size)
 
     header = "".join(f"<th>{html.escape(name)}</th>" for name in ["item", "source", *runs, "target"])
     rows = [f'<table style="border-collapse:collapse"><tr>{header}</tr>']

@@ -15,10 +15,12 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from kiwi.data import resize_crop, sample_frames
 from kiwi.eval.bench import BenchItem, ItemMedia, item_media, load_bench
 from kiwi.eval.scorers import AutomaticScorer, Case, Scorer
+from kiwi.model.flow import keyed_generator
 from lake import Lake, media
 from lake.sql import literal
 
@@ -111,55 +113,61 @@ def evaluate(db: Lake, model, bench: str, model_name: str, config: EvalConfig = 
     scorers = list(scorers) if scorers is not None else [AutomaticScorer()]
     done = _done_outputs(db, run_id)
     todo = [i for i in items if i.item_id not in done]
-    bar = _progress(progress, len(todo), "inference")
+    bar = tqdm(total=len(todo), desc="inference", unit="item", disable=not progress)
     inferred = 0
     for item in todo:
         if limit is not None and inferred >= limit:
             break
         frames = editor(item, conform(item_media(db, item), config), config)
-        video = media.encode_video(frames, codec="ffv1")  # lossless: the scores are the model's, not the codec's
-        stored = media.decode_video(video, name=f"{run_id}/{item.item_id}")
+        video = media.encode_video(frames, codec="ffv1")  # lossless: stored frames == frames, scores are the model's
         db.upsert("eval_outputs", [dict(output_id=f"{run_id}/{item.item_id}", run_id=run_id, bench=bench,
                                         item_id=item.item_id, model=model_name, video=video,
-                                        output_hash=output_hash(stored), meta=asdict(config))])
+                                        output_hash=output_hash(frames), meta=asdict(config))])
         inferred += 1
         bar.update(1)
     bar.close()
-    scored = {}
+    scored: dict[str, int] = {}
     failures: list[tuple[str, str]] = []
     if limit is None or inferred < limit:
-        for scorer in scorers:
-            scored[scorer.name] = _score(db, run_id, bench, model_name, items, scorer, config)
-            failures += getattr(scorer, "failures", [])
+        scored, failures = _score(db, run_id, bench, model_name, items, scorers, config)
     if failures:
         db.reject_many([dict(input_ref=f"{run_id}/{item_id}", stage="eval_judge", reason="judge_failed",
                              detail=error) for item_id, error in failures])
     return EvalRun(run_id, bench, model_name, inferred, scored, failures)
 
 
-def _score(db: Lake, run_id: str, bench: str, model_name: str, items: list[BenchItem], scorer: Scorer,
-           config: EvalConfig, chunk: int = 16) -> int:
-    done = _done_scores(db, run_id, scorer.name)
-    todo = [i for i in items if i.item_id not in done]
-    count = 0
-    for start in range(0, len(todo), chunk):
-        part = todo[start : start + chunk]
+def _score(db: Lake, run_id: str, bench: str, model_name: str, items: list[BenchItem], scorers: list[Scorer],
+           config: EvalConfig, chunk: int = 16) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """Each scorer on the items it has not scored yet; an item's pixels and output are read and decoded once per
+    chunk, whatever the number of scorers. Returns items scored per scorer and the judge's failures."""
+    todo = {scorer.name: {i.item_id for i in items} - _done_scores(db, run_id, scorer.name) for scorer in scorers}
+    needed = [i for i in items if any(i.item_id in ids for ids in todo.values())]
+    counts = {scorer.name: 0 for scorer in scorers}
+    failures: list[tuple[str, str]] = []
+    for start in range(0, len(needed), chunk):
+        part = needed[start : start + chunk]
         keys = [f"{run_id}/{i.item_id}" for i in part]
         hashes = db.take("eval_outputs", keys, columns=["output_hash"])["output_hash"].to_pylist()
         videos = db.read_blobs("eval_outputs", "video", keys)
         cases = [Case(i, conform(item_media(db, i), config), media.decode_video(v, name=k), h)
                  for i, k, v, h in zip(part, keys, videos, hashes, strict=True)]
         rows = []
-        for case, scores in zip(cases, scorer.score(cases), strict=True):
-            item = case.item
-            rows += [dict(result_id=_result_id(run_id, item.item_id, scorer.name, s.metric), run_id=run_id,
-                          bench=bench, item_id=item.item_id, edit_type=item.edit_type, task=item.task,
-                          category=item.category, scorer=scorer.name, metric=s.metric, value=s.value,
-                          model=model_name, detail=s.detail) for s in scores]
-            count += bool(scores)
+        for scorer in scorers:
+            mine = [c for c in cases if c.item.item_id in todo[scorer.name]]
+            if not mine:
+                continue
+            known = len(getattr(scorer, "failures", []))
+            for case, scores in zip(mine, scorer.score(mine), strict=True):
+                item = case.item
+                rows += [dict(result_id=_result_id(run_id, item.item_id, scorer.name, s.metric), run_id=run_id,
+                              bench=bench, item_id=item.item_id, edit_type=item.edit_type, task=item.task,
+                              category=item.category, scorer=scorer.name, metric=s.metric, value=s.value,
+                              model=model_name, detail=s.detail) for s in scores]
+                counts[scorer.name] += bool(scores)
+            failures += getattr(scorer, "failures", [])[known:]  # this call's, not an earlier evaluation's
         if rows:
             db.upsert("eval_results", rows)
-    return count
+    return counts, failures
 
 
 def results(db: Lake, run_id: str | None = None, bench: str | None = None) -> pd.DataFrame:
@@ -180,22 +188,6 @@ def excluded_categories(frame: pd.DataFrame) -> set[str]:
         return set()
     flags = frame.groupby("category")["counts_to_overall"].apply(lambda s: bool(s.fillna(True).all()))
     return {c for c, counts in flags.items() if not counts}
-
-
-class _NoBar:
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress(enabled: bool, total: int, desc: str):
-    if not enabled:
-        return _NoBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="item")
 
 
 HELDOUT_SIGMAS = (0.25, 0.5, 0.75)
@@ -223,10 +215,9 @@ def heldout_loss(db: Lake, model, bench: str, model_name: str, config: EvalConfi
             batch = EditBatch([item.instruction], p.source[None], p.target[None], None, "instruct")
             losses = []
             for k, s in enumerate(sigmas):
-                key = hashlib.blake2b(f"{config.seed}\x00{item.item_id}\x00{k}".encode(), digest_size=8).digest()
-                generator = torch.Generator().manual_seed(int.from_bytes(key, "big") >> 1)
                 with torch.no_grad():
-                    losses.append(float(model.training_loss(batch, [generator], per_sample=True,
+                    losses.append(float(model.training_loss(batch, [keyed_generator(config.seed, item.item_id, k)],
+                                                            per_sample=True,
                                                             sigma=torch.tensor([s]))[0]))
             rows.append(dict(result_id=_result_id(run_id, item.item_id, "heldout", "flow_loss"), run_id=run_id,
                              bench=bench, item_id=item.item_id, edit_type=item.edit_type, task=item.task,

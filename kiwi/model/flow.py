@@ -6,10 +6,18 @@ The shifted noise level sigma = s*u / (1 + (s-1)*u) (u uniform) is exactly the s
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+
+
+def keyed_generator(*key) -> torch.Generator:
+    """A CPU generator seeded by a stable hash of `key` (e.g. seed, step, sample): the same key draws the same noise
+    in any process, on any rank, after any resume."""
+    digest = hashlib.blake2b("\x00".join(map(str, key)).encode(), digest_size=8).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest, "big") >> 1)
 
 
 @dataclass(frozen=True)
