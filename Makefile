@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(PY) bench/balance_bench.py
 	$(PY) bench/model_bench.py
 	$(PY) bench/loader_bench.py
+	$(PY) bench/label_bench.py
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/

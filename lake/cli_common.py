@@ -36,6 +36,8 @@ def format_table(table: pa.Table, max_rows: int = 50) -> str:
     """A readable fixed-width rendering; long results are cut with a note of how many rows there were."""
     if table.num_columns == 0:
         return "(no result)"
+    if table.num_rows == 0:
+        return f"(no rows; columns: {', '.join(table.column_names)})"
     frame = table.slice(0, max_rows).to_pandas()
     text = frame.to_string(index=False, max_colwidth=60)
     if table.num_rows > max_rows:

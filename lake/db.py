@@ -157,6 +157,20 @@ class Lake:
             )
         return WriteResult(table, result.num_inserted_rows, result.num_updated_rows, result.version)
 
+    def update_columns(self, table: str, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> WriteResult:
+        """Rewrite `columns` of existing rows (matched on the key; unknown keys are ignored), leaving every other
+        column — blobs included — as it is. One new table version."""
+        from lake.validate import to_arrow_partial
+
+        spec = spec_for(table)
+        data = to_arrow_partial(spec, rows, columns)
+        with self._write_lock:
+            tbl = self.table(table)
+            if data.num_rows == 0:
+                return WriteResult(table, 0, 0, tbl.version)
+            result = tbl.to_lance().merge_insert(list(spec.key)).when_matched_update_all().execute(data)
+        return WriteResult(table, 0, result["num_updated_rows"], self.table(table).version)
+
     def append(self, table: str, rows: Rows) -> WriteResult:
         """Validate and append without a key lookup: for rows known to be new (a fresh slice's rows)."""
         data = to_arrow(spec_for(table), rows)

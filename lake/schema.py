@@ -128,10 +128,18 @@ QUADRUPLETS = TableSpec(
             optional("pipeline_version", pa.string()),
             optional("meta", pa.string()),
             required("created_at", TIMESTAMP),
+            # label provenance: where edit_type came from (given · rules · text-model · endpoint), the
+            # classifier's calibrated confidence, its own answer (kept when a given label overrules it), and a flag
+            # for labels too uncertain to balance on without a look
+            optional("edit_type_source", pa.string()),
+            optional("edit_type_confidence", pa.float32()),
+            optional("edit_type_predicted", pa.string()),
+            optional("needs_review", pa.bool_()),
         ]
     ),
     key=("id",),
-    enums={"task": TASKS, "edit_type": EDIT_TYPES, "edit_scope": SCOPES, "split": SPLITS},
+    enums={"task": TASKS, "edit_type": EDIT_TYPES, "edit_scope": SCOPES, "split": SPLITS,
+           "edit_type_predicted": EDIT_TYPES},
     json_columns=("meta",),
     timestamp_defaults=("created_at",),
     one_of=(("source_video", "source_uri"), ("target_video", "target_uri")),

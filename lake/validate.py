@@ -5,7 +5,7 @@ Checking happens before anything is written, so a bad batch never leaves a half-
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,6 +35,18 @@ def to_arrow(spec: TableSpec, rows: Rows) -> pa.Table:
     _check_one_of(spec, table)
     _check_unique_key(spec, table)
     return table
+
+
+def to_arrow_partial(spec: TableSpec, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> pa.Table:
+    """Rows that carry the key and only `columns`, validated column by column (types, enums, required values):
+    what a partial update writes."""
+    names = [*spec.key, *[c for c in columns if c not in spec.key]]
+    unknown = [c for c in names if c not in spec.schema.names]
+    if unknown:
+        raise SchemaMismatchError(spec.name, unknown[0], "no such column")
+    arrays = [_column_array(spec, spec.schema.field(name), [row.get(name) for row in rows], len(rows))
+              for name in names]
+    return pa.Table.from_arrays(arrays, schema=pa.schema([spec.schema.field(n) for n in names]))
 
 
 def _columns(spec: TableSpec, rows: Rows) -> dict[str, Any]:

@@ -29,6 +29,37 @@ def bar_chart(table: pa.Table, category: str, value: str, title: str = "", ax=No
     return ax
 
 
+def confusion_heatmap(table: pa.Table, title: str = "given label vs classifier", ax=None):
+    """A confusion matrix from rows of (given, predicted, rows) — the `label_confusion` query — with counts in
+    the cells; rows are the given labels. An empty table draws an empty chart that says so."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from lake.taxonomy import EDIT_TYPES
+
+    rows = table.select(["given", "predicted", "rows"]).to_pylist()
+    index = {e: i for i, e in enumerate(EDIT_TYPES)}
+    counts = np.zeros((len(EDIT_TYPES), len(EDIT_TYPES)), int)
+    for r in rows:
+        counts[index[r["given"]], index[r["predicted"]]] += r["rows"]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 5))
+    ax.imshow(np.log1p(counts), cmap="Blues")
+    for i in range(len(EDIT_TYPES)):
+        for j in range(len(EDIT_TYPES)):
+            if counts[i, j]:
+                ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=8,
+                        color="white" if counts[i, j] > counts.max() / 2 else "black")
+    ax.set_xticks(range(len(EDIT_TYPES)), EDIT_TYPES, rotation=40, ha="right")
+    ax.set_yticks(range(len(EDIT_TYPES)), EDIT_TYPES)
+    ax.set_xlabel("classifier's answer")
+    ax.set_ylabel("given label")
+    agree = int(np.trace(counts))
+    ax.set_title(f"{title}: {agree} of {int(counts.sum())} agree" if counts.sum() else f"{title}: no given labels")
+    ax.figure.tight_layout()
+    return ax
+
+
 def before_after(s: Slice, ax=None):
     """Share of each category before (natural) and after the slice's strategy, with expected repeats."""
     import matplotlib.pyplot as plt

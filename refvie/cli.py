@@ -42,6 +42,32 @@ def parse_mapping(items: tuple[str, ...]) -> dict[str, str]:
     return mapping
 
 
+def classifier_options(command):
+    """--classifier and the endpoint it may need, shared by build, classify and relabel."""
+    from refvie.labels import CLASSIFIERS, DEFAULT_CLASSIFIER
+
+    command = click.option("--endpoint-model", default=None, help="Endpoint classifier: the served model's name.")(
+        command)
+    command = click.option("--endpoint-url", default=None, envvar="KIWI_LABEL_URL",
+                           help="Endpoint classifier: an OpenAI-compatible base URL (key in $KIWI_LABEL_API_KEY).")(
+        command)
+    return click.option("--classifier", type=click.Choice(CLASSIFIERS), default=DEFAULT_CLASSIFIER,
+                        show_default=True, help="Edit-type classifier (a label the dataset gives wins).")(command)
+
+
+def load_classifier(classifier: str, endpoint_url: str | None, endpoint_model: str | None, quiet: bool = False):
+    from refvie.labels import make_classifier
+
+    def say(message: str) -> None:
+        if not quiet:
+            click.echo(f"text classifier: {message} (first use only)", err=True)
+
+    try:
+        return make_classifier(classifier, endpoint_url, endpoint_model, progress=say)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+
+
 @cli.command()
 @click.argument("path", required=False, type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(FORMATS), required=True, help="Layout of PATH.")
@@ -56,18 +82,27 @@ def parse_mapping(items: tuple[str, ...]) -> dict[str, str]:
 @click.option("--size", type=int, default=128, show_default=True, help="Synthetic: frame height and width.")
 @click.option("--min-frames", type=int, default=2, show_default=True, help="Reject clips shorter than this.")
 @click.option("--no-bytes", is_flag=True, help="Keep only paths (*_uri), do not copy video bytes into the lake.")
+@click.option("--label-map", default=None, metavar="MAP",
+              help="The dataset's own edit categories onto ours: a shipped map (openve), a YAML file, or "
+                   "their=ours,… (given labels win over any classifier).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @lake_option
-def ingest(path, fmt, root, dataset, mappings, n, seed, start, mix, frames, size, min_frames, no_bytes, quiet,
-           lake_uri) -> None:
+def ingest(path, fmt, root, dataset, mappings, n, seed, start, mix, frames, size, min_frames, no_bytes, label_map,
+           quiet, lake_uri) -> None:
     """Ingest pairs into the lake's `pairs` table; bad rows go to `rejects` with a reason."""
     from refvie.ingest import IngestConfig
     from refvie.ingest import ingest as run_ingest
 
     source = build_source(fmt, path, root, dataset, parse_mapping(mappings), n, seed, start, parse_mix(mix), frames,
                           size)
-    summary = run_ingest(source, open_lake(lake_uri),
-                         IngestConfig(min_frames=min_frames, store_bytes=not no_bytes, progress=not quiet))
+    from refvie.labels.maps import parse_label_map
+
+    try:
+        labels = parse_label_map(label_map)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--label-map") from None
+    summary = run_ingest(source, open_lake(lake_uri), IngestConfig(min_frames=min_frames, store_bytes=not no_bytes,
+                                                                   progress=not quiet, label_map=labels))
     click.echo(str(summary))
 
 
@@ -100,21 +135,80 @@ def build_source(fmt, path, root, dataset, mapping, n, seed, start, mix, frames,
 @click.option("--scaffold-gpus", type=float, default=0.0, show_default=True, help="GPUs per scaffold actor.")
 @click.option("--localise-model", default=None, help="Local path of a CLIPSeg model for text-grounded masks.")
 @click.option("--no-ray", is_flag=True, help="Run the stages in a plain loop in this process.")
+@classifier_options
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @lake_option
 def build(ray_address, limit, batch_size, embed_actors, embed_gpus, image_model, scaffold_model, scaffold_gpus,
-          localise_model, no_ray, quiet, lake_uri) -> None:
+          localise_model, no_ray, classifier, endpoint_url, endpoint_model, quiet, lake_uri) -> None:
     """Turn every ingested pair not yet built or rejected into a scored, embedded quadruplet."""
     from refvie.pipeline import PipelineConfig, build_local
     from refvie.pipeline import build as run_build
 
     config = PipelineConfig(batch_size=batch_size, embed_actors=embed_actors, embed_gpus=embed_gpus,
                             image_model_path=image_model, scaffold_model_path=scaffold_model,
-                            scaffold_gpus=scaffold_gpus, localise_model_path=localise_model)
+                            scaffold_gpus=scaffold_gpus, localise_model_path=localise_model, classifier=classifier,
+                            endpoint_url=endpoint_url, endpoint_model=endpoint_model)
     db = open_lake(lake_uri)
     summary = build_local(db, config, limit) if no_ray else run_build(db, config, ray_address, limit,
                                                                         progress=not quiet)
     click.echo(str(summary))
+
+
+@cli.command()
+@click.argument("source", type=click.File("r"), default="-")
+@classifier_options
+def classify(source, classifier, endpoint_url, endpoint_model) -> None:
+    """Label instructions, one per line, from SOURCE (a file, or - for stdin). Prints, in input order:
+    edit_type<TAB>confidence<TAB>source<TAB>instruction (confidence '-' for the rules). How many fall under the
+    review threshold is said on stderr."""
+    texts = [line.rstrip("\n") for line in source]
+    texts = [t for t in texts if t.strip()]
+    model = load_classifier(classifier, endpoint_url, endpoint_model)
+    labels = model.predict(texts)
+    for text, label in zip(texts, labels, strict=True):
+        confidence = "-" if label.confidence is None else f"{label.confidence:.3f}"
+        click.echo(f"{label.edit_type.value}\t{confidence}\t{label.source}\t{text}")
+    review = sum(label.needs_review for label in labels)
+    if review:
+        click.echo(f"{review} of {len(labels)} under the review threshold (needs_review)", err=True)
+
+
+@cli.group(name="classifier")
+def classifier_group() -> None:
+    """The offline text classifier: train (deterministic, seconds) and score it."""
+
+
+@classifier_group.command(name="train")
+@click.option("--evaluate", "evaluate_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="A label<TAB>instruction file to score the trained classifier on.")
+def classifier_train(evaluate_path) -> None:
+    """Train the text classifier on the instruction grammar and cache it (what first use does)."""
+    from refvie.labels.text_model import TextClassifier, TextModelConfig, cache_dir
+
+    model = TextClassifier.load(retrain=True, progress=lambda m: click.echo(m, err=True))
+    click.echo(f"trained in {model.train_seconds:.1f}s, temperature {model.temperature:.2f}, cached in "
+               f"{cache_dir() / ('text-' + TextModelConfig().key() + '.npz')}")
+    if evaluate_path:
+        from refvie.labels import read_labelled
+        from refvie.labels.report import score
+
+        texts, labels = read_labelled(evaluate_path)
+        click.echo(str(score(labels, model.classify(texts))))
+
+
+@cli.command()
+@click.option("--where", default=None, help="Relabel only quadruplets matching this filter.")
+@click.option("--tag", default=None, help="Tag for the relabelled version (default: relabel-<classifier>-<n>).")
+@classifier_options
+@lake_option
+def relabel(where, tag, classifier, endpoint_url, endpoint_model, lake_uri) -> None:
+    """Rewrite edit_type / task / provenance of existing quadruplets as a new, tagged table version (given labels
+    stay); slices keep the version they pinned."""
+    from refvie.relabel import relabel as run_relabel
+
+    db = open_lake(lake_uri)
+    model = load_classifier(classifier, endpoint_url, endpoint_model)
+    click.echo(str(run_relabel(db, model, where=where, tag=tag)))
 
 
 @cli.command()

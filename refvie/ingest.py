@@ -18,6 +18,7 @@ from typing import Any
 from lake import Lake, media
 from lake.db import reject_id
 from lake.errors import MediaError
+from refvie.labels.maps import LabelMap
 from refvie.sources.base import MediaRef, PairRecord, RowProblem, Source
 
 STAGE = "ingest"
@@ -34,6 +35,7 @@ class IngestConfig:
     workers: int = 2
     skip_existing: bool = True
     progress: bool = True
+    label_map: LabelMap = field(default_factory=LabelMap)  # the dataset's own categories onto ours
 
 
 @dataclass
@@ -123,6 +125,7 @@ def _prepare(record: PairRecord, config: IngestConfig) -> dict[str, Any] | RowPr
             if record.problem is not None:
                 return record.problem
         instruction = check_instruction(record.instruction, config.max_instruction_chars)
+        edit_type = config.label_map.apply(record.edit_type)
         if record.source is None or record.target is None:
             raise RowProblem("missing_path", f"no {'source' if record.source is None else 'target'} video")
         if record.source.is_image != record.target.is_image:
@@ -139,7 +142,10 @@ def _prepare(record: PairRecord, config: IngestConfig) -> dict[str, Any] | RowPr
                 media.decode_image(reference)
             except MediaError as e:
                 raise RowProblem("bad_reference", str(e)) from None
-        meta = {"input_ref": record.input_ref, "target_frames": tgt["frames"],
+        meta = {"input_ref": record.input_ref, "target_frames": tgt["frames"]}
+        if edit_type is not None and edit_type != record.edit_type:
+            meta["given_label"] = record.edit_type  # the dataset's own word, before the label map
+        meta = {**meta,
                 "target_size": [tgt["width"], tgt["height"]], "image_pair": image_pair, **record.meta}
         return dict(
             pair_id=record.pair_id, dataset=record.dataset, instruction=instruction,
@@ -147,7 +153,7 @@ def _prepare(record: PairRecord, config: IngestConfig) -> dict[str, Any] | RowPr
             target_video=target_bytes if config.store_bytes else None,
             source_uri=record.source.uri, target_uri=record.target.uri,
             num_frames=src["frames"], fps=src["fps"], width=src["width"], height=src["height"], codec=src["codec"],
-            given_reference=reference, gt_edit_type=record.edit_type, gt_mask=record.gt_mask,
+            given_reference=reference, gt_edit_type=edit_type, gt_mask=record.gt_mask,
             gt_reference=record.gt_reference, meta=meta,
         )
     except RowProblem as problem:

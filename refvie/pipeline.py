@@ -20,6 +20,7 @@ import numpy as np
 
 from lake import Lake
 from lake.ray_runtime import init_ray
+from refvie.labels import make_classifier
 from refvie.stages import (
     Classify,
     Decode,
@@ -55,6 +56,9 @@ class PipelineConfig:
     scaffold_cpus: float = 0.0
     scaffold_gpus: float = 0.0
     max_frames: int | None = None
+    classifier: str = "text"  # rules · text · endpoint (a given label always wins; see refvie.labels)
+    endpoint_url: str | None = None
+    endpoint_model: str | None = None
     localise_model_path: str | None = None  # a CLIPSeg folder: text-grounded masks for real footage
     localise: LocaliseConfig = field(default_factory=LocaliseConfig)
     scaffold: ScaffoldConfig = field(default_factory=ScaffoldConfig)
@@ -114,6 +118,10 @@ def pending_pairs(db: Lake, limit: int | None = None) -> list[str]:
     return todo[:limit] if limit is not None else todo
 
 
+def classifier(config: PipelineConfig):
+    return make_classifier(config.classifier, config.endpoint_url, config.endpoint_model)
+
+
 def localiser(config: PipelineConfig):
     if config.localise_model_path:
         from refvie.stages.localise_model import SegmentationLocaliser
@@ -133,7 +141,8 @@ def scaffolder(config: PipelineConfig, device: str = "cpu"):
 
 def cpu_stages(lake_uri: str, storage_options: Mapping[str, str], config: PipelineConfig, part: str = "all") -> list:
     """The CPU stages, all of them, or the part before / after a model-backed scaffold ("pre" / "post")."""
-    pre = [Decode(lake_uri, dict(storage_options), config.max_frames), Classify(), Localise(localiser(config))]
+    pre = [Decode(lake_uri, dict(storage_options), config.max_frames), Classify(classifier(config)),
+           Localise(localiser(config))]
     post = [Score(config.filter), Package()]
     stages = {"pre": [*pre, Pack()], "post": [Unpack(), *post],
               "all": [*pre, Scaffold(scaffolder(config)), *post]}[part]
@@ -197,6 +206,7 @@ def build(db: Lake, config: PipelineConfig = PipelineConfig(), ray_address: str 
 
     ray.data.DataContext.get_current().enable_progress_bars = False  # the driver's bar counts written rows
     _check_fits(config)
+    classifier(config)  # train and cache the text head once here, not in every worker at once
     blocks = max(1, min(len(todo) // config.batch_size, 64))
     ds = ray.data.from_items([{"pair_id": p} for p in todo], override_num_blocks=blocks)
     # The memory reservation (decoded frames live in the task) also keeps Ray from fusing these tasks into the

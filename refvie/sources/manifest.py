@@ -15,7 +15,6 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from lake.taxonomy import EDIT_TYPES
 from refvie.sources.base import PairRecord, RowProblem, media_field, stable_id
 
 FIELDS = ("id", "instruction", "source", "target", "reference", "edit_type")
@@ -102,10 +101,7 @@ class ManifestSource:
                 given_id = row.get(c["id"])
                 record.pair_id = (f"{self.dataset}-{given_id}" if given_id not in (None, "") else
                                   stable_id(self.dataset, row[c["source"]], row[c["target"]], record.instruction))
-                edit_type = row.get(c["edit_type"]) or None
-                if edit_type is not None and edit_type not in EDIT_TYPES:
-                    raise RowProblem("unknown_edit_type", f"{edit_type!r} is not one of {', '.join(EDIT_TYPES)}")
-                record.edit_type = edit_type
+                record.edit_type = row.get(c["edit_type"]) or None  # translated and checked by ingest
                 record.meta = {k: v for k, v in row.items() if not isinstance(v, bytes | bytearray)}
             except RowProblem as problem:
                 record.problem = problem

@@ -1,72 +1,19 @@
-"""Stage 1, classify: instruction -> edit type and task.
+"""Stage 1, classify: instruction -> edit type, task and the label's provenance.
 
-Rules first (ordered patterns: a style or background edit mentions its scope; removal, addition and change are
-told apart by their verbs). A model-backed classifier plugs in through the same `EditClassifier` protocol."""
+A label the dataset gives (`pairs.gt_edit_type`, after its label map) wins; the classifier still runs, and its
+answer and confidence are kept beside the given label so disagreements can be listed (`label_disagreements`).
+Unlabelled pairs take the classifier's answer, flagged `needs_review` when its confidence is low."""
 
 from __future__ import annotations
 
-import re
+import time
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 
 from lake.taxonomy import EditType, Task
-
-_STYLE = re.compile(
-    r"\b(look(s)? like|style|styled|restyle|render(ed)? (the )?(whole|entire|every|all)|the look of|"
-    r"convert (every|each|all|the whole|the entire)|palette|colour scheme|color scheme|tones\b|posteri[sz]e|"
-    r"poster\b|print\b|screen print|sketch|drawing|painting|painterly|watercolou?r|oil paint|cartoon|anime|"
-    r"pixel art|comic|ukiyo|van gogh|black and white|grayscale|greyscale|sepia|vintage|film grain|"
-    r"line drawing|canvas)", re.I)
-_WHOLE_SCENE_CHANGE = re.compile(r"\b(season|time of day|(at|into|to) night\b|nighttime|daytime)", re.I)
-_WHOLE_FRAME = re.compile(r"\b(video|clip|footage|frames?|scene|image|whole|entire|everything)\b", re.I)
-_BACKGROUND = re.compile(
-    r"\b(background|backdrop|back ground|setting|surroundings|environment|in front of|scene against|"
-    r"against (a|an|the)|sky\b|behind (the|them|it|him|her)|(set|move|place|put|relocate|transport)s? "
-    r"(the scene|the setting|everything|them|it|the video)\b)", re.I)
-_REMOVE_BACKGROUND = re.compile(r"^\s*(please\s+)?(remove|delete|erase)\s+(the\s+)?(background|backdrop)", re.I)
-_LEADING_REMOVE = re.compile(r"^\s*(please\s+)?(remove|delete|erase|get rid of|take out|take away|eliminate)\b",
-                             re.I)
-_WEAR = re.compile(r"\b(wear|wearing|hold|holding|carry|carrying)\b|\bgive (the |a |an )?\w+( \w+)? (a|an|some) "
-                   r"(?!\w*\s*(pattern|texture|colou?r|look|style|finish))", re.I)
-_REMOVE = re.compile(r"\b(remove|delete|erase|get rid of|take out|take away|eliminate|cut out|wipe out)\b", re.I)
-_ADD = re.compile(r"^\s*(please\s+)?(add|insert|put|place|introduce|include|drop|bring|attach|spawn)\b|"
-                  r"\b(add|insert|introduce)\b", re.I)
-_CHANGE = re.compile(r"\b(swap|replace|turn|change|make|recolou?r|paint|give|exchange|substitute|cover|"
-                     r"transform|convert|dress|colou?r)\b", re.I)
-
-
-class EditClassifier(Protocol):
-    def classify(self, instructions: list[str]) -> list[EditType]: ...
-
-
-@dataclass(frozen=True)
-class RuleClassifier:
-    """Ordered regular-expression rules; no weights, deterministic, ~10 µs an instruction."""
-
-    def classify(self, instructions: list[str]) -> list[EditType]:
-        return [self.classify_one(text) for text in instructions]
-
-    @staticmethod
-    def classify_one(text: str) -> EditType:
-        if _REMOVE_BACKGROUND.search(text):
-            return EditType.BACKGROUND_CHANGE
-        if _LEADING_REMOVE.search(text):  # "Remove the person in the background" removes a person
-            return EditType.LOCAL_REMOVE
-        if _STYLE.search(text) and (_WHOLE_FRAME.search(text) or not _REMOVE.search(text)):
-            return EditType.GLOBAL_STYLE
-        if _BACKGROUND.search(text):
-            return EditType.BACKGROUND_CHANGE
-        if _WHOLE_SCENE_CHANGE.search(text):  # seasons, time of day: the whole picture changes its look
-            return EditType.GLOBAL_STYLE
-        if _REMOVE.search(text):
-            return EditType.LOCAL_REMOVE
-        if _ADD.search(text) or _WEAR.search(text):
-            return EditType.LOCAL_ADD
-        if _CHANGE.search(text):
-            return EditType.LOCAL_CHANGE
-        return EditType.OTHER
+from refvie.labels import DEFAULT_CLASSIFIER, EditClassifier, RuleClassifier, make_classifier
+from refvie.stages.batch import missing, size, timed
 
 
 def task_for(edit_type: EditType) -> Task:
@@ -76,17 +23,34 @@ def task_for(edit_type: EditType) -> Task:
 
 @dataclass
 class Classify:
-    """Ray Data / plain-loop stage: adds `edit_type` and `task` columns from `instruction`."""
+    """Ray Data / plain-loop stage: adds `edit_type`, `task`, `edit_type_source`, `edit_type_confidence`,
+    `edit_type_predicted` and `needs_review`."""
 
     classifier: EditClassifier | None = None
+    classifier_name: str = DEFAULT_CLASSIFIER
 
     def setup(self) -> None:
-        self.classifier = self.classifier or RuleClassifier()
+        self.classifier = self.classifier or make_classifier(self.classifier_name)
 
     def __call__(self, batch: dict) -> dict:
         if self.classifier is None:
             self.setup()
-        types = self.classifier.classify([str(t) for t in batch["instruction"]])
-        batch["edit_type"] = np.array([t.value for t in types], dtype=object)
-        batch["task"] = np.array([task_for(t).value for t in types], dtype=object)
+        start = time.perf_counter()
+        n = size(batch)
+        labels = self.classifier.predict([str(t) for t in batch["instruction"]])
+        given = batch.get("gt_edit_type", [None] * n)
+        final = [EditType(g) if not missing(g) else label.edit_type for g, label in zip(given, labels, strict=True)]
+        batch["edit_type"] = np.array([t.value for t in final], dtype=object)
+        batch["task"] = np.array([task_for(t).value for t in final], dtype=object)
+        batch["edit_type_source"] = np.array(["given" if not missing(g) else label.source
+                                              for g, label in zip(given, labels, strict=True)], dtype=object)
+        batch["edit_type_predicted"] = np.array([label.edit_type.value for label in labels], dtype=object)
+        batch["edit_type_confidence"] = np.array([np.nan if label.confidence is None else label.confidence
+                                                  for label in labels], dtype=np.float64)
+        batch["needs_review"] = np.array([missing(g) and label.needs_review
+                                          for g, label in zip(given, labels, strict=True)], dtype=bool)
+        timed(batch, "classify", start)
         return batch
+
+
+__all__ = ["Classify", "RuleClassifier", "task_for"]

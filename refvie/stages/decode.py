@@ -15,7 +15,7 @@ from lake.errors import MediaError
 from refvie.stages.batch import column, reject, timed
 
 PAIR_COLUMNS = ["pair_id", "dataset", "instruction", "source_uri", "target_uri", "num_frames", "fps", "width",
-                "height", "codec", "meta"]
+                "height", "codec", "meta", "gt_edit_type"]
 
 
 @dataclass

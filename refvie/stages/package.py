@@ -17,9 +17,10 @@ FRAME_COLUMNS = ("source", "target", "mask", "reference", "keyframe")
 
 
 TEXT_COLUMNS = ("pair_id", "dataset", "instruction", "source_uri", "target_uri", "codec", "edit_type", "task",
-                "reject_stage", "reject_reason", "reject_detail", "scores_json", "meta_json")
+                "reject_stage", "reject_reason", "reject_detail", "scores_json", "meta_json", "edit_type_source",
+                "edit_type_predicted")
 BYTES_COLUMNS = ("source_bytes", "target_bytes", "reference_png", "edit_mask_png", "thumb_source", "thumb_target")
-NUMBER_COLUMNS = ("num_frames", "fps", "width", "height")
+NUMBER_COLUMNS = ("num_frames", "fps", "width", "height", "edit_type_confidence")
 
 
 @dataclass
@@ -68,6 +69,7 @@ def typed(batch: dict) -> dict:
     for name in NUMBER_COLUMNS:
         values = batch.get(name, [None] * n)
         batch[name] = np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+    batch["needs_review"] = np.asarray(batch.get("needs_review", np.zeros(n, bool)), dtype=bool)
     return batch
 
 
@@ -86,7 +88,8 @@ class Pack:
         for name in PACKED_COLUMNS:
             if name in batch:
                 batch[name] = column([b"" if v is None else pickle.dumps(v, protocol=5) for v in batch[name]])
-        for name in ("reject_stage", "reject_reason", "reject_detail", "edit_type", "task"):
+        for name in ("reject_stage", "reject_reason", "reject_detail", "edit_type", "task", "edit_type_source",
+                     "edit_type_predicted", "gt_edit_type"):
             if name in batch:
                 batch[name] = np.array(["" if v is None else str(v) for v in batch[name]], dtype=object)
         if "keyframe" in batch:

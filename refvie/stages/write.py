@@ -104,7 +104,9 @@ class Write:
             instruction_emb=_vector(batch["instruction_emb"][i]), reference_emb=_vector(batch["reference_emb"][i]),
             target_emb=_vector(batch["target_emb"][i]),
             split=split_for(pair_id, self.split_fractions), pipeline_version=self.pipeline_version,
-            meta=_opt(batch["meta_json"][i]),
+            meta=_opt(batch["meta_json"][i]), edit_type_source=_opt(batch["edit_type_source"][i]),
+            edit_type_confidence=_float(batch["edit_type_confidence"][i]),
+            edit_type_predicted=_opt(batch["edit_type_predicted"][i]), needs_review=bool(batch["needs_review"][i]),
             **{k: scores.get(k) for k in ("edit_strength", "mask_area", "ref_similarity", "temporal_stability",
                                           "leakage")},
         )

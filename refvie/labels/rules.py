@@ -1,0 +1,69 @@
+"""The rule classifier: ordered regular expressions, the fast first pass.
+
+A style or background edit mentions its scope; removal, addition and change are told apart by their verbs. Exact on
+the synthetic world's templates, weak on real phrasing (declaratives, scene moves without the word "background"):
+the text classifier (`refvie.labels.text_model`) takes its answer as one feature among many."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from lake.taxonomy import EditType
+from refvie.labels.base import Label
+
+_STYLE = re.compile(
+    r"\b(look(s)? like|style|styled|restyle|render(ed)? (the )?(whole|entire|every|all)|the look of|"
+    r"convert (every|each|all|the whole|the entire)|palette|colour scheme|color scheme|tones\b|posteri[sz]e|"
+    r"poster\b|print\b|screen print|sketch|drawing|painting|painterly|watercolou?r|oil paint|cartoon|anime|"
+    r"pixel art|comic|ukiyo|van gogh|black and white|grayscale|greyscale|sepia|vintage|film grain|"
+    r"line drawing|canvas)", re.I)
+_WHOLE_SCENE_CHANGE = re.compile(r"\b(season|time of day|(at|into|to) night\b|nighttime|daytime)", re.I)
+_WHOLE_FRAME = re.compile(r"\b(video|clip|footage|frames?|scene|image|whole|entire|everything)\b", re.I)
+_BACKGROUND = re.compile(
+    r"\b(background|backdrop|back ground|setting|surroundings|environment|in front of|scene against|"
+    r"against (a|an|the)|sky\b|behind (the|them|it|him|her)|(set|move|place|put|relocate|transport)s? "
+    r"(the scene|the setting|everything|them|it|the video)\b)", re.I)
+_REMOVE_BACKGROUND = re.compile(r"^\s*(please\s+)?(remove|delete|erase)\s+(the\s+)?(background|backdrop)", re.I)
+_LEADING_REMOVE = re.compile(r"^\s*(please\s+)?(remove|delete|erase|get rid of|take out|take away|eliminate)\b",
+                             re.I)
+_WEAR = re.compile(r"\b(wear|wearing|hold|holding|carry|carrying)\b|\bgive (the |a |an )?\w+( \w+)? (a|an|some) "
+                   r"(?!\w*\s*(pattern|texture|colou?r|look|style|finish))", re.I)
+_REMOVE = re.compile(r"\b(remove|delete|erase|get rid of|take out|take away|eliminate|cut out|wipe out)\b", re.I)
+_ADD = re.compile(r"^\s*(please\s+)?(add|insert|put|place|introduce|include|drop|bring|attach|spawn)\b|"
+                  r"\b(add|insert|introduce)\b", re.I)
+_CHANGE = re.compile(r"\b(swap|replace|turn|change|make|recolou?r|paint|give|exchange|substitute|cover|"
+                     r"transform|convert|dress|colou?r)\b", re.I)
+
+
+@dataclass(frozen=True)
+class RuleClassifier:
+    """Ordered regular-expression rules; no weights, deterministic, ~10 µs an instruction."""
+
+    name: str = "rules"
+
+    def predict(self, instructions: list[str]) -> list[Label]:
+        return [Label(t, None, self.name) for t in self.classify(instructions)]
+
+    def classify(self, instructions: list[str]) -> list[EditType]:
+        return [self.classify_one(text) for text in instructions]
+
+    @staticmethod
+    def classify_one(text: str) -> EditType:
+        if _REMOVE_BACKGROUND.search(text):
+            return EditType.BACKGROUND_CHANGE
+        if _LEADING_REMOVE.search(text):  # "Remove the person in the background" removes a person
+            return EditType.LOCAL_REMOVE
+        if _STYLE.search(text) and (_WHOLE_FRAME.search(text) or not _REMOVE.search(text)):
+            return EditType.GLOBAL_STYLE
+        if _BACKGROUND.search(text):
+            return EditType.BACKGROUND_CHANGE
+        if _WHOLE_SCENE_CHANGE.search(text):  # seasons, time of day: the whole picture changes its look
+            return EditType.GLOBAL_STYLE
+        if _REMOVE.search(text):
+            return EditType.LOCAL_REMOVE
+        if _ADD.search(text) or _WEAR.search(text):
+            return EditType.LOCAL_ADD
+        if _CHANGE.search(text):
+            return EditType.LOCAL_CHANGE
+        return EditType.OTHER
