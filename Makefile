@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(PY) bench/model_bench.py
 	$(PY) bench/loader_bench.py
 	$(PY) bench/label_bench.py
+	$(PY) bench/experiment_bench.py
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/

@@ -17,16 +17,18 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--config", type=click.Choice(["tiny"]), default="tiny", show_default=True,
-              help="Model size. The full one needs the released weights: KiwiConfig.full_config(paths).build().")
+@click.option("--config", type=click.Choice(["tiny", "tiny-edit"]), default="tiny", show_default=True,
+              help="Model size: tiny (every part of the real architecture at toy width), tiny-edit (the CPU model "
+                   "that learns edits). The full one needs the released weights: KiwiConfig.full_config(paths).")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder to write the model to.")
 @click.option("--seed", type=int, default=0, show_default=True)
 def init(config: str, out: Path, seed: int) -> None:
     """Write a randomly initialised model (what tests, the demo and notebooks use)."""
     from kiwi.model.io import save_pretrained
-    from kiwi.model.kiwi_edit import tiny
+    from kiwi.model.kiwi_edit import KiwiConfig
 
-    click.echo(f"wrote {config} Kiwi-Edit to {save_pretrained(tiny(seed=seed), out)}")
+    model = KiwiConfig(size=config, seed=seed).build()
+    click.echo(f"wrote {config} Kiwi-Edit to {save_pretrained(model, out)}")
 
 
 @cli.command("edit")
@@ -67,44 +69,68 @@ def edit_command(model_dir, video, instruction, reference, out, steps, seed, tas
 
 
 @cli.command()
-@click.option("--config", "recipe", type=click.Choice(["tiny"]), default="tiny", show_default=True,
-              help="Curriculum recipe (kiwi-paper needs the full model and a GPU cluster).")
+@click.option("--config", "recipe", type=click.Choice(["tiny", "tiny-edit"]), default="tiny", show_default=True,
+              help="Model and curriculum: tiny (three stages, the full architecture at toy width), tiny-edit (the "
+                   "CPU model that learns edits; two stages at 32x32). kiwi-paper needs the full model and GPUs.")
 @click.option("--video-slice", default=None, help="Saved slice for the image/instruct stages (default: built "
-              "now, temperature 0.3 over edit_type).")
+              "now from the train split, temperature 0.3 over edit_type).")
 @click.option("--reference-slice", default=None, help="Saved slice for the reference stage (default: built now "
-              "over ref_subject rows).")
+              "over the train split's ref_subject rows).")
 @click.option("--model", "model_dir", default=None, type=click.Path(path_type=Path),
               help="Start from this model folder (default: a fresh tiny model).")
 @click.option("--out", default="runs/tiny", show_default=True, type=click.Path(path_type=Path))
-@click.option("--steps", default="4,8,8", show_default=True, help="Steps of the three stages.")
+@click.option("--steps", default=None, help="Steps per stage, comma-separated (tiny: 4,8,8; tiny-edit: 1500,300).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--no-resume", is_flag=True, help="Start over even if OUT holds a checkpoint.")
+@click.option("--adaptive-every", type=int, default=0, show_default=True, metavar="SAMPLES",
+              help="Adaptive rebalancing of the instruct stage: move the category mix every SAMPLES samples from the "
+                   "held-out loss of validation rows (0: the slice's static mix). Weights land in mix_weights.")
 @click.option("--workers", type=int, default=1, show_default=True, help="Ray Train workers (1: this process).")
 @click.option("--gpu", is_flag=True, help="One GPU per Ray Train worker.")
 @click.option("--ray-address", default=None, envvar="RAY_ADDRESS", help="Ray cluster for --workers > 1.")
 @lake_option
-def train(recipe, video_slice, reference_slice, model_dir, out, steps, seed, no_resume, workers, gpu, ray_address,
-          lake_uri) -> None:
+def train(recipe, video_slice, reference_slice, model_dir, out, steps, seed, no_resume, adaptive_every, workers, gpu,
+          ray_address, lake_uri) -> None:
     """Train through a staged curriculum, streaming slices from the lake; resumes from OUT's checkpoint."""
     from kiwi import curriculum
     from kiwi.model.io import from_pretrained, save_pretrained
-    from kiwi.model.kiwi_edit import tiny
+    from kiwi.model.kiwi_edit import KiwiConfig
     from kiwi.train import Trainer
     from lake.balance import Strategy
     from lake.slices import build_slice, save_slice
 
     db = open_lake(lake_uri)
     if video_slice is None:
-        video_slice = save_slice(db, build_slice(db, strategy=Strategy("temperature", alpha=0.3), seed=seed,
-                                                 name="train-video-t03"))
-    if reference_slice is None:
-        reference_slice = save_slice(db, build_slice(db, where="task = 'ref_subject'", seed=seed,
-                                                     name="train-reference"))
-    run = curriculum.tiny(video_slice, reference_slice, tuple(int(s) for s in steps.split(",")), seed=seed)
+        video_slice = save_slice(db, build_slice(db, where="split = 'train'", seed=seed, name="train-video-t03",
+                                                 strategy=Strategy("temperature", alpha=0.3)))
+    if reference_slice is None:  # tiny-edit learns background plates too (the task label only names the queries)
+        tasks = "('ref_subject', 'ref_background')" if recipe == "tiny-edit" else "('ref_subject')"
+        reference_slice = save_slice(db, build_slice(db, where=f"split = 'train' AND task IN {tasks}",
+                                                     seed=seed, name=f"train-reference-{recipe}"))
+    steps = steps or {"tiny": "4,8,8", "tiny-edit": "1500,300"}[recipe]
+    recipe_fn = {"tiny": curriculum.tiny, "tiny-edit": curriculum.tiny_edit}[recipe]
+    try:
+        counts = tuple(int(s) for s in steps.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{steps!r} is not comma-separated step counts, e.g. 1500,300",
+                                 param_hint="--steps") from None
+    try:
+        run = recipe_fn(video_slice, reference_slice, counts, seed=seed)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--steps") from None
+    if adaptive_every:
+        from dataclasses import replace
+
+        from lake.adaptive import AdaptiveConfig
+
+        run = replace(run, stages=tuple(replace(s, adaptive=AdaptiveConfig(update_every=adaptive_every))
+                                        if s.task == "instruct" else s for s in run.stages))
     if workers > 1:
         from kiwi.distributed import train_distributed
         from lake.ray_runtime import init_ray
 
+        if model_dir is None and recipe != "tiny":  # workers build the tiny model themselves; others start from disk
+            model_dir = save_pretrained(KiwiConfig(size=recipe, seed=seed).build(), Path(out) / "init")
         init_ray(ray_address)
         result = train_distributed(db.uri, run, out, num_workers=workers, use_gpu=gpu,
                                    storage_options=db.storage_options, model_dir=str(model_dir) if model_dir else None,
@@ -116,12 +142,17 @@ def train(recipe, video_slice, reference_slice, model_dir, out, steps, seed, no_
         click.echo(f"{workers} workers: {steps} steps; checkpoint in {Path(out) / 'checkpoint'}; per-rank metrics in "
                    f"{Path(out)}/metrics*.jsonl")
         return
-    model = from_pretrained(model_dir) if model_dir else tiny(seed=seed)
+    model = from_pretrained(model_dir) if model_dir else KiwiConfig(size=recipe, seed=seed).build()
     summary = Trainer(model, db, run, out).train(resume=not no_resume)
+    if not summary.history:  # finished before: the trained weights are in the checkpoint, not in this fresh model
+        from kiwi.train import load_weights
+
+        load_weights(model, Path(out) / "checkpoint")
     first, last = summary.history[0]["loss"] if summary.history else None, summary.history[-1]["loss"] \
         if summary.history else None
     save_pretrained(model, Path(out) / "model")
-    click.echo(f"run {summary.run_id}: {summary.steps} steps, loss {first} -> {last}; model in {Path(out) / 'model'}; "
+    losses = f"loss {first:.4f} -> {last:.4f}" if summary.history else "nothing left to train"
+    click.echo(f"run {summary.run_id}: {summary.steps} steps, {losses}; model in {Path(out) / 'model'}; "
                f"TensorBoard logs in {Path(out) / 'tensorboard'}")
 
 

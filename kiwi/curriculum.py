@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from lake.adaptive import AdaptiveConfig
+
 TRAINABLE = ("queries", "query_connector", "reference_connector", "source_embedder", "reference_embedder", "dit",
              "lora")
 
@@ -24,6 +26,10 @@ class StageConfig:
     size: int = 64
     max_grad_norm: float = 1.0
     mode: str = "weighted"
+    # adaptive rebalancing (lake.adaptive): the category mix moves every `adaptive.update_every` samples from the
+    # held-out loss of `probe_per_category` validation rows per category; None keeps the slice's static mix
+    adaptive: AdaptiveConfig | None = None
+    probe_per_category: int = 4
 
     def __post_init__(self):
         unknown = set(self.trains) - set(TRAINABLE)
@@ -54,6 +60,21 @@ def kiwi_paper(image_slice: str, video_slice: str, reference_slice: str) -> RunC
         StageConfig("stage2-instruct", video_slice, "instruct", STAGE2, 20_000, 1e-5, frames=81, size=480),
         StageConfig("stage3-reference", reference_slice, "ref_subject", STAGE3, 15_000, 5e-6, frames=81, size=480),
     ))
+
+
+def tiny_edit(video_slice: str, reference_slice: str, steps: tuple[int, ...] = (1500, 300), seed: int = 0,
+              lr: float = 1e-3, batch_size: int = 8) -> RunConfig:
+    """For `kiwi.model.kiwi_edit.tiny_edit`, the model that learns edits on a CPU: instruction editing on the
+    video slice, then reference editing, at 5 frames of 32x32, batch 8 (~0.1 s a step on 2 cores). Its text
+    conditioner trains as `queries`; there is no MLLM to align, so there is no image stage."""
+    if len(steps) != 2:
+        raise ValueError(f"the tiny-edit recipe has two stages (instruct, reference); got {len(steps)} step counts")
+    return RunConfig("tiny-edit", (
+        StageConfig("instruct", video_slice, "instruct", ("queries", "query_connector", "source_embedder", "dit"),
+                    steps[0], lr, batch_size=batch_size, frames=5, size=32),
+        StageConfig("reference", reference_slice, "ref_subject", STAGE3[:-1], steps[1], lr, batch_size=batch_size,
+                    frames=5, size=32),
+    ), seed=seed, checkpoint_every=max(1, sum(steps) // 4))
 
 
 def tiny(video_slice: str, reference_slice: str, steps: tuple[int, int, int] = (4, 8, 8), seed: int = 0,

@@ -25,6 +25,7 @@ from torch.utils.data import IterableDataset
 
 from kiwi.model.kiwi_edit import EditBatch
 from lake import Lake, media
+from lake.adaptive import AdaptiveConfig, AdaptiveSampler
 from lake.sampler import SliceSampler
 from lake.slices import Slice
 
@@ -94,11 +95,21 @@ class SliceLoader(IterableDataset):
     A torch IterableDataset that yields whole batches (use it directly, or in a DataLoader with batch_size=None)."""
 
     def __init__(self, db: Lake, slice_: Slice, config: DataConfig, batch_size: int, seed: int, task: str,
-                 epoch: int = 0, rank: int = 0, world_size: int = 1, mode: str = "weighted"):
+                 epoch: int = 0, rank: int = 0, world_size: int = 1, mode: str = "weighted",
+                 adaptive: AdaptiveConfig | None = None):
         super().__init__()
         self.db, self.slice, self.config, self.batch_size, self.task = db, slice_, config, batch_size, task
-        self.sampler: SliceSampler = slice_.sampler(seed=seed, epoch=epoch, rank=rank, world_size=world_size,
-                                                    mode=mode, batch_size=batch_size * world_size)
+        self.sampler: SliceSampler | AdaptiveSampler
+        if adaptive is not None:
+            lookahead = (config.prefetch + 1) * batch_size * world_size
+            if config.ray or adaptive.update_every < lookahead:
+                raise ValueError(f"adaptive sampling needs the thread loader and update_every >= {lookahead} "
+                                 f"samples ((prefetch + 1) x batch x ranks), so prefetched batches never cross "
+                                 f"an update; got update_every={adaptive.update_every}, ray={config.ray}")
+            self.sampler = AdaptiveSampler(slice_, seed, adaptive, epoch=epoch, rank=rank, world_size=world_size)
+        else:
+            self.sampler = slice_.sampler(seed=seed, epoch=epoch, rank=rank, world_size=world_size, mode=mode,
+                                          batch_size=batch_size * world_size)
         self.step = 0
 
     def state_dict(self) -> dict[str, Any]:
@@ -110,6 +121,9 @@ class SliceLoader(IterableDataset):
 
     def __iter__(self) -> Iterator[LoadedBatch]:
         """Batches until the epoch ends (a last partial batch is dropped, so every rank sees full batches)."""
+        if isinstance(self.sampler, AdaptiveSampler):
+            yield from self._adaptive_batches()
+            return
         ids = list(self.sampler.remaining_ids())
         position = self.sampler.position  # the end of the epoch; we move it back batch by batch as we deliver
         start_position = position - len(ids) * self.sampler.world_size
@@ -120,14 +134,34 @@ class SliceLoader(IterableDataset):
             self.sampler.position = start_position + (i + 1) * self.batch_size * self.sampler.world_size
             yield LoadedBatch(self.step, chunks[i], arrays["edit_types"], self._batch(arrays))
 
-    def _thread_prepared(self, chunks: list[list[str]]) -> Iterator[dict]:
-        """Worker threads (PyAV and OpenCV release the GIL), `prefetch` batches ahead, in order."""
+    def _adaptive_batches(self) -> Iterator[LoadedBatch]:
+        """The adaptive sampler's batches: each batch's ids are asked for only when it is prefetched, so weight
+        updates made meanwhile (`sampler.update`) shape the batches after them."""
+        span = self.batch_size * self.sampler.world_size
+        start = self.sampler.position
+        count = (self.slice.epoch_size - start) // span
+        chunks: dict[int, list[str]] = {}
+
+        def chunk(i: int) -> list[str]:
+            chunks[i] = [str(x) for x in self.sampler.rank_ids(start + i * span, start + (i + 1) * span)]
+            return chunks[i]
+
+        for i, arrays in enumerate(self._thread_prepared(chunk, count)):
+            self.step += 1
+            self.sampler.position = start + (i + 1) * span
+            yield LoadedBatch(self.step, chunks.pop(i), arrays["edit_types"], self._batch(arrays))
+
+    def _thread_prepared(self, chunks, count: int | None = None) -> Iterator[dict]:
+        """Worker threads (PyAV and OpenCV release the GIL), `prefetch` batches ahead, in order. `chunks` is a
+        list of id lists, or a function of the batch index (called when that batch is prefetched)."""
+        get = chunks if callable(chunks) else chunks.__getitem__
+        count = len(chunks) if count is None else count
         with ThreadPoolExecutor(max_workers=self.config.workers) as pool:
-            pending = [pool.submit(self._prepare, chunk) for chunk in chunks[: self.config.prefetch]]
-            for i, _ in enumerate(chunks):
+            pending = [pool.submit(self._prepare, get(i)) for i in range(min(self.config.prefetch, count))]
+            for i in range(count):
                 arrays = pending.pop(0).result()
-                if i + self.config.prefetch < len(chunks):
-                    pending.append(pool.submit(self._prepare, chunks[i + self.config.prefetch]))
+                if i + self.config.prefetch < count:
+                    pending.append(pool.submit(self._prepare, get(i + self.config.prefetch)))
                 yield arrays
 
     def _ray_prepared(self, chunks: list[list[str]]) -> Iterator[dict]:

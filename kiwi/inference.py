@@ -45,8 +45,9 @@ def edit(model: KiwiEdit, video: np.ndarray, instruction: str, reference: np.nda
     noise = torch.randn(source.shape, generator=generator).to(source.device)
 
     def velocity(x, timestep, sigma):
-        return model.transformer(x, timestep, context, source_latents=source, sigma=sigma,
-                                 reference_latents=reference_latents, context_projected=True)
+        output = model.transformer(x, timestep, context, source_latents=source, sigma=sigma,
+                                   reference_latents=reference_latents, context_projected=True)
+        return model.flow.velocity(output, x, sigma)
 
     wrap = None
     if progress:
@@ -56,8 +57,4 @@ def edit(model: KiwiEdit, video: np.ndarray, instruction: str, reference: np.nda
             return tqdm(steps_range, desc="kiwi edit", unit="step")
 
     latents = model.flow.sample(velocity, noise, steps, progress=wrap)
-    mean = torch.tensor(model.vae.config.latents_mean, device=latents.device).view(1, -1, 1, 1, 1)
-    std = torch.tensor(model.vae.config.latents_std, device=latents.device).view(1, -1, 1, 1, 1)
-    video_out = model.vae.decode(latents * std + mean).sample  # (1, 3, T, H, W) in [-1, 1]
-    out = ((video_out[0].permute(1, 2, 3, 0).clamp(-1, 1) + 1) * 127.5).round().byte().cpu().numpy()
-    return out[: len(frames)]
+    return model.decode_latents(latents)[0][: len(frames)]

@@ -24,9 +24,11 @@ from safetensors.torch import load_file, save_file
 
 from kiwi.curriculum import RunConfig, StageConfig
 from kiwi.data import DataConfig, SliceLoader
+from kiwi.mixing import HeldOutProbe, record_weights
 from kiwi.model.flow import keyed_generator
 from kiwi.model.kiwi_edit import KiwiEdit
 from lake import Lake
+from lake.adaptive import AdaptiveSampler
 from lake.slices import load_slice
 from lake.version import code_version
 
@@ -41,7 +43,7 @@ class RunSummary:
 
 
 def trainable_groups(model: KiwiEdit) -> dict[str, list[torch.nn.Parameter]]:
-    lora = [p for n, p in model.mllm.model.named_parameters() if "lora_" in n]
+    lora = [p for n, p in model.mllm.named_parameters() if "lora_" in n]
     return {
         "queries": list(model.mllm.queries.parameters()),
         "query_connector": list(model.query_connector.parameters()),
@@ -191,6 +193,7 @@ class Trainer:
                     step = state["step"]
                     state = None
                 batches = iter(loader)
+                probe = self._probe(stage, loader)
                 while step < stage.steps:
                     stop = should_stop is not None and should_stop()
                     if stop or (stop_after is not None and global_step >= stop_after):  # graceful: checkpoint first
@@ -227,6 +230,8 @@ class Trainer:
                     entry = dict(global_step=global_step, stage=stage.name, ids=ids, loss=sum(losses) / len(losses),
                                  per_type={t: sum(v) / len(v) for t, v in per_type.items()},
                                  samples_per_s=len(ids) / (time.perf_counter() - started))
+                    if probe is not None:
+                        self._adapt(probe, loader, stage, global_step, entry, writer)
                     summary.history.append(entry)
                     log.write(json.dumps(entry) + "\n")
                     log.flush()
@@ -251,7 +256,29 @@ class Trainer:
         data = DataConfig(frames=stage.frames, size=stage.size, pin_memory=self.device.type == "cuda")
         return SliceLoader(self.db, load_slice(self.db, stage.slice), data,
                            stage.batch_size, self.run.seed, stage.task, epoch=epoch, rank=self.rank,
-                           world_size=self.world_size, mode=stage.mode)
+                           world_size=self.world_size, mode=stage.mode, adaptive=stage.adaptive)
+
+    def _probe(self, stage: StageConfig, loader: SliceLoader) -> HeldOutProbe | None:
+        if stage.adaptive is None:
+            return None
+        return HeldOutProbe(self.db, loader.slice, loader.config, stage.task, stage.probe_per_category)
+
+    def _adapt(self, probe: HeldOutProbe, loader: SliceLoader, stage: StageConfig, global_step: int, entry: dict,
+               writer) -> None:
+        """At each block boundary the sampler crossed: probe the held-out loss per category and move the mix.
+        Every rank probes the same rows with the same (synchronised) weights, so all make the same update."""
+        sampler, block = loader.sampler, stage.adaptive.update_every
+        consumed, span = sampler.position, stage.batch_size * self.world_size * stage.grad_accumulation
+        if consumed // block == (consumed - span) // block:
+            return
+        losses = probe.losses(self.model)
+        weights = sampler.update(losses, at_position=consumed)
+        entry["mix"] = dict(position=sampler.history[-1]["position"], weights=weights, heldout_loss=losses)
+        for category, weight in weights.items():
+            writer.add_scalar(f"mix/{category}", weight, global_step)
+        if self.rank == 0:
+            record_weights(self.db, self.run_id, stage.name, global_step, sampler.history[-1]["position"], weights,
+                           losses)
 
     def _wrap(self, model: KiwiEdit) -> torch.nn.Module:
         """DistributedDataParallel over this stage's trainable parameters when there are several ranks (DDP
@@ -275,6 +302,10 @@ class Trainer:
         try:
             return next(batches), batches, loader
         except StopIteration:
-            loader = self._loader(stage, epoch=loader.sampler.epoch + 1)
+            previous = loader.sampler
+            loader = self._loader(stage, epoch=previous.epoch + 1)
+            if isinstance(previous, AdaptiveSampler):  # the mix carries over into the next epoch, history and all
+                previous.set_epoch(previous.epoch + 1)
+                loader.sampler = previous
             batches = iter(loader)
             return next(batches), batches, loader

@@ -226,6 +226,25 @@ RUNS = TableSpec(
     timestamp_defaults=("created_at", "updated_at"),
 )
 
+MIX_WEIGHTS = TableSpec(
+    name="mix_weights",  # adaptive rebalancing: one row per (run, update, category), joinable with its losses
+    schema=pa.schema(
+        [
+            required("mix_id", pa.string()),  # run_id/stage/position/category
+            required("run_id", pa.string()),
+            required("stage", pa.string()),
+            required("global_step", pa.int64()),
+            required("position", pa.int64()),  # the global sample position from which the weight applies
+            required("category", pa.string()),
+            required("weight", pa.float64()),
+            optional("heldout_loss", pa.float64()),  # the probe's loss that moved it (fixed noise levels)
+            required("created_at", TIMESTAMP),
+        ]
+    ),
+    key=("mix_id",),
+    timestamp_defaults=("created_at",),
+)
+
 EVAL_RESULTS = TableSpec(
     name="eval_results",
     schema=pa.schema(
@@ -298,7 +317,8 @@ EVAL_OUTPUTS = TableSpec(
 
 TABLES: dict[str, TableSpec] = {
     spec.name: spec
-    for spec in (PAIRS, QUADRUPLETS, REJECTS, SLICES, SLICE_ROWS, RUNS, EVAL_RESULTS, BENCH_ITEMS, EVAL_OUTPUTS)
+    for spec in (PAIRS, QUADRUPLETS, REJECTS, SLICES, SLICE_ROWS, RUNS, MIX_WEIGHTS, EVAL_RESULTS, BENCH_ITEMS,
+                 EVAL_OUTPUTS)
 }
 
 

@@ -181,9 +181,16 @@ def classifier_group() -> None:
 @classifier_group.command(name="train")
 @click.option("--evaluate", "evaluate_path", type=click.Path(exists=True, dir_okay=False), default=None,
               help="A label<TAB>instruction file to score the trained classifier on.")
-def classifier_train(evaluate_path) -> None:
+@click.option("--write-corpus", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the training corpus (grammar + synthetic instructions) as label<TAB>instruction.")
+def classifier_train(evaluate_path, write_corpus) -> None:
     """Train the text classifier on the instruction grammar and cache it (what first use does)."""
-    from refvie.labels.text_model import TextClassifier, TextModelConfig, cache_dir
+    from refvie.labels.text_model import TextClassifier, TextModelConfig, cache_dir, training_corpus
+
+    if write_corpus:
+        rows = training_corpus(TextModelConfig())
+        write_corpus.write_text("".join(f"{label.value}\t{text}\n" for text, label in rows))
+        click.echo(f"wrote {len(rows)} labelled instructions to {write_corpus}")
 
     model = TextClassifier.load(retrain=True, progress=lambda m: click.echo(m, err=True))
     click.echo(f"trained in {model.train_seconds:.1f}s, temperature {model.temperature:.2f}, cached in "

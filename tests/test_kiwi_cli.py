@@ -59,9 +59,13 @@ def test_kiwi_train_command_runs_the_tiny_curriculum(tmp_path):
                                       "--steps", "1,2,2"])
     assert result.exit_code == 0, result.output
     assert "5 steps" in result.output and (tmp_path / "run" / "model" / "model_index.json").exists()
+    trained = (tmp_path / "run" / "model" / "transformer" / "diffusion_pytorch_model.safetensors").read_bytes()
     again = CliRunner().invoke(cli, ["train", "--lake", str(tmp_path / "lake"), "--out", str(tmp_path / "run"),
                                      "--steps", "1,2,2"])
     assert again.exit_code == 0 and "5 steps" in again.output  # resumed at the end: nothing left to do
+    assert "nothing left to train" in again.output
+    # the rerun saves the trained weights again, not a fresh initialisation over them
+    assert (tmp_path / "run" / "model" / "transformer" / "diffusion_pytorch_model.safetensors").read_bytes() == trained
     assert lake.open(tmp_path / "lake").count("runs", where="status = 'finished'") == 1
 
 

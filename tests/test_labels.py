@@ -222,3 +222,14 @@ def test_refvie_classify_prints_one_line_per_instruction_in_order(text_model):
     assert rules.stdout == "local_remove\t-\trules\tRemove the lamp\n"
     missing = CliRunner().invoke(cli, ["classify", "--classifier", "endpoint", "-"], input="x\n")
     assert missing.exit_code != 0 and "--endpoint-url" in missing.output
+
+
+def test_classifier_train_command_writes_its_corpus_and_scores_a_labelled_file(tmp_path):
+    corpus = tmp_path / "corpus.tsv"
+    dev = Path(__file__).parents[1] / "refvie" / "labels" / "dev.tsv"
+    result = CliRunner().invoke(cli, ["classifier", "train", "--write-corpus", str(corpus), "--evaluate", str(dev)])
+    assert result.exit_code == 0, result.output
+    texts, labels = read_labelled(corpus)
+    assert len(texts) == 6 * TextModelConfig().per_category + TextModelConfig().synthetic
+    assert set(labels) == set(EditType)
+    assert "trained in" in result.output and "accuracy" in result.output

@@ -17,7 +17,7 @@ import httpx
 import numpy as np
 
 from kiwi.eval.rubrics import Rubric
-from lake.chat import ChatClient, ChatError, cache_key, config_from, image_data_url
+from lake.chat import ChatClient, ChatConfig, ChatError, cache_key, config_from, image_data_url
 from lake.chat import MalformedAnswer as _ChatMalformed
 
 log = logging.getLogger(__name__)
@@ -32,18 +32,11 @@ class MalformedAnswer(JudgeError, _ChatMalformed):
 
 
 @dataclass(frozen=True)
-class JudgeConfig:
-    base_url: str  # e.g. http://127.0.0.1:8000/v1
-    model: str  # the served model's name, e.g. Qwen/Qwen2.5-VL-72B-Instruct
-    api_key_env: str = "KIWI_JUDGE_API_KEY"  # the variable holding the key ("" or unset: no auth header)
-    timeout_s: float = 120.0
-    max_retries: int = 3
-    backoff_s: float = 2.0  # waits backoff, 2x backoff, 4x backoff … between attempts
-    concurrency: int = 4  # requests in flight at once
-    frames: int = 4  # frames sampled from each video
-    cache_dir: str | None = None
-    max_tokens: int = 128
-    temperature: float = 0.0
+class JudgeConfig(ChatConfig):
+    """The endpoint (`lake.chat.ChatConfig`: base_url, model, key variable, timeout, retries, backoff, concurrency,
+    cache folder, max_tokens, temperature) plus how many frames of each video the judge sees."""
+
+    frames: int = 4
 
 
 @dataclass(frozen=True)

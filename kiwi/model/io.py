@@ -15,10 +15,12 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from kiwi.model.codec import PixelCodec
 from kiwi.model.dit import KiwiTransformer
 from kiwi.model.flow import FlowMatching
 from kiwi.model.kiwi_edit import KiwiEdit
 from kiwi.model.mllm import KiwiMLLM, QueryCounts
+from kiwi.model.text_conditioner import TextConditioner
 
 KIWI_PREFIXES = ("mllm.queries.", "query_connector.", "reference_connector.", "transformer.source_embedder.",
                  "transformer.reference_embedder.")
@@ -27,22 +29,31 @@ KIWI_PREFIXES = ("mllm.queries.", "query_connector.", "reference_connector.", "t
 def save_pretrained(model: KiwiEdit, folder: str | Path) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    model.mllm.model.save_pretrained(folder / "mllm")
-    model.mllm.tokenizer.save_pretrained(folder / "mllm")
-    model.mllm.image_processor.save_pretrained(folder / "mllm")
+    conditioner, codec = isinstance(model.mllm, TextConditioner), isinstance(model.vae, PixelCodec)
+    if not conditioner:
+        model.mllm.model.save_pretrained(folder / "mllm")
+        model.mllm.tokenizer.save_pretrained(folder / "mllm")
+        model.mllm.image_processor.save_pretrained(folder / "mllm")
     model.transformer.transformer.save_pretrained(folder / "transformer")
-    model.vae.save_pretrained(folder / "vae")
+    if not codec:
+        model.vae.save_pretrained(folder / "vae")
     (folder / "kiwi").mkdir(exist_ok=True)
     own = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k.startswith(KIWI_PREFIXES)}
     save_file(own, folder / "kiwi" / "model.safetensors")
     counts = model.mllm.counts
     config = {"queries": {"image": counts.image, "video": counts.video, "reference": counts.reference},
               "reference_position": model.transformer.reference_position, "flow_shift": model.flow.shift,
-              "max_frames": model.mllm.max_frames}
+              "max_frames": model.mllm.max_frames, "flow_prediction": model.flow.prediction}
+    if conditioner:  # the sentence-embedding conditioner's MLP is saved with the kiwi tensors (mllm.queries.*)
+        config["conditioner"] = {"hidden_size": model.mllm.hidden_size, "tokens": model.mllm.tokens}
+    if codec:
+        config["codec"] = {"patch": model.vae.patch}
     (folder / "kiwi" / "config.json").write_text(json.dumps(config, indent=1))
     (folder / "model_index.json").write_text(json.dumps(
-        {"_class_name": "KiwiEdit", "mllm": ["transformers", "Qwen2_5_VLForConditionalGeneration"],
-         "transformer": ["diffusers", "WanTransformer3DModel"], "vae": ["diffusers", "AutoencoderKLWan"],
+        {"_class_name": "KiwiEdit",
+         "mllm": ["kiwi", "TextConditioner"] if conditioner else ["transformers", "Qwen2_5_VLForConditionalGeneration"],
+         "transformer": ["diffusers", "WanTransformer3DModel"],
+         "vae": ["kiwi", "PixelCodec"] if codec else ["diffusers", "AutoencoderKLWan"],
          "kiwi": ["kiwi", "queries, connectors, embedders"]}, indent=1))
     return folder
 
@@ -56,14 +67,19 @@ def from_pretrained(folder: str | Path, device: str = "cpu", dtype: torch.dtype 
         raise FileNotFoundError(f"{folder}: not a Kiwi-Edit model folder (no model_index.json); "
                                 "create one with `kiwi init --config tiny --out DIR`")
     config = json.loads((folder / "kiwi" / "config.json").read_text())
-    qwen = Qwen2_5_VLForConditionalGeneration.from_pretrained(folder / "mllm", dtype=dtype)
-    mllm = KiwiMLLM(qwen, AutoTokenizer.from_pretrained(folder / "mllm"),
-                    AutoImageProcessor.from_pretrained(folder / "mllm"), QueryCounts(**config["queries"]),
-                    max_frames=config["max_frames"])
+    if "conditioner" in config:
+        mllm = TextConditioner(**config["conditioner"])
+    else:
+        qwen = Qwen2_5_VLForConditionalGeneration.from_pretrained(folder / "mllm", dtype=dtype)
+        mllm = KiwiMLLM(qwen, AutoTokenizer.from_pretrained(folder / "mllm"),
+                        AutoImageProcessor.from_pretrained(folder / "mllm"), QueryCounts(**config["queries"]),
+                        max_frames=config["max_frames"])
     transformer = KiwiTransformer(WanTransformer3DModel.from_pretrained(folder / "transformer", dtype=dtype),
                                   reference_position=config["reference_position"])
-    model = KiwiEdit(mllm, transformer, AutoencoderKLWan.from_pretrained(folder / "vae", dtype=dtype),
-                     FlowMatching(shift=config["flow_shift"]))
+    vae = (PixelCodec(**config["codec"]) if "codec" in config
+           else AutoencoderKLWan.from_pretrained(folder / "vae", dtype=dtype))
+    model = KiwiEdit(mllm, transformer, vae, FlowMatching(shift=config["flow_shift"],
+                                                          prediction=config.get("flow_prediction", "velocity")))
     missing = model.load_state_dict(load_file(folder / "kiwi" / "model.safetensors"), strict=False)
     unexpected = [k for k in missing.unexpected_keys]
     if unexpected:

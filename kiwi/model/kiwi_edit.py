@@ -1,5 +1,7 @@
 """Kiwi-Edit assembled: MLLM encoder -> dual connector -> conditioned Wan DiT, with the Wan VAE, trained by
-flow matching. `tiny()` builds every part at toy width from configs (random weights), for tests and CPU demos."""
+flow matching. `tiny()` builds every part at toy width from configs (random weights), for tests of the full
+architecture; `tiny_edit()` is the CPU-sized model that really learns edits (pixel codec, sentence-embedding
+conditioner, x0-prediction), for the rebalancing experiment."""
 
 from __future__ import annotations
 
@@ -10,10 +12,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from kiwi.model.codec import PixelCodec
 from kiwi.model.connector import Connector
 from kiwi.model.dit import KiwiTransformer
 from kiwi.model.flow import FlowMatching
 from kiwi.model.mllm import KiwiMLLM, QueryCounts
+from kiwi.model.text_conditioner import TextConditioner
 
 TASK_QUERIES = {"instruct": "video", "image": "image", "ref_subject": "reference", "ref_background": "reference"}
 
@@ -38,11 +42,12 @@ def _numpy(frames: Frames) -> np.ndarray:
 
 
 class KiwiEdit(nn.Module):
-    def __init__(self, mllm: KiwiMLLM, transformer: KiwiTransformer, vae, flow: FlowMatching | None = None):
+    def __init__(self, mllm: KiwiMLLM | TextConditioner, transformer: KiwiTransformer, vae,
+                 flow: FlowMatching | None = None):
         super().__init__()
         self.mllm, self.transformer, self.vae = mllm, transformer, vae
         self.flow = flow or FlowMatching()
-        hidden = mllm.model.config.text_config.hidden_size
+        hidden = mllm.hidden_size
         width = transformer.config.num_attention_heads * transformer.config.attention_head_dim
         self.query_connector = Connector(hidden, width)
         self.reference_connector = Connector(hidden, width)
@@ -51,15 +56,28 @@ class KiwiEdit(nn.Module):
 
     # ------------------------------------------------------------------------------------------- pieces
     def encode_video(self, frames: np.ndarray) -> torch.Tensor:
-        """uint8 (B, T, H, W, 3) -> normalised VAE latents (B, C, T', H', W')."""
+        """uint8 (B, T, H, W, 3) -> normalised latents (B, C, T', H', W') of the VAE (or the pixel codec)."""
         device = next(self.transformer.parameters()).device
         pixels = frames if isinstance(frames, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(frames))
         x = pixels.to(device, non_blocking=True).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
+        if isinstance(self.vae, PixelCodec):
+            return self.vae.encode_pixels(x)
         with torch.no_grad():
             latents = self.vae.encode(x).latent_dist.mode()
         mean = torch.tensor(self.vae.config.latents_mean, device=device).view(1, -1, 1, 1, 1)
         std = torch.tensor(self.vae.config.latents_std, device=device).view(1, -1, 1, 1, 1)
         return (latents - mean) / std
+
+    @torch.no_grad()
+    def decode_latents(self, latents: torch.Tensor) -> np.ndarray:
+        """Normalised latents (B, C, T', H', W') -> uint8 frames (B, T, H, W, 3)."""
+        if isinstance(self.vae, PixelCodec):
+            video = self.vae.decode_pixels(latents)
+        else:
+            mean = torch.tensor(self.vae.config.latents_mean, device=latents.device).view(1, -1, 1, 1, 1)
+            std = torch.tensor(self.vae.config.latents_std, device=latents.device).view(1, -1, 1, 1, 1)
+            video = self.vae.decode(latents * std + mean).sample  # (B, 3, T, H, W) in [-1, 1]
+        return ((video.permute(0, 2, 3, 4, 1).float().clamp(-1, 1) + 1) * 127.5).round().byte().cpu().numpy()
 
     def context(self, batch: EditBatch) -> torch.Tensor:
         """Query features (and reference features for reference tasks) through the connectors, concatenated."""
@@ -128,6 +146,23 @@ def tiny(seed: int = 0, queries: QueryCounts = TINY_QUERIES) -> KiwiEdit:
     return KiwiEdit(KiwiMLLM(qwen, tokenizer, processor, queries), KiwiTransformer(dit), vae)
 
 
+def tiny_edit(seed: int = 0, width: int = 128, layers: int = 4, patch: int = 4, tokens: int = 8) -> KiwiEdit:
+    """The CPU-sized model that learns to edit in minutes: a lossless pixel codec instead of the random tiny VAE, a
+    frozen MiniLM + MLP instead of the tiny random MLLM, x0-prediction instead of velocity prediction (see
+    `kiwi.model.flow`), and a from-scratch Wan DiT (width 128, 4 layers, ~2M parameters) with Kiwi's source and
+    reference embedders. Frames must be multiples of 2 * patch pixels (the codec's patch, then the DiT's 2x2)."""
+    from diffusers import WanTransformer3DModel
+
+    torch.manual_seed(seed)
+    channels = 3 * patch * patch
+    dit = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=4, attention_head_dim=width // 4,
+                                in_channels=channels, out_channels=channels, text_dim=32, freq_dim=64,
+                                ffn_dim=4 * width, num_layers=layers, cross_attn_norm=True,
+                                qk_norm="rms_norm_across_heads", rope_max_seq_len=64)
+    return KiwiEdit(TextConditioner(hidden_size=width, tokens=tokens), KiwiTransformer(dit), PixelCodec(patch),
+                    FlowMatching(prediction="x0"))
+
+
 def full(mllm_path: str, transformer_path: str, vae_path: str, queries: QueryCounts | None = None,
          lora_rank: int = 64, dtype: torch.dtype = torch.bfloat16) -> KiwiEdit:
     """The released shape: Qwen2.5-VL-3B-Instruct, Wan2.2-TI2V-5B transformer and VAE from local folders (nothing
@@ -179,8 +214,10 @@ class KiwiConfig:
     def build(self) -> KiwiEdit:
         if self.size == "tiny":
             return tiny(seed=self.seed, queries=self.queries)
+        if self.size == "tiny-edit":
+            return tiny_edit(seed=self.seed)
         if self.size == "full":
             if not (self.mllm_path and self.transformer_path and self.vae_path):
                 raise ValueError("the full config needs local paths for the MLLM, the transformer and the VAE")
             return full(self.mllm_path, self.transformer_path, self.vae_path, self.queries, self.lora_rank)
-        raise ValueError(f"unknown size {self.size!r}; use tiny or full")
+        raise ValueError(f"unknown size {self.size!r}; use tiny, tiny-edit or full")

@@ -103,6 +103,10 @@ class KiwiMLLM(nn.Module):
         self.query_id, self.image_id, self.video_id = ids[QUERY_TOKEN], ids["<|image_pad|>"], ids["<|video_pad|>"]
         self.merge = model.config.vision_config.spatial_merge_size
 
+    @property
+    def hidden_size(self) -> int:
+        return self.model.config.text_config.hidden_size
+
     def freeze_vision(self) -> None:
         for p in self.model.model.visual.parameters():
             p.requires_grad_(False)

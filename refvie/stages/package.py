@@ -35,7 +35,7 @@ class Package:
         n = size(batch)
         for name in ("reference", "mask", "keyframe", "scores", "edit_type", "task"):
             ensure(batch, name)
-        out = {k: v for k, v in batch.items() if k not in FRAME_COLUMNS and k not in ("scores", "meta")}
+        out = {k: v for k, v in batch.items() if k not in FRAME_COLUMNS and k not in ("scores", "meta", "gt_edit_type")}
         out["reference_png"], out["edit_mask_png"] = column([None] * n), column([None] * n)
         out["thumb_source"], out["thumb_target"] = column([None] * n), column([None] * n)
         out["scores_json"] = column([json.dumps(s) if s else None for s in batch["scores"]])
