@@ -99,14 +99,6 @@ def train(recipe, video_slice, reference_slice, model_dir, out, steps, seed, no_
     from lake.balance import Strategy
     from lake.slices import build_slice, save_slice
 
-    db = open_lake(lake_uri)
-    if video_slice is None:
-        video_slice = save_slice(db, build_slice(db, where="split = 'train'", seed=seed, name="train-video-t03",
-                                                 strategy=Strategy("temperature", alpha=0.3)))
-    if reference_slice is None:  # tiny-edit learns background plates too (the task label only names the queries)
-        tasks = "('ref_subject', 'ref_background')" if recipe == "tiny-edit" else "('ref_subject')"
-        reference_slice = save_slice(db, build_slice(db, where=f"split = 'train' AND task IN {tasks}",
-                                                     seed=seed, name=f"train-reference-{recipe}"))
     steps = steps or {"tiny": "4,8,8", "tiny-edit": "1500,300"}[recipe]
     recipe_fn = {"tiny": curriculum.tiny, "tiny-edit": curriculum.tiny_edit}[recipe]
     try:
@@ -115,9 +107,18 @@ def train(recipe, video_slice, reference_slice, model_dir, out, steps, seed, no_
         raise click.BadParameter(f"{steps!r} is not comma-separated step counts, e.g. 1500,300",
                                  param_hint="--steps") from None
     try:
-        run = recipe_fn(video_slice, reference_slice, counts, seed=seed)
+        recipe_fn("video", "reference", counts, seed=seed)  # the step counts are checked before the lake is touched
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--steps") from None
+    db = open_lake(lake_uri)
+    if video_slice is None:
+        video_slice = save_slice(db, build_slice(db, where="split = 'train'", seed=seed, name="train-video-t03",
+                                                 strategy=Strategy("temperature", alpha=0.3)))
+    if reference_slice is None:  # tiny-edit learns background plates too (the task label only names the queries)
+        tasks = "('ref_subject', 'ref_background')" if recipe == "tiny-edit" else "('ref_subject')"
+        reference_slice = save_slice(db, build_slice(db, where=f"split = 'train' AND task IN {tasks}",
+                                                     seed=seed, name=f"train-reference-{recipe}"))
+    run = recipe_fn(video_slice, reference_slice, counts, seed=seed)
     if adaptive_every:
         from dataclasses import replace
 

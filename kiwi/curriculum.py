@@ -80,6 +80,8 @@ def tiny_edit(video_slice: str, reference_slice: str, steps: tuple[int, ...] = (
 def tiny(video_slice: str, reference_slice: str, steps: tuple[int, int, int] = (4, 8, 8), seed: int = 0,
          lr: float = 2e-3) -> RunConfig:
     """Minutes on a CPU: the same three stages at toy size (stage 1 on 1-frame crops of the video slice)."""
+    if len(steps) != 3:
+        raise ValueError(f"the tiny recipe has three stages (align, instruct, reference); got {len(steps)} step counts")
     return RunConfig("tiny", (
         StageConfig("stage1-align", video_slice, "image", STAGE1, steps[0], lr, frames=1),
         StageConfig("stage2-instruct", video_slice, "instruct", STAGE2, steps[1], lr),

@@ -111,3 +111,12 @@ def test_train_on_two_ray_train_workers_from_the_command_line(tmp_path, ray_loca
     assert result.exit_code == 0, result.output
     assert result.output.startswith("2 workers: 3 steps; checkpoint in")
     assert (out / "checkpoint" / "state.rank1.json").exists() and (out / "metrics.rank1.jsonl").exists()
+
+
+@pytest.mark.parametrize("steps, message", [("2,4", "three stages"), ("2 4 4", "is not comma-separated step counts"),
+                                            ("1,2,3", "two stages")])
+def test_train_refuses_bad_step_counts_in_one_line(tmp_path, steps, message):
+    recipe = "tiny-edit" if steps == "1,2,3" else "tiny"
+    result = CliRunner().invoke(cli, ["train", "--config", recipe, "--steps", steps, "--lake", str(tmp_path / "lake")])
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "lake").exists()  # refused before the lake was touched
