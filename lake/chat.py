@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import httpx
 import numpy as np
@@ -170,9 +170,3 @@ class ChatClient:
 
         with ThreadPoolExecutor(max_workers=max(1, self.config.concurrency)) as pool:
             return list(pool.map(one, items))
-
-
-def config_from(config: Any, **overrides: Any) -> ChatConfig:
-    """A ChatConfig from any dataclass that carries its fields (a JudgeConfig, a classifier config)."""
-    fields = {name: getattr(config, name) for name in ChatConfig.__dataclass_fields__ if hasattr(config, name)}
-    return ChatConfig(**{**fields, **overrides})

@@ -17,7 +17,7 @@ import httpx
 import numpy as np
 
 from kiwi.eval.rubrics import Rubric
-from lake.chat import ChatClient, ChatConfig, ChatError, cache_key, config_from, image_data_url
+from lake.chat import ChatClient, ChatConfig, ChatError, cache_key, image_data_url
 from lake.chat import MalformedAnswer as _ChatMalformed
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,7 @@ class JudgeClient:
 
     def __init__(self, config: JudgeConfig, transport: httpx.BaseTransport | None = None):
         self.config = config
-        self.chat = ChatClient(config_from(config), transport=transport, name="judge")
+        self.chat = ChatClient(config, transport=transport, name="judge")
 
     @property
     def calls(self) -> int:

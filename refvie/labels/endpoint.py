@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import httpx
 import numpy as np
 
-from lake.chat import ChatClient, ChatConfig, MalformedAnswer, cache_key, config_from, image_data_url
+from lake.chat import ChatClient, ChatConfig, MalformedAnswer, cache_key, image_data_url
 from lake.taxonomy import EDIT_TYPES, EditType
 from refvie.labels.base import Label
 
@@ -47,15 +47,13 @@ def parse_answer(answer: str) -> tuple[EditType, float]:
 
 
 @dataclass(frozen=True)
-class EndpointConfig:
-    base_url: str
-    model: str
+class EndpointConfig(ChatConfig):
+    """The endpoint (`lake.chat.ChatConfig`) with a labeller's defaults, plus the review threshold."""
+
     api_key_env: str = "KIWI_LABEL_API_KEY"
     timeout_s: float = 60.0
-    max_retries: int = 3
     backoff_s: float = 1.0
     concurrency: int = 8
-    cache_dir: str | None = None
     max_tokens: int = 32
     review_threshold: float = 0.6
 
@@ -65,7 +63,7 @@ class EndpointClassifier:
 
     def __init__(self, config: EndpointConfig, transport: httpx.BaseTransport | None = None):
         self.config = config
-        self.chat = ChatClient(config_from(config), transport=transport, name="label endpoint")
+        self.chat = ChatClient(config, transport=transport, name="label endpoint")
 
     def messages(self, instruction: str, keyframes: tuple[np.ndarray, np.ndarray] | None = None) -> list[dict]:
         content = [{"type": "text", "text": PROMPT.format(instruction=instruction)}]
