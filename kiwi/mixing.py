@@ -16,6 +16,7 @@ from kiwi.data import DataConfig, prepare_rows
 from kiwi.model.flow import keyed_generator
 from kiwi.model.kiwi_edit import EditBatch, KiwiEdit
 from lake import Lake
+from lake.db import in_filter
 from lake.slices import Slice
 
 PROBE_SIGMAS = (0.2, 0.5, 0.8)  # fixed noise levels: the loss depends on the level, so always the same ones
@@ -25,9 +26,8 @@ class HeldOutProbe:
     def __init__(self, db: Lake, slice_: Slice, data: DataConfig, task: str, per_category: int = 4,
                  split: str = "val"):
         categories = sorted(slice_.allocation.counts)
-        quoted = ", ".join("'" + c.replace("'", "''") + "'" for c in categories)
         rows = db.read(slice_.table, columns=["id", slice_.by], version=slice_.table_version,
-                       where=f"split = '{split}' AND {slice_.by} IN ({quoted})").to_pylist()
+                       where=f"{in_filter('split', [split])} AND {in_filter(slice_.by, categories)}").to_pylist()
         chosen: dict[str, list[str]] = {}
         for row in sorted(rows, key=lambda r: r["id"]):
             chosen.setdefault(row[slice_.by], [])

@@ -20,14 +20,14 @@ losses (all-reduced) at the same position."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lake.balance import largest_remainder
+from lake.balance import largest_remainder, normalise
+from lake.sampler import stable_hash
 
 if TYPE_CHECKING:
     from lake.slices import Slice
@@ -51,10 +51,10 @@ def capped(weights: Mapping[str, float], counts: Mapping[str, int], epoch_size: 
     (water-filling); unchanged when no cap binds or when the cap cannot be met by anyone."""
     w = {c: float(v) for c, v in weights.items()}
     if not max_repeats:
-        return _normalise(w)
+        return normalise(w)
     limit = {c: max_repeats * counts[c] / epoch_size for c in w}
     if sum(limit.values()) < 1:  # even capping everything cannot fill an epoch: keep the weights
-        return _normalise(w)
+        return normalise(w)
     fixed: dict[str, float] = {}
     while True:
         free = {c: v for c, v in w.items() if c not in fixed}
@@ -111,7 +111,7 @@ class AdaptiveSampler:
             mean = float(np.mean(list(excess.values())))
             w = {c: v * float(np.exp(self.config.step_size * (excess[c] - mean))) if c in excess else v
                  for c, v in w.items()}
-        w = _normalise(w)
+        w = normalise(w)
         k = self.config.smoothing
         w = {c: (1 - k) * v + k / len(w) for c, v in w.items()}
         w = capped(w, self.counts, self.slice.epoch_size, self.config.max_repeats)
@@ -130,7 +130,7 @@ class AdaptiveSampler:
         length = min(size, epoch_size - k * size)
         if length <= 0:
             return np.empty(0, np.int64)
-        rng = np.random.default_rng([self.seed, self.epoch, k, _stable(self.slice.slice_id)])
+        rng = np.random.default_rng([self.seed, self.epoch, k, stable_hash(self.slice.slice_id)])
         counts = largest_remainder(self.weights_at(k * size), length)
         taken = self._taken_before(k)
         parts = []
@@ -160,8 +160,8 @@ class AdaptiveSampler:
             round_, at = divmod(i, n)
             key = (category, self.epoch, round_)
             if key not in self._permutations:
-                rng = np.random.default_rng([self.seed, self.epoch, round_, _stable(category),
-                                             _stable(self.slice.slice_id)])
+                rng = np.random.default_rng([self.seed, self.epoch, round_, stable_hash(category),
+                                             stable_hash(self.slice.slice_id)])
                 self._permutations[key] = members[rng.permutation(n)]
             out.append(self._permutations[key][at])
         return np.array(out, np.int64)
@@ -222,12 +222,3 @@ class AdaptiveSampler:
         self.history = [dict(e) for e in state["history"]]
         self.first_losses = state["first_losses"]
         self._taken, self._permutations = {0: dict.fromkeys(self.categories, 0)}, {}
-
-
-def _normalise(values: Mapping[str, float]) -> dict[str, float]:
-    total = float(sum(values.values()))
-    return {c: float(v) / total for c, v in values.items()}
-
-
-def _stable(text: str) -> int:
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")

@@ -85,7 +85,7 @@ def allocate(counts: Mapping[str, int], strategy: Strategy, epoch_size: int | No
     if strategy.name == "cap" and strategy.max_rows is not None:
         per = {c: min(n, strategy.max_rows) for c, n in counts.items()}
         size = sum(per.values()) if epoch_size is None else epoch_size
-        shares = _normalise(per)
+        shares = normalise(per)
     else:
         size = total if epoch_size is None else int(epoch_size)
         shares = _shares(counts, strategy, size)
@@ -98,16 +98,16 @@ def allocate(counts: Mapping[str, int], strategy: Strategy, epoch_size: int | No
 
 def _shares(counts: dict[str, int], strategy: Strategy, epoch_size: int) -> dict[str, float]:
     if strategy.name == "natural":
-        return _normalise(counts)
+        return normalise(counts)
     if strategy.name == "uniform":
         return {c: 1 / len(counts) for c in counts}
     if strategy.name == "temperature":
-        return _normalise({c: n ** strategy.alpha for c, n in counts.items()})
+        return normalise({c: n ** strategy.alpha for c, n in counts.items()})
     if strategy.name == "target":
         unknown = set(strategy.proportions) - set(counts)
         if unknown:
             raise ValueError(f"target names categories with no rows: {sorted(unknown)} (have {sorted(counts)})")
-        return _normalise({c: float(strategy.proportions.get(c, 0.0)) for c in counts})
+        return normalise({c: float(strategy.proportions.get(c, 0.0)) for c in counts})
     return unimax(counts, epoch_size, strategy.max_repeats)
 
 
@@ -120,10 +120,10 @@ def unimax(counts: Mapping[str, int], budget: int, max_repeats: float) -> dict[s
         fair = remaining / (len(ordered) - i)
         allocated[category] = min(fair, n * max_repeats)
         remaining -= allocated[category]
-    return _normalise(allocated)
+    return normalise(allocated)
 
 
-def _normalise(values: Mapping[str, float]) -> dict[str, float]:
+def normalise(values: Mapping[str, float]) -> dict[str, float]:
     total = float(sum(values.values()))
     if total <= 0:
         raise ValueError("the strategy gives every category a zero share")

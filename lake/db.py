@@ -385,7 +385,7 @@ class Lake:
             return ds.to_table(columns=columns, limit=0, with_row_address=True), ds
         wanted = columns if key in columns else [*columns, key]
         # a key asked for twice (a sampler repeating a row) is read once and returned twice
-        found = ds.to_table(columns=wanted, filter=_in_filter(key, list(dict.fromkeys(keys))), with_row_address=True)
+        found = ds.to_table(columns=wanted, filter=in_filter(key, list(dict.fromkeys(keys))), with_row_address=True)
         position = {k: i for i, k in enumerate(found[key].to_pylist())}
         missing = [k for k in keys if k not in position]
         if missing:
@@ -444,7 +444,7 @@ def reject_id(stage: str, input_ref: str) -> str:
     return hashlib.blake2b(f"{stage}\x00{input_ref}".encode(), digest_size=12).hexdigest()
 
 
-def _in_filter(column: str, values: Sequence[Any]) -> str:
+def in_filter(column: str, values: Sequence[Any]) -> str:
     if all(isinstance(v, str) for v in values):
         literals = ", ".join("'" + v.replace("'", "''") + "'" for v in values)
     elif all(isinstance(v, int | np.integer) for v in values):

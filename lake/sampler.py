@@ -41,7 +41,7 @@ class SliceSampler:
         epoch = self.epoch if epoch is None else epoch
         if self._cache is not None and self._cache[0] == epoch:
             return self._cache[1]
-        rng = np.random.default_rng([self.seed, epoch, _stable(self.slice.slice_id)])
+        rng = np.random.default_rng([self.seed, epoch, stable_hash(self.slice.slice_id)])
         seq = self._weighted(rng) if self.mode == "weighted" else self._stratified(rng)
         self._cache = (epoch, seq)
         return seq
@@ -111,5 +111,6 @@ def _cycled_permutations(rng: np.random.Generator, members: np.ndarray, length: 
     return np.concatenate([rng.permutation(members) for _ in range(rounds)])[:length]
 
 
-def _stable(text: str) -> int:
+def stable_hash(text: str) -> int:
+    """A process-independent 64-bit hash (Python's hash() is salted per process)."""
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
