@@ -23,11 +23,12 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset
 
-from kiwi.model.kiwi_edit import EditBatch
+from kiwi.model.kiwi_edit import MIXED, EditBatch
 from lake import Lake, media
 from lake.adaptive import AdaptiveConfig, AdaptiveSampler
 from lake.sampler import SliceSampler
 from lake.slices import Slice
+from lake.taxonomy import EditType
 
 
 @dataclass(frozen=True)
@@ -182,6 +183,7 @@ class SliceLoader(IterableDataset):
             arrays = {k: v[0] for k, v in row.items()}
             arrays["instructions"] = json.loads(str(arrays["instructions"]))
             arrays["edit_types"] = json.loads(str(arrays["edit_types"]))
+            arrays["tasks"] = json.loads(str(arrays["tasks"]))
             if not arrays.pop("has_reference"):
                 arrays["reference"] = None
             yield arrays
@@ -191,7 +193,8 @@ class SliceLoader(IterableDataset):
 
     def _batch(self, arrays: dict) -> EditBatch:
         return EditBatch(arrays["instructions"], self._tensor(arrays["source"]), self._tensor(arrays["target"]),
-                         None if arrays["reference"] is None else self._tensor(arrays["reference"]), self.task)
+                         None if arrays["reference"] is None else self._tensor(arrays["reference"]), self.task,
+                         arrays.get("tasks"))
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         if not array.flags.writeable:  # Ray Data hands out read-only views of its object store
@@ -209,18 +212,33 @@ def prepare_rows(db: Lake, slice_: Slice, ids: list[str], config: DataConfig, ta
                    version=version).to_pylist()
     sources = db.read_blobs(table, "source_video", ids, version=version)
     targets = db.read_blobs(table, "target_video", ids, version=version)
-    src, tgt, refs = [], [], []
+    src, tgt, refs, tasks = [], [], [], []
     for row, s, t in zip(meta, sources, targets, strict=True):
         for blob, out in ((s, src), (t, tgt)):
             frames = media.decode_video(blob, name=f"{table}/{row['id']}")
             out.append(resize_crop(sample_frames(frames, config.frames), config.size))
-        if task.startswith("ref"):
+        row_task = row_task_of(row["edit_type"], row["reference_image"] is not None) if task == MIXED else task
+        tasks.append(row_task)
+        if row_task.startswith("ref"):
             if row["reference_image"] is None:
                 raise ValueError(f"{row['id']} has no reference image but the stage's task is {task}")
             shrink = _shrink(seed, epoch, row["id"], *config.reference_shrink) if config.train else 1.0
             refs.append(reference_on_white(media.decode_image(row["reference_image"]), config.size, shrink))
+        elif task == MIXED:  # a white placeholder keeps the batch one array; the row's task says it is unused
+            refs.append(np.full((config.size, config.size, 3), 255, np.uint8))
     return dict(instructions=[r["instruction"] for r in meta], edit_types=[r["edit_type"] for r in meta],
-                source=np.stack(src), target=np.stack(tgt), reference=np.stack(refs) if refs else None)
+                source=np.stack(src), target=np.stack(tgt), reference=np.stack(refs) if refs else None,
+                tasks=tasks if task == MIXED else None)
+
+
+def row_task_of(edit_type: str | None, has_reference: bool) -> str:
+    """A mixed stage's task for one row: its edit type's reference task when it has a reference image
+    (background plate, subject on white), else instruction editing (removals, styles, rows without one)."""
+    try:
+        reference_task = EditType(edit_type).reference_task if edit_type else None
+    except ValueError:
+        reference_task = None
+    return str(reference_task) if reference_task is not None and has_reference else "instruct"
 
 
 @functools.lru_cache(maxsize=4)
@@ -249,4 +267,5 @@ class _RayPrepare:
                     reference=(reference if reference is not None else np.zeros((1, 1, 1, 3), np.uint8))[None],
                     has_reference=np.array([reference is not None]),
                     instructions=np.array([json.dumps(arrays["instructions"])]),
-                    edit_types=np.array([json.dumps(arrays["edit_types"])]))
+                    edit_types=np.array([json.dumps(arrays["edit_types"])]),
+                    tasks=np.array([json.dumps(arrays["tasks"])]))

@@ -45,9 +45,7 @@ def edit(model: KiwiEdit, video: np.ndarray, instruction: str, reference: np.nda
     noise = torch.randn(source.shape, generator=generator).to(source.device)
 
     def velocity(x, timestep, sigma):
-        output = model.transformer(x, timestep, context, source_latents=source, sigma=sigma,
-                                   reference_latents=reference_latents, context_projected=True)
-        return model.flow.velocity(output, x, sigma)
+        return model.flow.velocity(model.predict(x, sigma, context, source, reference_latents), x, sigma)
 
     wrap = None
     if progress:

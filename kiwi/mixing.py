@@ -1,9 +1,9 @@
 """What drives adaptive rebalancing during training: a held-out probe (per-category flow-matching loss of a few
 validation rows at fixed noise levels, the same every time) and the record of each update in the lake.
 
-The probe reads rows of the `val` split from the stage slice's table at the slice's pinned version — never training
-or bench rows — with the stage's frames, size and task, and keyed noise, so two calls on the same weights agree
-exactly, on any rank, after any resume."""
+The probe reads rows of the `val` split of the datasets the stage's slice draws from, at the slice's pinned
+version — never training rows, nor another dataset's (a bench's) — with the stage's frames, size and task, and
+keyed noise, so two calls on the same weights agree exactly, on any rank, after any resume."""
 
 from __future__ import annotations
 
@@ -26,8 +26,12 @@ class HeldOutProbe:
     def __init__(self, db: Lake, slice_: Slice, data: DataConfig, task: str, per_category: int = 4,
                  split: str = "val"):
         categories = sorted(slice_.allocation.counts)
+        # held-out rows of the datasets the slice trains on: never another dataset's (e.g. a bench's) rows
+        datasets = sorted(set(db.read(slice_.table, columns=["dataset"], where=slice_.where,
+                                      version=slice_.table_version)["dataset"].to_pylist()))
         rows = db.read(slice_.table, columns=["id", slice_.by], version=slice_.table_version,
-                       where=f"{in_filter('split', [split])} AND {in_filter(slice_.by, categories)}").to_pylist()
+                       where=f"{in_filter('split', [split])} AND {in_filter(slice_.by, categories)} AND "
+                             f"{in_filter('dataset', datasets)}").to_pylist()
         chosen: dict[str, list[str]] = {}
         for row in sorted(rows, key=lambda r: r["id"]):
             chosen.setdefault(row[slice_.by], [])
@@ -48,7 +52,8 @@ class HeldOutProbe:
         model.eval()
         a = self.arrays
         batch = EditBatch(a["instructions"], torch.from_numpy(a["source"]), torch.from_numpy(a["target"]),
-                          None if a["reference"] is None else torch.from_numpy(a["reference"]), self.task)
+                          None if a["reference"] is None else torch.from_numpy(a["reference"]), self.task,
+                          a["tasks"])
         per_category: dict[str, list[float]] = {}
         for level in PROBE_SIGMAS:
             generators = [keyed_generator("probe", row_id, level) for row_id in self.ids]

@@ -162,11 +162,12 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------- the loop
     def train(self, resume: bool = True, stop_after: int | None = None,
-              should_stop: Callable[[], bool] | None = None) -> RunSummary:
+              should_stop: Callable[[], bool] | None = None, progress: bool = False) -> RunSummary:
         """Run every stage; `stop_after` (a step count) or `should_stop` (polled every step, e.g. a notebook's stop
         button) stop it with a checkpoint. A run killed without warning resumes from its last periodic checkpoint
-        instead, redoing the steps since."""
+        instead, redoing the steps since. `progress` shows a bar over all steps (with the running loss)."""
         from torch.utils.tensorboard import SummaryWriter
+        from tqdm.auto import tqdm
 
         summary = RunSummary(self.run_id)
         state_file = self.out / "checkpoint" / "state.json"
@@ -179,6 +180,8 @@ class Trainer:
         summary.steps = global_step
         if state and state["stage_index"] >= len(self.run.stages):  # already finished: report what it consumed
             summary.consumed.update(state["consumed"])
+        bar = tqdm(total=sum(s.steps for s in self.run.stages), initial=global_step, unit="step", desc=self.run.name,
+                   disable=not progress or self.rank != 0, leave=False)
         try:
             for index, stage in enumerate(self.run.stages):
                 if state and index < state["stage_index"]:
@@ -233,6 +236,8 @@ class Trainer:
                     if probe is not None:
                         self._adapt(probe, loader, stage, global_step, entry, writer)
                     summary.history.append(entry)
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{entry['loss']:.4f}", refresh=False)
                     log.write(json.dumps(entry) + "\n")
                     log.flush()
                     writer.add_scalar("loss/all", entry["loss"], global_step)
@@ -249,6 +254,7 @@ class Trainer:
             self.record("finished", summary)
             return summary
         finally:
+            bar.close()
             log.close()
             writer.close()
 

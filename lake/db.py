@@ -82,7 +82,8 @@ class Lake:
 
         self.uri = str(uri or default_uri())
         self.storage_options = dict(storage_options or {})
-        if "://" not in self.uri:
+        if "://" not in self.uri:  # absolute: Ray workers and other processes do not share our current folder
+            self.uri = os.path.abspath(self.uri)
             os.makedirs(self.uri, exist_ok=True)
         self._db = lancedb.connect(self.uri, storage_options=self.storage_options or None)
         self._write_lock = threading.Lock()  # LanceDB's concurrent merge_insert can duplicate keys

@@ -3,7 +3,23 @@ settings that keep Ray Data fast on a few cores (STACK_NOTES), or connected to a
 
 from __future__ import annotations
 
+import contextlib
 import os
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def _from_package_root():
+    """Ray puts the driver's current folder first on every worker's sys.path. A user's lake is often a folder
+    named `lake` (the default is ./data/lake, but `--lake lake` is natural): run from its parent, the workers
+    would import that data folder as our `lake` package ("cannot import name 'Lake' from 'lake'"). So Ray is
+    started from the folder our packages are imported from, and the caller's folder is restored after."""
+    here = os.getcwd()
+    os.chdir(Path(__file__).resolve().parents[1])
+    try:
+        yield
+    finally:
+        os.chdir(here)
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
@@ -15,10 +31,12 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     for key, value in {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", "RAY_DEDUP_LOGS": "0"}.items():
         os.environ.setdefault(key, value)
     if address:
-        ray.init(address=address, logging_level=logging.WARNING, ignore_reinit_error=True)
+        with _from_package_root():
+            ray.init(address=address, logging_level=logging.WARNING, ignore_reinit_error=True)
         return
-    ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, object_store_memory=512 * 1024**2,
-             logging_level=logging.WARNING, ignore_reinit_error=True, log_to_driver=False)
+    with _from_package_root():
+        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, object_store_memory=512 * 1024**2,
+                 logging_level=logging.WARNING, ignore_reinit_error=True, log_to_driver=False)
     import ray.data
     from ray.data.context import ShuffleStrategy
 

@@ -94,29 +94,3 @@ def test_category_table_averages_dimensions_then_categories_without_weighting_by
     assert table.loc["local_add", "score"] == 4.0 and table.loc["local_add", "items"] == 3
     assert table.loc["overall", "score"] == 3.0  # (4 + 2) / 2: the reported-apart category is left out
     assert table.loc["subtitles_edit", "score"] == 5.0 and not table.loc["subtitles_edit", "counts"]
-
-
-def _paired(background, local, clear=True):
-    """A paired_difference table (relative changes, since natural = 1)."""
-    rows = {"background_change": background, "local_add": local, "local_remove": local, "local_change": local}
-    return pd.DataFrame([dict(category=c, items=10, natural=1.0, rebalanced=1.0 + d, difference=d, std_error=0.001,
-                              clear_of_noise=clear) for c, d in rows.items()]).set_index("category")
-
-
-def test_the_verdict_claims_a_category_effect_only_when_every_seed_shows_it():
-    from kiwi.eval.experiment import seed_effects, verdict
-
-    five = seed_effects({s: _paired(-0.05 + 0.01 * s, -0.01 + 0.01 * s) for s in range(5)})
-    assert five.loc[0, "gap"] == pytest.approx(-0.04)
-    text = verdict({"flow_loss": _paired(-0.05, -0.01), "psnr": _paired(0.1, 0.0)}, five)
-    assert "5 of 5 seeds (sign test p = 0.03)" in text and "A category effect" in text
-    two = seed_effects({0: _paired(-0.06, -0.027), 1: _paired(0.16, 0.265)})
-    text = verdict({"flow_loss": _paired(-0.06, -0.027), "psnr": _paired(0.0, 0.0, clear=False)}, two)
-    assert "2 of 2 seeds" in text and "Not established" in text and "too few seeds" in text
-    assert "run-level differences dominate" in text
-    mixed = seed_effects({0: _paired(-0.036, -0.005), 1: _paired(-0.14, -0.18)})
-    text = verdict({"flow_loss": _paired(-0.036, -0.005), "psnr": _paired(0.0, 0.0, clear=False)}, mixed)
-    assert "-3.1, +4.0 points" in text and "not consistent across seeds" in text
-    one = _paired(-0.05, -0.01)
-    single = verdict({"flow_loss": one, "psnr": _paired(0.0, 0.0)}, seed_effects({0: one}))
-    assert "One seed only" in single

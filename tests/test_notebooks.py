@@ -41,7 +41,7 @@ def outputs(notebook, kind: str) -> list:
 
 def test_every_notebook_is_listed():
     assert [p.name for p in NOTEBOOKS] == ["01_explore.ipynb", "02_curate.ipynb", "03_train.ipynb",
-                                           "04_evaluate.ipynb"]
+                                           "04_evaluate.ipynb", "05_mix.ipynb"]
 
 
 def test_explore_notebook(small_lake, monkeypatch):
@@ -69,16 +69,29 @@ def test_train_notebook_runs_stops_resumes_and_compares(small_lake, monkeypatch,
     assert runs.count("finished") >= 2
 
 
-def test_evaluate_notebook_runs_the_experiment_and_shows_it(small_lake, monkeypatch, tmp_path):
+def test_evaluate_notebook_scores_a_model_against_the_baseline_and_shows_its_edits(small_lake, monkeypatch,
+                                                                                   tmp_path):
     monkeypatch.setenv("KIWI_NB_EVAL_STEPS", "3")
     monkeypatch.setenv("KIWI_NB_RUNS", str(tmp_path / "runs"))
     monkeypatch.delenv("KIWI_JUDGE_URL", raising=False)
     nb = execute(NOTEBOOKS[3], small_lake, monkeypatch)
-    assert len(outputs(nb, "image/png")) >= 4  # baseline, two metrics, the loss curves
-    markdown = "".join(o["data"]["text/markdown"] for o in outputs(nb, "text/markdown"))
-    assert "background_change" in markdown and "noise" in markdown
+    assert len(outputs(nb, "image/png")) >= 2  # the baseline, the model beside it
     html = "".join(o["data"]["text/html"] for o in outputs(nb, "text/html"))
-    assert "<video" in html and "rebalanced" in html
-    assert (tmp_path / "runs" / "experiment" / "report.md").exists()
+    assert "tiny-edit - copy-source" in html and html.count("data:image/png;base64") >= 2 * 4
     db = lake.open(small_lake)
-    assert db.count("eval_results", "bench = 'nb-bench'") > 0
+    assert db.count("eval_results", "bench = 'nb-bench' AND model <> 'copy-source'") > 0
+
+
+def test_mix_notebook_runs_the_experiment_and_shows_weights_verdict_and_edits(small_lake, monkeypatch, tmp_path):
+    monkeypatch.setenv("KIWI_NB_MIX_STEPS", "3")
+    monkeypatch.setenv("KIWI_NB_MIX_ARMS", "natural,adaptive:24")
+    monkeypatch.setenv("KIWI_NB_MIX_ITEMS", "2")
+    monkeypatch.setenv("KIWI_NB_RUNS", str(tmp_path / "runs"))
+    nb = execute(NOTEBOOKS[4], small_lake, monkeypatch)
+    markdown = "".join(o["data"]["text/markdown"] for o in outputs(nb, "text/markdown"))
+    assert "**Verdict**" in markdown and "adaptive:24 vs natural: background_change" in markdown
+    assert len(outputs(nb, "image/png")) >= 3  # per-category bars, adaptive weights, training curves
+    html = "".join(o["data"]["text/html"] for o in outputs(nb, "text/html"))
+    assert "global_step" in html and "weight" in html  # mix_weights joined with runs in SQL
+    assert html.count("data:image/png;base64") >= 3 * 4  # source, two arms, target per item
+    assert (tmp_path / "runs" / "mix" / "report.md").exists()

@@ -223,3 +223,20 @@ def test_clip_image_embeddings_in_the_pipeline(tmp_path):
     summary = build_local(db, PipelineConfig(image_model_path=str(tiny_clip(tmp_path / "clip"))))
     assert summary.accepted + summary.rejected_total == 8 and summary.accepted > 0
     assert all(len(v) == 256 for v in db.read("quadruplets", columns=["target_emb"])["target_emb"].to_pylist())
+
+
+def test_ray_workers_import_our_packages_even_beside_a_data_folder_named_lake(tmp_path):
+    """A user's lake is naturally a folder named `lake`; Ray puts the driver's folder first on the workers' path,
+    where that folder would shadow the `lake` package ("cannot import name 'Lake' from 'lake'"). (-P: the driver
+    itself does not look in its folder, as an installed command does not.)"""
+    import subprocess
+    import sys
+
+    lake.open(tmp_path / "lake")
+    script = ("import os; from lake.ray_runtime import init_ray; init_ray(num_cpus=1); import ray; "
+              "print(ray.get(ray.remote(lambda: __import__('lake').Lake.__name__).remote()), os.getcwd()); "
+              "ray.shutdown()")
+    done = subprocess.run([sys.executable, "-P", "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["Lake", str(tmp_path)]  # imported, and the caller's folder is left as it was

@@ -15,7 +15,7 @@ from kiwi.inference import edit
 from kiwi.model.codec import PixelCodec
 from kiwi.model.flow import FlowMatching
 from kiwi.model.io import from_pretrained, save_pretrained
-from kiwi.model.kiwi_edit import EditBatch, KiwiConfig, tiny_edit
+from kiwi.model.kiwi_edit import EditBatch, KiwiConfig, KiwiEdit, tiny_edit
 from refvie.synthetic import SyntheticConfig, SyntheticWorld
 
 
@@ -44,6 +44,23 @@ def test_x0_prediction_trains_on_x0_and_samples_with_the_implied_velocity():
     assert torch.equal(FlowMatching().velocity(noise - x0, x, sigma), noise - x0)
     with pytest.raises(ValueError, match="prediction must be"):
         FlowMatching(prediction="eps")
+
+
+def test_a_source_residual_model_starts_as_an_exact_copy_and_keeps_the_flag_on_disk(tmp_path):
+    """x0_hat = source + output: with the output layer at zero the sampler lands exactly on the source, so a
+    small DiT need not squeeze untouched pixels through its tokens to keep them."""
+    model = tiny_edit(seed=1, source_residual=True)
+    torch.nn.init.zeros_(model.transformer.transformer.proj_out.weight)
+    torch.nn.init.zeros_(model.transformer.transformer.proj_out.bias)
+    video = SyntheticWorld(SyntheticConfig(frames=5, height=32, width=32, seed=4)).sample(0).source
+    assert np.array_equal(edit(model, video, "Make it look like a pencil sketch", steps=4), video)
+    plain = tiny_edit(seed=1)
+    plain.load_state_dict(model.state_dict())
+    assert psnr(edit(plain, video, "Make it look like a pencil sketch", steps=4), video) < 20  # no copy without it
+    loaded = from_pretrained(save_pretrained(model, tmp_path / "m"))
+    assert loaded.source_residual and np.array_equal(edit(loaded, video, "Make it", steps=4), video)
+    with pytest.raises(ValueError, match="source_residual needs x0-prediction"):
+        KiwiEdit(model.mllm, model.transformer, model.vae, FlowMatching(), source_residual=True)
 
 
 def test_tiny_edit_round_trips_through_save_and_load(tmp_path):

@@ -61,6 +61,17 @@ def masked_psnr(output: np.ndarray, source: np.ndarray, edit_mask: np.ndarray) -
     return _capped_psnr(output[:, keep], source[:, keep])
 
 
+def edit_psnr(output: np.ndarray, target: np.ndarray, edit_mask: np.ndarray) -> float | None:
+    """Edit quality where the edit is: PSNR against the *target* on the pixels inside the edit mask (every
+    frame). A whole-frame PSNR is dominated by the untouched pixels of a small local edit; this is not. None
+    when the mask is empty."""
+    _check("edit_psnr", output, target)
+    inside = fit_mask(edit_mask, output.shape[1:3])
+    if not inside.any():
+        return None
+    return _capped_psnr(output[:, inside], target[:, inside])
+
+
 def frame_change(video: np.ndarray) -> float:
     """Mean absolute change between consecutive frames, in grey levels."""
     if len(video) < 2:

@@ -1,7 +1,8 @@
-"""Reports people look at: per-category tables as Markdown, bar charts as PNG, paired comparisons of two runs."""
+"""Reports people look at: per-category tables as Markdown, bar charts as PNG, galleries of outputs."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -33,28 +34,6 @@ def bar_chart(table: pd.DataFrame, path: str | Path | None = None, title: str = 
     return fig
 
 
-def paired_difference(results: Mapping[str, pd.DataFrame], metric: str) -> pd.DataFrame:
-    """Per category, the mean of (second run - first run) over the same items, its standard error and whether it
-    stands clear of the noise (a paired t-test at 95%: |mean| > t(n-1) standard errors): the two runs are scored
-    on identical items, so the pairing removes the items' own spread."""
-    from scipy.stats import t as student
-    (a_name, a), (b_name, b) = list(results.items())[:2]
-    pick = ["item_id", "category", "value"]
-    merged = a[a["metric"] == metric][pick].merge(b[b["metric"] == metric][pick], on=["item_id", "category"],
-                                                  suffixes=("_a", "_b")).dropna()
-    merged["diff"] = merged["value_b"] - merged["value_a"]
-    rows = []
-    for category, group in merged.groupby("category"):
-        n = len(group)
-        se = float(group["diff"].std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
-        mean = float(group["diff"].mean())
-        means = {a_name: group["value_a"].mean(), b_name: group["value_b"].mean()}
-        critical = float(student.ppf(0.975, n - 1)) if n > 1 else float("nan")
-        rows.append(dict(category=category, items=n, **means, difference=mean, std_error=se,
-                         clear_of_noise=bool(n > 2 and abs(mean) > critical * se)))
-    return pd.DataFrame(rows).set_index("category")
-
-
 def markdown_table(frame: pd.DataFrame, digits: int = 3) -> str:
     columns = [str(frame.index.name or "")] + [str(c) for c in frame.columns]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
@@ -69,10 +48,15 @@ def markdown_table(frame: pd.DataFrame, digits: int = 3) -> str:
     return "\n".join(lines)
 
 
-def outputs_gallery(db, bench: str, runs: Mapping[str, str], item_ids: list[str], config, size: int = 96) -> str:
+def outputs_gallery(db, bench: str, runs: Mapping[str, str], item_ids: list[str], config, size: int = 96,
+                    still: bool = False) -> str:
     """HTML: one row per bench item with the source, each run's output and the ground truth as playable clips
-    (re-encoded to H.264 for the browser; the lake keeps the lossless originals) and the instruction."""
+    (re-encoded to H.264 for the browser; the lake keeps the lossless originals) and the instruction. `still`
+    shows first, middle and last frames side by side instead (PNG, pixels enlarged without smoothing), which
+    reads in a static export and shows tiny 32x32 clips."""
     import html
+
+    import cv2
 
     from kiwi.eval.bench import item_media, load_bench
     from kiwi.eval.runner import conform
@@ -82,7 +66,12 @@ def outputs_gallery(db, bench: str, runs: Mapping[str, str], item_ids: list[str]
     items = {i.item_id: i for i in load_bench(db, bench)}
 
     def clip(frames) -> str:
-        return video_tag(media.encode_video(frames), size)
+        if not still:
+            return video_tag(media.encode_video(frames), size)
+        picked = frames[[0, len(frames) // 2, len(frames) - 1]]
+        strip = np.concatenate([cv2.resize(f, (size, size), interpolation=cv2.INTER_NEAREST) for f in picked], 1)
+        ok, png = cv2.imencode(".png", cv2.cvtColor(strip, cv2.COLOR_RGB2BGR))
+        return f'<img src="data:image/png;base64,{base64.b64encode(png.tobytes()).decode()}">'
 
     header = "".join(f"<th>{html.escape(name)}</th>" for name in ["item", "source", *runs, "target"])
     rows = [f'<table style="border-collapse:collapse"><tr>{header}</tr>']

@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from kiwi.data import resize_crop, sample_frames
+from kiwi.data import reference_on_white, resize_crop, sample_frames
 from kiwi.eval.bench import BenchItem, ItemMedia, item_media, load_bench
 from kiwi.eval.scorers import AutomaticScorer, Case, Scorer
 from kiwi.model.flow import keyed_generator
@@ -197,8 +197,9 @@ def heldout_loss(db: Lake, model, bench: str, model_name: str, config: EvalConfi
                  run_id: str | None = None, sigmas: Sequence[float] = HELDOUT_SIGMAS, chunk: int = 8) -> int:
     """The flow-matching loss on bench items with ground truth, at fixed noise levels and seeded noise: what the
     model has learnt per category in latent space, independent of the sampler and of the VAE's decoder (the tiny
-    model's VAE is random, so its decoded pixels say little). Rows: scorer `heldout`, metric `flow_loss` (lower is
-    better), resumable like `evaluate`. Returns the number of items scored now."""
+    model's VAE is random, so its decoded pixels say little), on each item's task as `evaluate` runs it. Rows:
+    scorer `heldout`, metric `flow_loss` (lower is better), resumable like `evaluate`. Returns the number of items
+    scored now."""
     from kiwi.model.kiwi_edit import EditBatch
 
     run_id = run_id or config.run_id(model_name, bench)
@@ -212,7 +213,9 @@ def heldout_loss(db: Lake, model, bench: str, model_name: str, config: EvalConfi
         usable = [(i, p) for i, p in zip(part, pixels, strict=True) if p.target is not None]
         rows = []
         for item, p in usable:
-            batch = EditBatch([item.instruction], p.source[None], p.target[None], None, "instruct")
+            task = "instruct" if config.instruct_only or p.reference is None else item.task
+            reference = reference_on_white(p.reference, p.source.shape[1:3])[None] if task.startswith("ref") else None
+            batch = EditBatch([item.instruction], p.source[None], p.target[None], reference, task)
             losses = []
             for k, s in enumerate(sigmas):
                 with torch.no_grad():

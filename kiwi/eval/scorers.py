@@ -44,7 +44,8 @@ class AutomaticScorer:
     the edit mask against the source, and reference fidelity (image-descriptor cosine, or `embedder`)."""
 
     name = "auto"
-    metrics = ("psnr", "ssim", "masked_psnr", "temporal_stability", "temporal_change_ratio", "reference_fidelity")
+    metrics = ("psnr", "ssim", "masked_psnr", "edit_psnr", "temporal_stability", "temporal_change_ratio",
+               "reference_fidelity")
 
     def __init__(self, embedder=None):
         self.embedder = embedder
@@ -62,6 +63,8 @@ class AutomaticScorer:
             values["temporal_change_ratio"] = metrics.temporal_change_ratio(out, m.target)
         if m.edit_mask is not None:
             values["masked_psnr"] = metrics.masked_psnr(out, m.source, m.edit_mask)
+            if m.target is not None:
+                values["edit_psnr"] = metrics.edit_psnr(out, m.target, m.edit_mask)
         if m.reference is not None:
             values["reference_fidelity"] = metrics.reference_fidelity(out, m.reference, m.edit_mask, case.item.task,
                                                                       self.embedder)

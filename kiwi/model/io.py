@@ -43,7 +43,8 @@ def save_pretrained(model: KiwiEdit, folder: str | Path) -> Path:
     counts = model.mllm.counts
     config = {"queries": {"image": counts.image, "video": counts.video, "reference": counts.reference},
               "reference_position": model.transformer.reference_position, "flow_shift": model.flow.shift,
-              "max_frames": model.mllm.max_frames, "flow_prediction": model.flow.prediction}
+              "max_frames": model.mllm.max_frames, "flow_prediction": model.flow.prediction,
+              "source_residual": model.source_residual}
     if conditioner:  # the sentence-embedding conditioner's MLP is saved with the kiwi tensors (mllm.queries.*)
         config["conditioner"] = {"hidden_size": model.mllm.hidden_size, "tokens": model.mllm.tokens}
     if codec:
@@ -79,7 +80,8 @@ def from_pretrained(folder: str | Path, device: str = "cpu", dtype: torch.dtype 
     vae = (PixelCodec(**config["codec"]) if "codec" in config
            else AutoencoderKLWan.from_pretrained(folder / "vae", dtype=dtype))
     model = KiwiEdit(mllm, transformer, vae, FlowMatching(shift=config["flow_shift"],
-                                                          prediction=config.get("flow_prediction", "velocity")))
+                                                          prediction=config.get("flow_prediction", "velocity")),
+                     source_residual=config.get("source_residual", False))
     missing = model.load_state_dict(load_file(folder / "kiwi" / "model.safetensors"), strict=False)
     unexpected = [k for k in missing.unexpected_keys]
     if unexpected:

@@ -20,6 +20,7 @@ from kiwi.model.mllm import KiwiMLLM, QueryCounts
 from kiwi.model.text_conditioner import TextConditioner
 
 TASK_QUERIES = {"instruct": "video", "image": "image", "ref_subject": "reference", "ref_background": "reference"}
+MIXED = "mixed"  # a stage whose rows each keep their own task: the reference task when they have one, else instruct
 
 
 Frames = np.ndarray | torch.Tensor
@@ -34,7 +35,22 @@ class EditBatch:
     source: Frames  # (B, T, H, W, 3) uint8
     target: Frames  # (B, T, H, W, 3) uint8
     reference: Frames | None = None  # (B, H, W, 3) uint8, for reference tasks
-    task: str = "instruct"
+    task: str = "instruct"  # or "mixed": each row's own task in `tasks`
+    tasks: list[str] | None = None
+
+    def by_task(self) -> list[tuple[list[int], EditBatch]]:
+        """(row indices, single-task sub-batch) per task: a mixed batch split, anything else as itself. The
+        conditioning differs by task (queries, reference tokens), so each part runs on its own."""
+        if self.task != MIXED:
+            return [(list(range(len(self.instructions))), self)]
+        if self.tasks is None or len(self.tasks) != len(self.instructions):
+            raise ValueError("a mixed batch needs one task per row in `tasks`")
+        groups: dict[str, list[int]] = {}
+        for i, task in enumerate(self.tasks):
+            groups.setdefault(task, []).append(i)
+        return [(rows, EditBatch([self.instructions[i] for i in rows], self.source[rows], self.target[rows],
+                                 self.reference[rows] if task.startswith("ref") else None, task))
+                for task, rows in groups.items()]
 
 
 def _numpy(frames: Frames) -> np.ndarray:
@@ -43,10 +59,16 @@ def _numpy(frames: Frames) -> np.ndarray:
 
 class KiwiEdit(nn.Module):
     def __init__(self, mllm: KiwiMLLM | TextConditioner, transformer: KiwiTransformer, vae,
-                 flow: FlowMatching | None = None):
+                 flow: FlowMatching | None = None, source_residual: bool = False):
+        """`source_residual` (x0-prediction only): the network outputs the change to the source latents, so
+        x0_hat = source + output. A zero output is an exact copy of the source, which a small DiT cannot
+        reproduce through its narrow tokens otherwise (the tiny-edit model; the full model predicts velocity)."""
         super().__init__()
+        if source_residual and (flow is None or flow.prediction != "x0"):
+            raise ValueError("source_residual needs x0-prediction: FlowMatching(prediction='x0')")
         self.mllm, self.transformer, self.vae = mllm, transformer, vae
         self.flow = flow or FlowMatching()
+        self.source_residual = source_residual
         hidden = mllm.hidden_size
         width = transformer.config.num_attention_heads * transformer.config.attention_head_dim
         self.query_connector = Connector(hidden, width)
@@ -89,6 +111,13 @@ class KiwiEdit(nn.Module):
             parts.append(self.reference_connector(encoded.reference_features))
         return torch.cat(parts, dim=1)
 
+    def predict(self, noisy: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor, source: torch.Tensor | None,
+                reference: torch.Tensor | None) -> torch.Tensor:
+        """The network's output in the flow's parameterisation (velocity or x0) at noise level `sigma`."""
+        output = self.transformer(noisy, self.flow.timestep(sigma), context, source_latents=source, sigma=sigma,
+                                  reference_latents=reference, context_projected=True)
+        return output + source if self.source_residual and source is not None else output
+
     # ------------------------------------------------------------------------------------------- training
     def forward(self, batch: EditBatch, generator: torch.Generator | Sequence[torch.Generator] | None = None,
                 per_sample: bool = False, sigma: torch.Tensor | None = None) -> torch.Tensor:
@@ -100,7 +129,21 @@ class KiwiEdit(nn.Module):
         """Flow-matching loss of a batch (a scalar), or one loss per sample with `per_sample=True`. With one
         generator per sample, each sample's noise level and noise depend on its own generator alone, so a batch
         split across ranks draws exactly what the whole batch would on one. A given `sigma` (one per sample)
-        replaces the sampled noise levels: a held-out loss at fixed levels."""
+        replaces the sampled noise levels: a held-out loss at fixed levels. A mixed batch runs per task and its
+        losses are put back in row order."""
+        if batch.task == MIXED:
+            parts, order = [], []
+            for rows, part in batch.by_task():
+                generators = [generator[i] for i in rows] if isinstance(generator, Sequence) else generator
+                parts.append(self._loss(part, generators, sigma[rows] if sigma is not None else None))
+                order += rows
+            losses = torch.cat(parts)[torch.argsort(torch.tensor(order))]
+            return losses if per_sample else losses.mean()
+        losses = self._loss(batch, generator, sigma)
+        return losses if per_sample else losses.mean()
+
+    def _loss(self, batch: EditBatch, generator, sigma: torch.Tensor | None) -> torch.Tensor:
+        """Per-sample flow-matching losses of a single-task batch."""
         x0 = self.encode_video(batch.target)
         source = self.encode_video(batch.source) if batch.task != "image" else None
         reference = self.encode_video(batch.reference[:, None]) if batch.reference is not None else None
@@ -113,12 +156,8 @@ class KiwiEdit(nn.Module):
             sampled = self.flow.sample_sigma(x0.shape[0], generator, device=x0.device)
             noise = torch.randn(x0.shape, generator=generator, device="cpu").to(x0.device)
         sigma = sampled if sigma is None else sigma.to(x0.device, x0.dtype)
-        prediction = self.transformer(self.flow.noisy(x0, noise, sigma), self.flow.timestep(sigma), self.context(batch),
-                                      source_latents=source, sigma=sigma, reference_latents=reference,
-                                      context_projected=True)
-        if per_sample:
-            return (prediction.float() - self.flow.target(x0, noise).float()).pow(2).flatten(1).mean(1)
-        return self.flow.loss(prediction, x0, noise)
+        prediction = self.predict(self.flow.noisy(x0, noise, sigma), sigma, self.context(batch), source, reference)
+        return (prediction.float() - self.flow.target(x0, noise).float()).pow(2).flatten(1).mean(1)
 
 
 TINY_QUERIES = QueryCounts(image=4, video=8, reference=8)
@@ -146,7 +185,8 @@ def tiny(seed: int = 0, queries: QueryCounts = TINY_QUERIES) -> KiwiEdit:
     return KiwiEdit(KiwiMLLM(qwen, tokenizer, processor, queries), KiwiTransformer(dit), vae)
 
 
-def tiny_edit(seed: int = 0, width: int = 128, layers: int = 4, patch: int = 4, tokens: int = 8) -> KiwiEdit:
+def tiny_edit(seed: int = 0, width: int = 128, layers: int = 4, patch: int = 4, tokens: int = 8,
+              source_residual: bool = False) -> KiwiEdit:
     """The CPU-sized model that learns to edit in minutes: a lossless pixel codec instead of the random tiny VAE, a
     frozen MiniLM + MLP instead of the tiny random MLLM, x0-prediction instead of velocity prediction (see
     `kiwi.model.flow`), and a from-scratch Wan DiT (width 128, 4 layers, ~2M parameters) with Kiwi's source and
@@ -160,7 +200,7 @@ def tiny_edit(seed: int = 0, width: int = 128, layers: int = 4, patch: int = 4, 
                                 ffn_dim=4 * width, num_layers=layers, cross_attn_norm=True,
                                 qk_norm="rms_norm_across_heads", rope_max_seq_len=64)
     return KiwiEdit(TextConditioner(hidden_size=width, tokens=tokens), KiwiTransformer(dit), PixelCodec(patch),
-                    FlowMatching(prediction="x0"))
+                    FlowMatching(prediction="x0"), source_residual=source_residual)
 
 
 def full(mllm_path: str, transformer_path: str, vae_path: str, queries: QueryCounts | None = None,
