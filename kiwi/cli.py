@@ -144,7 +144,12 @@ def train(recipe, video_slice, reference_slice, model_dir, out, steps, seed, no_
                    f"{Path(out)}/metrics*.jsonl")
         return
     model = from_pretrained(model_dir) if model_dir else KiwiConfig(size=recipe, seed=seed).build()
-    summary = Trainer(model, db, run, out).train(resume=not no_resume)
+    from kiwi.train import RunMismatch
+
+    try:
+        summary = Trainer(model, db, run, out).train(resume=not no_resume)
+    except RunMismatch as e:
+        raise click.ClickException(str(e)) from None
     if not summary.history:  # finished before: the trained weights are in the checkpoint, not in this fresh model
         from kiwi.train import load_weights
 
@@ -266,9 +271,10 @@ def eval_command(model_dir, bench_name, steps, frames, size, seed, instruct_only
     else:
         if not Path(model_dir).is_dir():
             raise click.ClickException(f"--model {model_dir}: no such model folder")
-        from kiwi.model.io import from_pretrained
+        from kiwi.model.io import fingerprint, from_pretrained
 
-        model, name = from_pretrained(model_dir), str(Path(model_dir).resolve())
+        # keyed by the weights too: retraining into the same folder is a new model, scored anew
+        model, name = from_pretrained(model_dir), f"{Path(model_dir).resolve()}@{fingerprint(model_dir)}"
     try:
         run = evaluate(db, model, bench_name, name, config, scorers, progress=True)
     finally:

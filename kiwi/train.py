@@ -33,6 +33,28 @@ from lake.slices import load_slice
 from lake.version import code_version
 
 
+class RunMismatch(ValueError):
+    """A checkpoint of another run (other steps, seed, slices, learning rate…) in the output folder: resuming it
+    would silently mix two runs."""
+
+    def __init__(self, out: Path, state: dict, run: RunConfig):
+        now = json.loads(json.dumps(run.to_dict()))  # as the checkpoint stored it (tuples as lists)
+        differences = _differences(state["run"], now) if state.get("run") else []
+        said = "; ".join(f"{key}: {old!r} there, {new!r} now" for key, old, new in differences[:6])
+        super().__init__(f"{out / 'checkpoint'} belongs to run {state['run_id']}, not to this one "
+                         f"({said or 'another configuration'}). Use another --out, or --no-resume to start over there.")
+
+
+def _differences(old: Any, new: Any, key: str = "") -> list[tuple[str, Any, Any]]:
+    """(dotted key, old, new) for every leaf that differs between two run configs."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [d for k in sorted(set(old) | set(new), key=str)
+                for d in _differences(old.get(k), new.get(k), f"{key}.{k}" if key else str(k))]
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        return [d for i, (a, b) in enumerate(zip(old, new, strict=True)) for d in _differences(a, b, f"{key}[{i}]")]
+    return [] if old == new else [(key, old, new)]
+
+
 @dataclass
 class RunSummary:
     run_id: str
@@ -116,7 +138,7 @@ class Trainer:
         save_file(tensors or {"_empty": torch.zeros(1)}, folder / "optimizer.safetensors")
         state = dict(stage_index=stage_index, step=step, global_step=global_step, loader=loader.state_dict(),
                      param_groups=opt["param_groups"], consumed=dict(summary.consumed), run_id=self.run_id,
-                     stage_start=stage_start)
+                     run=self.run.to_dict(), stage_start=stage_start)
         (folder / "state.json").write_text(json.dumps(state, indent=1))
         self._barrier()
         return folder
@@ -172,6 +194,8 @@ class Trainer:
         summary = RunSummary(self.run_id)
         state_file = self.out / "checkpoint" / "state.json"
         state = json.loads(state_file.read_text()) if resume and state_file.exists() else None
+        if state and state.get("run_id", self.run_id) != self.run_id:
+            raise RunMismatch(self.out, state, self.run)
         self.out.mkdir(parents=True, exist_ok=True)
         log = (self.out / ("metrics.jsonl" if self.rank == 0 else f"metrics.rank{self.rank}.jsonl")).open("a")
         writer = SummaryWriter(str(self.out / "tensorboard" / f"rank{self.rank}"))

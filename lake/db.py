@@ -182,7 +182,8 @@ class Lake:
 
     def reject(self, stage: str, input_ref: str, reason: str, detail: str | None = None,
                dataset: str | None = None, scores: Mapping[str, Any] | None = None) -> WriteResult:
-        """Record one input that could not be used. Keyed by (stage, input_ref): a rerun updates, never duplicates."""
+        """Record one input that could not be used. Keyed by (stage, dataset, input_ref): a rerun updates, never
+        duplicates."""
         return self.reject_many([dict(stage=stage, input_ref=input_ref, reason=reason, detail=detail,
                                       dataset=dataset, scores=scores)])
 
@@ -190,7 +191,7 @@ class Lake:
         rows = []
         for r in rejects:
             row = dict(r)
-            row.setdefault("reject_id", reject_id(row["stage"], row["input_ref"]))
+            row.setdefault("reject_id", reject_id(row["stage"], row["input_ref"], row.get("dataset")))
             if isinstance(row.get("scores"), Mapping):
                 row["scores"] = json.dumps(row["scores"], sort_keys=True, default=float)
             rows.append(row)
@@ -441,8 +442,10 @@ class Lake:
             )
 
 
-def reject_id(stage: str, input_ref: str) -> str:
-    return hashlib.blake2b(f"{stage}\x00{input_ref}".encode(), digest_size=12).hexdigest()
+def reject_id(stage: str, input_ref: str, dataset: str | None = None) -> str:
+    """Stable key of a reject: (stage, dataset, input_ref); two datasets' `train.csv:12` are two records."""
+    key = f"{stage}\x00{input_ref}" if dataset is None else f"{stage}\x00{dataset}\x00{input_ref}"
+    return hashlib.blake2b(key.encode(), digest_size=12).hexdigest()
 
 
 def in_filter(column: str, values: Sequence[Any]) -> str:

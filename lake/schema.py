@@ -149,7 +149,7 @@ REJECTS = TableSpec(
     name="rejects",
     schema=pa.schema(
         [
-            required("reject_id", pa.string()),  # stable hash of (stage, input_ref): a rerun never duplicates
+            required("reject_id", pa.string()),  # stable hash of (stage, dataset, input_ref): reruns never duplicate
             required("input_ref", pa.string()),
             required("stage", pa.string()),
             required("reason", pa.string()),

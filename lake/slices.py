@@ -87,10 +87,12 @@ def build_slice(db: Lake, table: str = "quadruplets", by: str = "edit_type", str
 
 
 def save_slice(db: Lake, s: Slice) -> str:
-    """Write the slice and its rows (once: a slice id that exists is not written again)."""
+    """Write the slice and its rows (once: a slice id that exists is not written again). The `slices` row is
+    written last, as the commit: rows left by a save killed before it are removed and written again."""
     if db.count("slices", where=f"slice_id = '{s.slice_id}'"):
         return s.slice_id
     weights = s.weights
+    db.delete("slice_rows", f"slice_id = '{s.slice_id}'")
     db.append("slice_rows", pa.table({"slice_id": pa.array([s.slice_id] * len(s.ids)), "id": pa.array(list(s.ids)),
                                       "category": pa.array(list(s.categories)), "weight": pa.array(weights)}))
     db.upsert("slices", [dict(

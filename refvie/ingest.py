@@ -63,8 +63,8 @@ class IngestSummary:
 def ingest(source: Source, db: Lake, config: IngestConfig = IngestConfig()) -> IngestSummary:
     summary = IngestSummary(dataset=source.dataset)
     existing = _existing_pair_ids(db) if config.skip_existing else set()
-    earlier = db.read("rejects", columns=["reject_id"], where=f"stage = '{STAGE}'")
-    rejected_before = set(earlier["reject_id"].to_pylist())
+    earlier = db.read("rejects", columns=["reject_id", "dataset"], where=f"stage = '{STAGE}'")
+    rejected_before = dict(zip(earlier["reject_id"].to_pylist(), earlier["dataset"].to_pylist(), strict=True))
     seen: set[str] = set()
     progress = _progress(config, source)
     with ThreadPoolExecutor(max_workers=max(1, config.workers)) as pool:
@@ -92,7 +92,7 @@ def ingest(source: Source, db: Lake, config: IngestConfig = IngestConfig()) -> I
                     rows.append(outcome)
             if rows:
                 db.upsert("pairs", rows)
-                _forget_old_rejects(db, [r for r in todo], rejected_before)
+            _forget_old_rejects(db, todo, rejected_before)
             if rejects:
                 db.reject_many(rejects)
             summary.accepted += len(rows)
@@ -184,9 +184,13 @@ def _reject(record: PairRecord, reason: str, detail: str) -> dict[str, Any]:
                 dataset=record.dataset)
 
 
-def _forget_old_rejects(db: Lake, records: list[PairRecord], rejected_before: set[str]) -> None:
-    """A row that failed before and passes now must not be counted twice."""
-    stale = [rid for rid in (reject_id(STAGE, r.input_ref) for r in records) if rid in rejected_before]
+def _forget_old_rejects(db: Lake, records: list[PairRecord], rejected_before: dict[str, str | None]) -> None:
+    """A row of this dataset that failed before is forgotten (it passes now, or its reject is written again):
+    never counted twice, and never another dataset's record of the same file and line. Records written before
+    the dataset was part of the key are matched by their dataset column."""
+    stale = [rid for r in records
+             for rid in (reject_id(STAGE, r.input_ref, r.dataset), reject_id(STAGE, r.input_ref))
+             if rid in rejected_before and rejected_before[rid] in (r.dataset, None)]
     if stale:
         db.delete("rejects", "reject_id IN (" + ", ".join(f"'{rid}'" for rid in stale) + ")")
 

@@ -67,6 +67,9 @@ def test_kiwi_train_command_runs_the_tiny_curriculum(tmp_path):
     # the rerun saves the trained weights again, not a fresh initialisation over them
     assert (tmp_path / "run" / "model" / "transformer" / "diffusion_pytorch_model.safetensors").read_bytes() == trained
     assert lake.open(tmp_path / "lake").count("runs", where="status = 'finished'") == 1
+    other = CliRunner().invoke(cli, ["train", "--lake", str(tmp_path / "lake"), "--out", str(tmp_path / "run"),
+                                     "--steps", "1,2,4"])  # another budget into the same folder: refused
+    assert other.exit_code == 1 and "steps: 2 there, 4 now" in other.output and "Traceback" not in other.output
 
 
 def test_bench_freeze_eval_and_compare_from_the_command_line(files, tmp_path):
@@ -90,12 +93,25 @@ def test_bench_freeze_eval_and_compare_from_the_command_line(files, tmp_path):
     rerun = runner.invoke(cli, ["eval", "--model", str(files / "model"), "--bench", "cli-bench", "--steps", "1",
                                 "--lake", uri])
     assert "0 items run now" in rerun.output
+    import shutil
+
+    from kiwi.model.io import save_pretrained
+    from kiwi.model.kiwi_edit import tiny
+
+    shutil.copytree(files / "model", tmp_path / "model")  # the same folder trained again: new weights, new scores
+    before = runner.invoke(cli, ["eval", "--model", str(tmp_path / "model"), "--bench", "cli-bench", "--steps", "1",
+                                 "--lake", uri])
+    assert before.exit_code == 0 and "0 items run now" not in before.output
+    save_pretrained(tiny(seed=7), tmp_path / "model")
+    retrained = runner.invoke(cli, ["eval", "--model", str(tmp_path / "model"), "--bench", "cli-bench", "--steps",
+                                    "1", "--lake", uri])
+    assert retrained.exit_code == 0 and "0 items run now" not in retrained.output
     baseline = runner.invoke(cli, ["eval", "--model", "copy-source", "--bench", "cli-bench", "--lake", uri])
     assert baseline.exit_code == 0, baseline.output
     import lake
 
     compared = lake.open(uri).query("eval_by_category", bench="cli-bench", metric="psnr").to_pandas()
-    assert compared["run_id"].nunique() == 2 and set(compared["model"]) >= {"copy-source"}
+    assert compared["run_id"].nunique() == 4 and set(compared["model"]) >= {"copy-source"}  # 3 models + copy
     missing = runner.invoke(cli, ["eval", "--model", str(files / "model"), "--bench", "nope", "--lake", uri])
     assert missing.exit_code == 1 and "no bench named 'nope'" in missing.output and "Traceback" not in missing.output
 

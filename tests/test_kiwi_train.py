@@ -44,6 +44,22 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(db, tmp_path, u
     assert [h["loss"] for h in combined] == pytest.approx([h["loss"] for h in whole.history], abs=1e-6)
 
 
+def test_resuming_another_runs_checkpoint_is_refused_with_what_differs(db, tmp_path):
+    from dataclasses import replace
+
+    from kiwi.train import RunMismatch
+
+    first = Trainer(tiny(seed=0), db, run_config(), tmp_path / "out").train(stop_after=2)
+    assert first.steps == 2
+    longer = replace(run_config(), stages=(*run_config().stages[:2], replace(run_config().stages[2], steps=9)))
+    with pytest.raises(RunMismatch, match=r"stages\[2\]\.steps: 3 there, 9 now.*--no-resume"):
+        Trainer(tiny(seed=0), db, longer, tmp_path / "out").train()
+    with pytest.raises(RunMismatch, match="seed: 5 there, 6 now"):
+        Trainer(tiny(seed=0), db, replace(run_config(), seed=6), tmp_path / "out").train()
+    fresh = Trainer(tiny(seed=0), db, longer, tmp_path / "out").train(resume=False, stop_after=1)
+    assert fresh.steps == 1  # --no-resume starts over in the same folder
+
+
 def test_stage_one_leaves_frozen_parameters_bit_identical(db, tmp_path):
     model = tiny(seed=1)
     stage = StageConfig("s1", "video", "image", ("queries", "query_connector"), 2, 1e-2, frames=1)

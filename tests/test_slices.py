@@ -51,6 +51,25 @@ def test_slice_counts_lineage_and_idempotent_save(db):
         load_slice(db, "nope")
 
 
+def test_a_save_killed_before_its_slices_row_is_redone_without_doubling_rows(db, monkeypatch):
+    s = build_slice(db, strategy=Strategy("natural"), seed=1, name="cut")
+    real_upsert = lake.Lake.upsert
+
+    def killed(self, table, rows):
+        if table == "slices":
+            raise KeyboardInterrupt("killed between slice_rows and slices")
+        return real_upsert(self, table, rows)
+
+    monkeypatch.setattr(lake.Lake, "upsert", killed)
+    with pytest.raises(KeyboardInterrupt):
+        save_slice(db, s)
+    monkeypatch.setattr(lake.Lake, "upsert", real_upsert)
+    assert db.count("slices") == 0 and db.count("slice_rows") == 230  # the orphan rows of the killed save
+    assert save_slice(db, s) == s.slice_id
+    assert db.count("slices") == 1 and db.count("slice_rows") == 230
+    assert list(load_slice(db, "cut").ids) == list(s.ids)
+
+
 def test_where_filters_and_by_can_be_any_column_or_expression(db):
     s = build_slice(db, by="edit_scope", where="edit_strength >= 5")
     assert s.allocation.counts == {"local": 100, "background": 10, "global": 5}

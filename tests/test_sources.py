@@ -95,6 +95,23 @@ def test_a_fixed_row_leaves_rejects_on_the_next_run(dataset, empty_lake, tmp_pat
     assert empty_lake.count("rejects") == 0 and empty_lake.count("pairs") == 1
 
 
+def test_two_datasets_with_the_same_file_name_keep_their_own_rejects(dataset, empty_lake, tmp_path):
+    """Real pools all call their manifest train.csv: the second dataset's good rows must not erase the first's
+    rejects at the same line numbers."""
+    (tmp_path / "one").mkdir()
+    bad = write_kiwi_csv(tmp_path / "one" / "train.csv", [list(p[:3]) for p in dataset.bad_pairs[:3]])
+    first = ingest(KiwiCsvSource(bad, dataset.root, dataset="pool-one"), empty_lake, QUIET)
+    assert first.rejected_total == 3
+    (tmp_path / "two").mkdir()
+    good = write_kiwi_csv(tmp_path / "two" / "train.csv", [list(p) for p in dataset.good_pairs[:3]])
+    second = ingest(KiwiCsvSource(good, dataset.root, dataset="pool-two"), empty_lake, QUIET)
+    assert second.accepted == 3 and second.rejected_total == 0
+    kept = empty_lake.read("rejects", columns=["dataset", "input_ref"]).to_pylist()
+    assert sorted((r["dataset"], r["input_ref"]) for r in kept) == [("pool-one", f"train.csv:{n}") for n in (2, 3, 4)]
+    again = ingest(KiwiCsvSource(bad, dataset.root, dataset="pool-one"), empty_lake, QUIET)
+    assert again.rejected_total == 3 and empty_lake.count("rejects") == 3  # a rerun still never duplicates
+
+
 def test_image_pairs_are_one_frame_clips_and_references_are_kept(dataset, empty_lake, tmp_path):
     src, tgt, prompt = dataset.image_pair
     rows = [[src, tgt, prompt, dataset.reference],

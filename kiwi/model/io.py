@@ -87,3 +87,18 @@ def from_pretrained(folder: str | Path, device: str = "cpu", dtype: torch.dtype 
     if unexpected:
         raise ValueError(f"{folder}/kiwi/model.safetensors has unknown tensors: {unexpected[:3]}")
     return model.to(device).eval()
+
+
+def fingerprint(folder: str | Path) -> str:
+    """A short key of a model folder's current files (relative path, size, modification time): it changes when
+    the folder is trained or saved into again, so results keyed by it never mix two models' weights. Cheap on
+    full-size checkpoints, where hashing every byte would take minutes."""
+    import hashlib
+
+    folder = Path(folder)
+    digest = hashlib.blake2b(digest_size=6)
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        stat = path.stat()
+        digest.update(f"{path.relative_to(folder)}\x00{stat.st_size}\x00{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
