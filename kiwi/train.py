@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import shutil
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -31,6 +32,28 @@ from lake import Lake
 from lake.adaptive import AdaptiveSampler
 from lake.slices import load_slice
 from lake.version import code_version
+
+
+def replace_folder(new: Path, folder: Path) -> None:
+    """`new` becomes `folder` by renames: folder -> folder.old, new -> folder, then folder.old is removed.
+    `recover_folder` finishes or undoes a replacement cut short."""
+    old = folder.with_name(folder.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        folder.rename(old)
+    new.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def recover_folder(folder: Path) -> None:
+    """After a kill inside `replace_folder`: with no `folder`, the previous one (folder.old) is put back; with
+    both, the new one is whole and the old one goes."""
+    old = folder.with_name(folder.name + ".old")
+    if old.exists():
+        if folder.exists():
+            shutil.rmtree(old)
+        else:
+            old.rename(folder)
 
 
 class RunMismatch(ValueError):
@@ -121,25 +144,32 @@ class Trainer:
                    summary: RunSummary, stage_start: bool = False) -> Path:
         """Model weights (safetensors), optimizer tensors (safetensors) and the rest (JSON). A `stage_start`
         checkpoint (written at a stage's end) resumes at the next stage with a fresh optimizer and loader.
-        Under several ranks each writes its loader state (`state.rank{r}.json`); rank 0 the weights."""
-        folder = self.out / "checkpoint"
+        Under several ranks each writes its loader state (`state.rank{r}.json`); rank 0 the weights.
+        Atomic: every file goes to `checkpoint.next`, which replaces `checkpoint` by renames only once complete,
+        so a kill at any moment leaves the previous checkpoint or the new one whole, never a mix."""
+        folder, staging = self.out / "checkpoint", self.out / "checkpoint.next"
+        self._barrier()
+        if self.rank == 0:
+            shutil.rmtree(staging, ignore_errors=True)  # a checkpoint killed half-written
+            staging.mkdir(parents=True)
+        self._barrier()
         if self.rank != 0:
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / f"state.rank{self.rank}.json").write_text(json.dumps({"loader": loader.state_dict()}))
-            self._barrier()
-            return folder
-        folder.mkdir(parents=True, exist_ok=True)
-        weights = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()
-                   if not k.startswith(("vae.", "mllm.model.model.visual."))}
-        save_file(weights, folder / "model.safetensors")
-        opt = optimizer.state_dict()
-        tensors = {f"{i}.{k}": v.detach().cpu().contiguous() for i, s in opt["state"].items() for k, v in s.items()
-                   if torch.is_tensor(v)}
-        save_file(tensors or {"_empty": torch.zeros(1)}, folder / "optimizer.safetensors")
-        state = dict(stage_index=stage_index, step=step, global_step=global_step, loader=loader.state_dict(),
-                     param_groups=opt["param_groups"], consumed=dict(summary.consumed), run_id=self.run_id,
-                     run=self.run.to_dict(), stage_start=stage_start)
-        (folder / "state.json").write_text(json.dumps(state, indent=1))
+            (staging / f"state.rank{self.rank}.json").write_text(json.dumps({"loader": loader.state_dict()}))
+        else:
+            weights = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()
+                       if not k.startswith(("vae.", "mllm.model.model.visual."))}
+            save_file(weights, staging / "model.safetensors")
+            opt = optimizer.state_dict()
+            tensors = {f"{i}.{k}": v.detach().cpu().contiguous() for i, s in opt["state"].items()
+                       for k, v in s.items() if torch.is_tensor(v)}
+            save_file(tensors or {"_empty": torch.zeros(1)}, staging / "optimizer.safetensors")
+            state = dict(stage_index=stage_index, step=step, global_step=global_step, loader=loader.state_dict(),
+                         param_groups=opt["param_groups"], consumed=dict(summary.consumed), run_id=self.run_id,
+                         run=self.run.to_dict(), stage_start=stage_start)
+            (staging / "state.json").write_text(json.dumps(state, indent=1))
+        self._barrier()
+        if self.rank == 0:
+            replace_folder(staging, folder)
         self._barrier()
         return folder
 
@@ -192,6 +222,9 @@ class Trainer:
         from tqdm.auto import tqdm
 
         summary = RunSummary(self.run_id)
+        if self.rank == 0:
+            recover_folder(self.out / "checkpoint")
+        self._barrier()
         state_file = self.out / "checkpoint" / "state.json"
         state = json.loads(state_file.read_text()) if resume and state_file.exists() else None
         if state and state.get("run_id", self.run_id) != self.run_id:

@@ -44,6 +44,47 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(db, tmp_path, u
     assert [h["loss"] for h in combined] == pytest.approx([h["loss"] for h in whole.history], abs=1e-6)
 
 
+class Killed(BaseException):
+    """Stands for SIGKILL: nothing after it runs, no handler catches it."""
+
+
+@pytest.mark.parametrize("where", ["mid-file", "between-renames"])
+def test_a_run_killed_while_checkpointing_resumes_from_a_whole_checkpoint(db, tmp_path, uninterrupted, monkeypatch,
+                                                                          where):
+    import kiwi.train as train_module
+
+    if where == "mid-file":  # the second checkpoint dies after its weights, before its optimizer and state
+        real, calls = train_module.save_file, []
+
+        def dying_save(tensors, path):
+            calls.append(path)
+            if len(calls) == 4:
+                raise Killed
+            return real(tensors, path)
+
+        monkeypatch.setattr(train_module, "save_file", dying_save)
+    else:  # the second checkpoint dies after moving the old one aside, before putting the new one in place
+        real, calls = train_module.replace_folder, []
+
+        def dying_replace(new, folder):
+            calls.append(new)
+            if len(calls) == 2:
+                folder.rename(folder.with_name(folder.name + ".old"))
+                raise Killed
+            return real(new, folder)
+
+        monkeypatch.setattr(train_module, "replace_folder", dying_replace)
+    with pytest.raises(Killed):
+        Trainer(tiny(seed=0), db, run_config(), tmp_path / "out").train()
+    monkeypatch.undo()
+    rest = Trainer(tiny(seed=0), db, run_config(), tmp_path / "out").train()
+    assert rest.finished and rest.history[0]["global_step"] == 3  # from the first checkpoint (step 2), whole
+    whole = {h["global_step"]: h for h in uninterrupted.history}
+    assert [h["ids"] for h in rest.history] == [whole[h["global_step"]]["ids"] for h in rest.history]
+    assert [h["loss"] for h in rest.history] == pytest.approx(
+        [whole[h["global_step"]]["loss"] for h in rest.history], abs=1e-6)
+
+
 def test_resuming_another_runs_checkpoint_is_refused_with_what_differs(db, tmp_path):
     from dataclasses import replace
 
