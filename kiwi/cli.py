@@ -203,7 +203,7 @@ def bench_import(layout, listing, name, root, lake_uri) -> None:
 
     importer = import_refvie_bench if layout == "refvie-bench" else import_openve_bench
     try:
-        report = importer(open_lake(lake_uri), listing, name or layout, root=root)
+        report = importer(open_lake(lake_uri, create=True), listing, name or layout, root=root)
     except ValueError as e:
         raise click.ClickException(str(e)) from None
     click.echo(str(report) + ("; see `lake query rejects_by_reason`" if report.rejected else ""))

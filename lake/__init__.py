@@ -5,12 +5,12 @@
     db.sql("SELECT edit_type, count(*) FROM quadruplets GROUP BY 1")
 """
 
-from lake.db import DEFAULT_URI, Lake, TableInfo, VersionInfo, WriteResult, default_uri, open
+from lake.db import DEFAULT_URI, Lake, TableInfo, VersionInfo, WriteResult, default_uri, exists, open
 from lake.errors import LakeError, MediaError, SchemaMismatchError
 from lake.schema import TABLES, TableSpec
 from lake.taxonomy import EditScope, EditType, Split, Task
 
 __all__ = [
     "DEFAULT_URI", "TABLES", "EditScope", "EditType", "Lake", "LakeError", "MediaError", "SchemaMismatchError",
-    "Split", "TableInfo", "TableSpec", "Task", "VersionInfo", "WriteResult", "default_uri", "open",
+    "Split", "TableInfo", "TableSpec", "Task", "VersionInfo", "WriteResult", "default_uri", "exists", "open",
 ]

@@ -26,9 +26,14 @@ lake_option = click.option(
 )
 
 
-def open_lake(uri: str):
+def open_lake(uri: str, create: bool = False):
+    """The lake at `uri`. Only commands that fill a lake (`refvie ingest`) create one: a mistyped --lake must not
+    leave an empty lake behind and report that it holds nothing."""
     import lake
 
+    if not create and not lake.exists(uri):
+        raise LakeError(f"no lake at {uri} (from --lake or $KIWI_LAKE); check the path, or create one with "
+                        f"`refvie ingest …` or `make demo`")
     return lake.open(uri)
 
 

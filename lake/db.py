@@ -73,6 +73,17 @@ def open(uri: str | os.PathLike | None = None, storage_options: Mapping[str, str
     return Lake(uri, storage_options=storage_options, create=create)
 
 
+def exists(uri: str | os.PathLike, storage_options: Mapping[str, str] | None = None) -> bool:
+    """Whether `uri` holds a lake (at least one of its tables), without creating anything."""
+    import lancedb
+
+    uri = str(uri)
+    if "://" not in uri and not os.path.isdir(uri):
+        return False
+    names = set(lancedb.connect(uri, storage_options=dict(storage_options or {}) or None).list_tables().tables)
+    return bool(names & set(TABLES))
+
+
 class Lake:
     """The one entry point: tables, writes, versions, tags, SQL (DuckDB), Daft and blob access."""
 

@@ -101,8 +101,9 @@ def ingest(path, fmt, root, dataset, mappings, n, seed, start, mix, frames, size
         labels = parse_label_map(label_map)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--label-map") from None
-    summary = run_ingest(source, open_lake(lake_uri), IngestConfig(min_frames=min_frames, store_bytes=not no_bytes,
-                                                                   progress=not quiet, label_map=labels))
+    summary = run_ingest(source, open_lake(lake_uri, create=True),
+                         IngestConfig(min_frames=min_frames, store_bytes=not no_bytes, progress=not quiet,
+                                      label_map=labels))
     click.echo(str(summary))
 
 

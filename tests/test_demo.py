@@ -44,6 +44,13 @@ def test_demo_ingests_builds_previews_and_is_idempotent(tmp_path):
 
 def test_installed_commands(tmp_path):
     bin_dir = Path(sys.executable).parent
+    mistyped = subprocess.run([str(bin_dir / "lake"), "info", "--lake", str(tmp_path / "lkae")], capture_output=True,
+                              text=True, timeout=120)
+    assert mistyped.returncode == 1 and mistyped.stderr.startswith(f"Error: no lake at {tmp_path / 'lkae'}")
+    assert not (tmp_path / "lkae").exists()  # a typo leaves nothing behind
+    import lake
+
+    lake.open(tmp_path / "lake")
     result = subprocess.run([str(bin_dir / "lake"), "info", "--lake", str(tmp_path / "lake")], capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0 and "quadruplets" in result.stdout
