@@ -40,8 +40,9 @@ bench: $(STAMP)
 	$(PY) bench/label_bench.py
 	$(PY) bench/experiment_bench.py
 
+# containers and CI run as root, which Jupyter refuses without --allow-root
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check lake refvie kiwi tests bench scripts

@@ -157,6 +157,10 @@ def balance(table, by, strategy, alpha, target_mix, max_repeats, max_rows, where
         if item.strip():
             key, _, value = item.partition("=")
             proportions[key.strip()] = float(value)
+    needs = {"temperature": ("--alpha", alpha is not None), "target": ("--target", bool(proportions)),
+             "cap": ("one of --max-repeats or --max-rows", (max_repeats is None) != (max_rows is None))}
+    if strategy in needs and not needs[strategy][1]:
+        raise click.UsageError(f"--strategy {strategy} needs {needs[strategy][0]}")
     chosen = Strategy(strategy, alpha=alpha if strategy == "temperature" else None, proportions=proportions,
                       max_repeats=max_repeats, max_rows=max_rows)
     db = open_lake(lake_uri)

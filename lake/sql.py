@@ -71,9 +71,20 @@ def run_sql(lake: Lake, query: str, params: Mapping[str, Any] | None = None,
         relation = con.sql(query, params=dict(params) if params else None)
         return relation.to_arrow_table() if relation is not None else pa.table({})
     except duckdb.Error as e:
-        raise LakeError(f"SQL failed: {_first_line(e)}") from None
+        raise LakeError(f"SQL failed: {_first_line(e)}{_hidden_column_hint(str(e), tables)}") from None
     finally:
         con.close()
+
+
+def _hidden_column_hint(message: str, tables: set[str]) -> str:
+    """When the failure names a video/image column: SQL never reads those (it would pull media bytes); say how."""
+    for name in sorted(tables):
+        spec = TABLES[name]
+        for column in spec.schema.names:
+            if column not in spec.metadata_columns and f'"{column}"' in message:
+                return (f" — {name}.{column} holds media bytes and is hidden from SQL; select {spec.key[0]} here and "
+                        f"read the media with db.read_video({name!r}, key, {column!r}) or db.read_blobs(...)")
+    return ""
 
 
 def _versions_per_table(tables: set[str], version: Version | Mapping[str, Version] | None) -> dict[str, Version]:

@@ -75,6 +75,11 @@ def test_tags_from_the_command_line(lake_uri):
         (("sql", "SELECT 1 FROM quadruplets", "--version", "v9"), "Error: table 'quadruplets' has no tag 'v9'"),
         (("sql", "SELECT 1", "--out", "x.xlsx"), "use a .csv, .json or .parquet"),
         (("versions", "quads"), "Error: unknown table 'quads'"),
+        (("sql", "SELECT source_video FROM quadruplets"), "quadruplets.source_video holds media bytes and is hidden "
+                                                          "from SQL; select id here and read the media with db."),
+        (("balance", "--strategy", "temperature"), "--strategy temperature needs --alpha"),
+        (("balance", "--strategy", "cap"), "--strategy cap needs one of --max-repeats or --max-rows"),
+        (("balance", "--strategy", "target"), "--strategy target needs --target"),
     ],
 )
 def test_user_mistakes_print_one_line_and_exit_non_zero(lake_uri, args, message):
