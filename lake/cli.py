@@ -173,7 +173,12 @@ def balance(table, by, strategy, alpha, target_mix, max_repeats, max_rows, where
     if dry_run:
         click.echo("dry run: nothing saved")
     else:
-        click.echo(f"saved slice {save_slice(db, s)} as {s.name!r}")
+        existing = db.read("slices", columns=["name"], where=f"slice_id = '{s.slice_id}'")["name"].to_pylist()
+        if existing and existing[0] != s.name:  # the id is the definition's hash: one definition, one slice
+            click.echo(f"slice {s.slice_id} already exists with this definition as {existing[0]!r}; not saved "
+                       f"again as {s.name!r} (use {existing[0]!r} or the id)")
+        else:
+            click.echo(f"saved slice {save_slice(db, s)} as {s.name!r}")
 
 
 @cli.group(cls=FriendlyGroup, name="slice")

@@ -205,6 +205,10 @@ def test_balance_and_slice_commands(db):
     saved = run("balance", "--strategy", "temperature", "--alpha", "0.3", "--where", "edit_strength >= 2",
                 "--name", "t03")
     assert saved.exit_code == 0 and "saved slice" in saved.output, saved.output
+    again = run("balance", "--strategy", "temperature", "--alpha", "0.3", "--where", "edit_strength >= 2",
+                "--name", "t03-again")  # the same definition under a new name: say where it already is
+    assert "already exists with this definition as 't03'; not saved again as 't03-again'" in again.output
+    assert "saved slice" not in again.output and db.count("slices") == 1
     run("balance", "--strategy", "cap", "--max-repeats", "2", "--name", "unimax")
     listing = run("slice", "list").output
     assert "t03" in listing and "unimax" in listing
@@ -213,7 +217,7 @@ def test_balance_and_slice_commands(db):
     diff = run("slice", "diff", "t03", "unimax")
     assert diff.exit_code == 0 and "share_a" in diff.output
     bad = run("balance", "--strategy", "temperature")
-    assert bad.exit_code == 1 and "alpha" in bad.output
+    assert bad.exit_code == 2 and "--strategy temperature needs --alpha" in bad.output
 
 
 def test_bulk_ids_equal_the_iterator(db):
