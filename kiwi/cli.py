@@ -7,11 +7,12 @@ from pathlib import Path
 
 import click
 
-from lake.cli_common import FriendlyGroup, lake_option, open_lake
+from lake.cli_common import FriendlyGroup, group_lake_option, lake_option, open_lake
 from lake.errors import MediaError
 
 
 @click.group(cls=FriendlyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@group_lake_option
 def cli() -> None:
     """Kiwi-Edit: instruction- and reference-guided video editing."""
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import click
 
-from lake.cli_common import FriendlyGroup, format_table, lake_option, open_lake, write_table
+from lake.cli_common import FriendlyGroup, format_table, group_lake_option, lake_option, open_lake, write_table
 from lake.queries import list_queries, load_query, parse_value
 
 
 @click.group(cls=FriendlyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@group_lake_option
 def cli() -> None:
     """Kiwi Lake: the RefVIE multimodal lake (LanceDB tables, DuckDB SQL, versions and tags)."""
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
 import pyarrow as pa
+from click.core import ParameterSource
 
 from lake.errors import LakeError
 
@@ -20,9 +22,32 @@ class FriendlyGroup(click.Group):
             raise click.ClickException(str(e)) from None
 
 
+def _default_lake() -> str:
+    return os.environ.get("KIWI_LAKE") or "./data/lake"
+
+
+def _lake_value(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """A --lake given before the subcommand (`lake --lake PATH info`) counts as if given after it."""
+    given = ctx.meta.get("kiwi_lake")
+    if given and ctx.get_parameter_source(param.name) is not ParameterSource.COMMANDLINE:
+        return given
+    return value
+
+
 lake_option = click.option(
-    "--lake", "lake_uri", envvar="KIWI_LAKE", default="./data/lake", show_default=True,
-    help="Lake URI: a folder or s3:// gs:// az:// (default $KIWI_LAKE).",
+    "--lake", "lake_uri", default=_default_lake, callback=_lake_value, show_default=_default_lake(),
+    help="Lake URI: a folder or s3:// gs:// az:// (default: $KIWI_LAKE, else ./data/lake).",
+)
+
+
+def _remember_lake(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value:
+        ctx.meta["kiwi_lake"] = value
+
+
+group_lake_option = click.option(
+    "--lake", expose_value=False, is_eager=True, callback=_remember_lake,
+    help="Lake URI for the subcommand (also accepted after it).",
 )
 
 

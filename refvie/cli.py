@@ -6,12 +6,13 @@ from pathlib import Path
 
 import click
 
-from lake.cli_common import FriendlyGroup, lake_option, open_lake
+from lake.cli_common import FriendlyGroup, group_lake_option, lake_option, open_lake
 
 FORMATS = ("kiwi-csv", "refvie-parquet", "manifest", "synthetic")
 
 
 @click.group(cls=FriendlyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@group_lake_option
 def cli() -> None:
     """RefVIE data engine: pair sources in, quadruplets out."""
 

@@ -34,6 +34,16 @@ def test_lake_uri_comes_from_the_environment(lake_uri):
     assert result.exit_code == 0 and result.output.split() == ["n", "12"]
 
 
+def test_lake_is_accepted_before_the_subcommand_and_wins_over_the_environment(lake_uri, tmp_path):
+    before = run("--lake", lake_uri, "sql", "SELECT count(*) AS n FROM quadruplets",
+                 env={"KIWI_LAKE": str(tmp_path / "elsewhere")})
+    assert before.exit_code == 0 and before.output.split() == ["n", "12"]
+    nested = run("--lake", lake_uri, "slice", "list")
+    assert nested.exit_code == 0, nested.output
+    shown = " ".join(run("info", "--help").output.split())
+    assert "(default: $KIWI_LAKE, else ./data/lake)" in shown and "[default: (" in shown  # the effective one
+
+
 def test_sql_prints_a_table_and_writes_files(lake_uri, tmp_path):
     query = "SELECT edit_type, count(*) AS n FROM quadruplets GROUP BY 1 ORDER BY 1"
     printed = run("sql", query, "--lake", lake_uri)
