@@ -86,16 +86,18 @@ def load_classifier(classifier: str, endpoint_url: str | None, endpoint_model: s
 @click.option("--label-map", default=None, metavar="MAP",
               help="The dataset's own edit categories onto ours: a shipped map (openve), a YAML file, or "
                    "their=ours,… (given labels win over any classifier).")
+@click.option("--strict", is_flag=True, help="kiwi-csv: reject rows whose prompt holds unquoted commas instead of "
+              "repairing them (a repair needs every path column to end in a media extension).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @lake_option
 def ingest(path, fmt, root, dataset, mappings, n, seed, start, mix, frames, size, min_frames, no_bytes, label_map,
-           quiet, lake_uri) -> None:
+           strict, quiet, lake_uri) -> None:
     """Ingest pairs into the lake's `pairs` table; bad rows go to `rejects` with a reason."""
     from refvie.ingest import IngestConfig
     from refvie.ingest import ingest as run_ingest
 
     source = build_source(fmt, path, root, dataset, parse_mapping(mappings), n, seed, start, parse_mix(mix), frames,
-                          size)
+                          size, strict)
     from refvie.labels.maps import parse_label_map
 
     try:
@@ -108,7 +110,7 @@ def ingest(path, fmt, root, dataset, mappings, n, seed, start, mix, frames, size
     click.echo(str(summary))
 
 
-def build_source(fmt, path, root, dataset, mapping, n, seed, start, mix, frames, size):
+def build_source(fmt, path, root, dataset, mapping, n, seed, start, mix, frames, size, strict=False):
     from refvie import sources
     from refvie.synthetic import SyntheticConfig
 
@@ -120,7 +122,7 @@ def build_source(fmt, path, root, dataset, mapping, n, seed, start, mix, frames,
         raise click.UsageError(f"--format {fmt} needs a PATH")
     root = root or Path(path).parent
     if fmt == "kiwi-csv":
-        return sources.KiwiCsvSource(path, root, dataset=dataset)
+        return sources.KiwiCsvSource(path, root, dataset=dataset, strict=strict)
     if fmt == "refvie-parquet":
         return sources.RefvieParquetSource(path, root, dataset=dataset or "refvie")
     return sources.ManifestSource(path, root, mapping=mapping, dataset=dataset)

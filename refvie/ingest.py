@@ -45,6 +45,7 @@ class IngestSummary:
     accepted: int = 0
     unchanged: int = 0
     rejected: Counter = field(default_factory=Counter)
+    repaired: int = 0  # accepted after a repair (e.g. a CSV prompt with unquoted commas); the original is in meta
 
     @property
     def rejected_total(self) -> int:
@@ -55,7 +56,8 @@ class IngestSummary:
 
     def __str__(self) -> str:
         lines = [f"ingest {self.dataset}: read {self.read}, accepted {self.accepted}, "
-                 f"already in the lake {self.unchanged}, rejected {self.rejected_total}"]
+                 f"already in the lake {self.unchanged}, rejected {self.rejected_total}"
+                 + (f" ({self.repaired} accepted after a repair; see meta.repaired_from)" if self.repaired else "")]
         lines += [f"  rejected {reason:<22} {count}" for reason, count in self.rejected.most_common()]
         return "\n".join(lines)
 
@@ -96,6 +98,8 @@ def ingest(source: Source, db: Lake, config: IngestConfig = IngestConfig()) -> I
             if rejects:
                 db.reject_many(rejects)
             summary.accepted += len(rows)
+            refused = {j["input_ref"] for j in rejects}
+            summary.repaired += sum("repaired_from" in (r.meta or {}) for r in todo if r.input_ref not in refused)
             summary.rejected.update(r["reason"] for r in rejects)
             if progress is not None:
                 progress.update(len(batch))

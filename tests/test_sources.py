@@ -95,6 +95,28 @@ def test_a_fixed_row_leaves_rejects_on_the_next_run(dataset, empty_lake, tmp_pat
     assert empty_lake.count("rejects") == 0 and empty_lake.count("pairs") == 1
 
 
+def test_prompts_with_unquoted_commas_are_repaired_when_unambiguous(dataset, empty_lake, tmp_path):
+    """Kiwi-Edit's own demo CSV (header prompt,src_video,tgt_video) does not quote its prompts."""
+    (src, tgt, _), (src2, tgt2, _) = dataset.good_pairs[:2]
+    path = tmp_path / "video_demo_training_set.csv"
+    path.write_text("prompt,src_video,tgt_video\n"
+                    f"Add a hat, a scarf, and gloves to the man,{src},{tgt}\n"
+                    f"Make it snow,{src2},{tgt2}\n"
+                    f"Turn it red, then,blue,{src2}\n"  # the last path column is no media file: ambiguous
+                    "only,two\n")
+    summary = ingest(KiwiCsvSource(path, dataset.root), empty_lake, QUIET)
+    assert (summary.accepted, summary.repaired) == (2, 1)
+    assert summary.rejected == Counter(malformed_row=2)
+    assert "(1 accepted after a repair; see meta.repaired_from)" in str(summary)
+    rows = {r["instruction"]: r for r in empty_lake.read("pairs", columns=["instruction", "meta"]).to_pylist()}
+    repaired = json.loads(rows["Add a hat, a scarf, and gloves to the man"]["meta"])
+    assert repaired["repaired_from"] == f"Add a hat, a scarf, and gloves to the man,{src},{tgt}"
+    details = sorted(empty_lake.read("rejects", columns=["detail"])["detail"].to_pylist())
+    assert details == ["line 4 has 4 fields, expected 3", "line 5 has 2 fields, expected 3"]  # the real counts
+    strict = ingest(KiwiCsvSource(path, dataset.root, dataset="strict", strict=True), empty_lake, QUIET)
+    assert strict.rejected == Counter(malformed_row=3) and strict.repaired == 0
+
+
 def test_two_datasets_with_the_same_file_name_keep_their_own_rejects(dataset, empty_lake, tmp_path):
     """Real pools all call their manifest train.csv: the second dataset's good rows must not erase the first's
     rejects at the same line numbers."""

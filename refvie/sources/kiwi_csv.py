@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from refvie.sources.base import PairRecord, RowProblem, media_field, stable_id
+from refvie.sources.base import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, PairRecord, RowProblem, media_field, stable_id
 
 REQUIRED = ("src_video", "tgt_video", "prompt")
 
@@ -19,6 +19,7 @@ class KiwiCsvSource:
     csv_path: Path
     root: Path
     dataset: str = ""
+    strict: bool = False  # reject rows with unquoted commas in the prompt instead of repairing them
 
     def __post_init__(self):
         self.csv_path, self.root = Path(self.csv_path), Path(self.root)
@@ -36,20 +37,38 @@ class KiwiCsvSource:
 
     def __iter__(self) -> Iterator[PairRecord]:
         with self.csv_path.open(newline="") as f:
-            reader = csv.DictReader(f)
-            for row in reader:
+            reader = csv.reader(f)
+            header = next(reader, [])
+            for fields in reader:
                 line = reader.line_num
                 record = PairRecord(input_ref=f"{self.csv_path.name}:{line}", dataset=self.dataset)
                 try:
-                    if None in row or any(row.get(c) is None for c in REQUIRED):
-                        raise RowProblem("malformed_row", f"line {line} has {len(row) - (None in row)} fields, "
-                                                          f"expected {len(reader.fieldnames or [])}")
+                    row, repaired = self._row(header, fields, line)
                     record.instruction = row["prompt"]
                     record.pair_id = stable_id("kiwi", row["src_video"], row["tgt_video"], row["prompt"])
                     record.source = media_field(self.root, row["src_video"])
                     record.target = media_field(self.root, row["tgt_video"])
                     record.reference = media_field(self.root, row.get("ref_image"))
                     record.meta = {"src_video": row["src_video"], "tgt_video": row["tgt_video"]}
+                    if repaired:
+                        record.meta["repaired_from"] = repaired
                 except RowProblem as problem:
                     record.problem = problem
                 yield record
+
+    def _row(self, header: list[str], fields: list[str], line: int) -> tuple[dict[str, str], str | None]:
+        """The row as a dict, and the original line when it was repaired. Kiwi-Edit's own example CSVs hold
+        prompts with unquoted commas: when every path column still ends in a media extension, the prompt takes
+        the extra fields back (unambiguous: only one column is free text). `strict` rejects such rows instead."""
+        if len(fields) == len(header):
+            return dict(zip(header, fields, strict=True)), None
+        problem = RowProblem("malformed_row", f"line {line} has {len(fields)} fields, expected {len(header)}")
+        if len(fields) < len(header) or self.strict:
+            raise problem
+        start, extra = header.index("prompt"), len(fields) - len(header)
+        values = [*fields[:start], ",".join(fields[start : start + extra + 1]), *fields[start + extra + 1 :]]
+        row = dict(zip(header, values, strict=True))
+        paths = [row[c] for c in header if c != "prompt" and row[c]]
+        if not all(Path(p).suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS for p in paths):
+            raise problem
+        return row, ",".join(fields)
