@@ -243,7 +243,7 @@ def bench_list(lake_uri) -> None:
 def eval_command(model_dir, bench_name, steps, frames, size, seed, instruct_only, clip_path, judge_url, judge_model,
                  judge_concurrency, judge_cache, report_dir, lake_uri) -> None:
     """Run a model on every bench item (resumable; outputs kept in the lake) and score it per category."""
-    from kiwi.eval.aggregate import category_table
+    from kiwi.eval.aggregate import category_table, metric_table
     from kiwi.eval.bench import load_bench
     from kiwi.eval.report import bar_chart, markdown_table
     from kiwi.eval.runner import EvalConfig, copy_source, evaluate, excluded_categories, results
@@ -285,14 +285,19 @@ def eval_command(model_dir, bench_name, steps, frames, size, seed, instruct_only
     excluded = excluded_categories(frame)
     click.echo(f"eval run {run.run_id}: {run.inferred} items run now, scored {run.scored}"
                + (f"; judge failed on {len(run.failures)} (in rejects)" if run.failures else ""))
-    tables = {"psnr": category_table(frame, ["psnr"], excluded)} if frame["value"][frame["metric"] == "psnr"] \
-        .notna().any() else {}
+    automatic = [m for m in AutomaticScorer.metrics if frame["value"][frame["metric"] == m].notna().any()]
+    if automatic:
+        click.echo("\nautomatic metrics, mean per category (dB for the PSNRs; overall = unweighted mean of the "
+                   "categories" + (", * reported apart" if excluded else "") + "):")
+        click.echo(metric_table(frame, automatic, excluded).to_string(float_format=lambda v: f"{v:.3f}",
+                                                                     na_rep=""))
+    tables = {"psnr": category_table(frame, ["psnr"], excluded)} if "psnr" in automatic else {}
     if "judge" in set(frame["scorer"]):
         dims = [m for m in frame.loc[frame["scorer"] == "judge", "metric"].unique() if m != "judge_mean"]
         tables["judge"] = category_table(frame, dims, excluded)
-    for title, table in tables.items():
-        click.echo(f"\n{title} per category (overall = unweighted mean of the categories that count):")
-        click.echo(table.to_string(float_format=lambda v: f"{v:.3f}"))
+    if "judge" in tables:
+        click.echo("\njudge per category (overall = unweighted mean of the categories that count):")
+        click.echo(tables["judge"].to_string(float_format=lambda v: f"{v:.3f}", na_rep=""))
     if report_dir and tables:
         report_dir.mkdir(parents=True, exist_ok=True)
         lines = [f"# Evaluation {run.run_id}", "", f"Model `{name}` on bench `{bench_name}`.", ""]

@@ -88,7 +88,9 @@ def test_bench_freeze_eval_and_compare_from_the_command_line(files, tmp_path):
     ran = runner.invoke(cli, ["eval", "--model", str(files / "model"), "--bench", "cli-bench", "--steps", "1",
                               "--lake", uri, "--report", str(report)])
     assert ran.exit_code == 0, ran.output
-    assert "psnr per category" in ran.output and "overall" in ran.output
+    assert "automatic metrics, mean per category" in ran.output and "overall" in ran.output
+    printed = ran.output.split("automatic metrics")[1].splitlines()
+    assert printed[1].split()[:3] == ["items", "psnr", "ssim"] and "NaN" not in ran.output  # no stray header row
     assert (report / "report.md").read_text().startswith("# Evaluation eval-") and (report / "psnr.png").exists()
     rerun = runner.invoke(cli, ["eval", "--model", str(files / "model"), "--bench", "cli-bench", "--steps", "1",
                                 "--lake", uri])

@@ -42,6 +42,27 @@ def category_table(results: pd.DataFrame, metrics: Sequence[str] | None = None,
     return table
 
 
+def metric_table(results: pd.DataFrame, metrics: Sequence[str], excluded: Iterable[str] = ()) -> pd.DataFrame:
+    """For reading: one row per category with its item count and the mean of each metric it has, and `overall`
+    (per metric, the unweighted mean of the category means that count; blank where no category has it).
+    Categories left out of the overall are marked with `*`."""
+    frame = results.dropna(subset=["value"])
+    frame = frame[frame["metric"].isin(list(metrics))]
+    if frame.empty:
+        raise ValueError(f"no results for metrics {list(metrics)}")
+    table = frame.pivot_table(index="category", columns="metric", values="value", aggfunc="mean")
+    table = table[[m for m in metrics if m in table.columns]]
+    excluded = set(excluded)
+    counted = table.loc[[c for c in table.index if c not in excluded]]
+    table.loc["overall"] = counted.mean()
+    table.insert(0, "items", frame.groupby("category")["item_id"].nunique())
+    table.loc["overall", "items"] = table["items"].drop("overall").sum()
+    table["items"] = table["items"].astype(int)
+    table.index = [f"{c} *" if c in excluded else c for c in table.index]
+    table.index.name, table.columns.name = None, None
+    return table
+
+
 def compare(tables: Mapping[str, pd.DataFrame], column: str = "score",
             difference: tuple[str, str] | None = None) -> pd.DataFrame:
     """Side by side: one column per run (e.g. natural vs rebalanced), rows = categories + overall, and with
