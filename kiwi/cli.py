@@ -115,6 +115,8 @@ def train(recipe, video_slice, reference_slice, model_dir, out, steps, seed, no_
     if video_slice is None:
         video_slice = save_slice(db, build_slice(db, where="split = 'train'", seed=seed, name="train-video-t03",
                                                  strategy=Strategy("temperature", alpha=0.3)))
+    if reference_slice is None and counts[-1] == 0:  # no reference stage to run: no reference rows needed
+        reference_slice = video_slice
     if reference_slice is None:  # tiny-edit learns background plates too (the task label only names the queries)
         tasks = "('ref_subject', 'ref_background')" if recipe == "tiny-edit" else "('ref_subject')"
         reference_slice = save_slice(db, build_slice(db, where=f"split = 'train' AND task IN {tasks}",

@@ -79,6 +79,12 @@ def build_slice(db: Lake, table: str = "quadruplets", by: str = "edit_type", str
     category_column = pa.compute.fill_null(rows["category"], "null")
     categories = np.asarray(category_column.to_pylist(), dtype=object)
     counted = pa.compute.value_counts(category_column).to_pylist()
+    if not counted:
+        total = db.count(table, version=pinned)
+        hint = {"quadruplets": "build them with `refvie build` (after `refvie ingest …`)",
+                "pairs": "ingest some with `refvie ingest …`"}.get(table, "fill it first")
+        raise LakeError(f"{table}@{pinned} is empty: {hint}" if total == 0 else
+                        f"no {table} row of the {total} at version {pinned} matches WHERE {where}")
     allocation = allocate({c["values"]: c["counts"] for c in counted}, strategy, epoch_size)
     slice_id = _slice_id(table, pinned, where, by, strategy, seed, allocation.epoch_size)
     return Slice(slice_id=slice_id, name=name or f"{table}-{strategy.name}-{slice_id[:6]}", table=table,

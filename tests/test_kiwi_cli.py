@@ -138,3 +138,22 @@ def test_train_refuses_bad_step_counts_in_one_line(tmp_path, steps, message):
     result = CliRunner().invoke(cli, ["train", "--config", recipe, "--steps", steps, "--lake", str(tmp_path / "lake")])
     assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
     assert not (tmp_path / "lake").exists()  # refused before the lake was touched
+
+
+def test_train_without_reference_rows_skips_an_empty_reference_stage_or_says_what_is_missing(tmp_path):
+    import lake
+    from refvie.ingest import IngestConfig, ingest
+    from refvie.pipeline import build_local
+    from refvie.sources import SyntheticSource
+    from refvie.synthetic import SyntheticConfig
+
+    db = lake.open(tmp_path / "lake")
+    ingest(SyntheticSource(10, SyntheticConfig(frames=5, height=32, width=32, seed=8, mix={"local_remove": 1.0})),
+           db, IngestConfig(progress=False))
+    build_local(db)
+    base = ["train", "--config", "tiny-edit", "--lake", str(tmp_path / "lake")]
+    skipped = CliRunner().invoke(cli, [*base, "--steps", "1,0", "--out", str(tmp_path / "a")])
+    assert skipped.exit_code == 0 and "1 steps" in skipped.output, skipped.output
+    missing = CliRunner().invoke(cli, [*base, "--steps", "1,1", "--out", str(tmp_path / "b")])
+    assert missing.exit_code == 1 and "matches WHERE split = 'train' AND task IN ('ref_subject'" in missing.output
+    assert "Traceback" not in missing.output

@@ -70,6 +70,14 @@ def test_a_save_killed_before_its_slices_row_is_redone_without_doubling_rows(db,
     assert list(load_slice(db, "cut").ids) == list(s.ids)
 
 
+def test_an_empty_table_or_filter_says_what_is_missing_and_how_to_fix_it(db, tmp_path):
+    with pytest.raises(lake.LakeError, match=r"quadruplets@\d+ is empty: build them with `refvie build`"):
+        build_slice(lake.open(tmp_path / "fresh"))
+    with pytest.raises(lake.LakeError, match="no quadruplets row of the 230 at version 2 matches WHERE "
+                                             "edit_strength > 99"):
+        build_slice(db, where="edit_strength > 99")
+
+
 def test_where_filters_and_by_can_be_any_column_or_expression(db):
     s = build_slice(db, by="edit_scope", where="edit_strength >= 5")
     assert s.allocation.counts == {"local": 100, "background": 10, "global": 5}
