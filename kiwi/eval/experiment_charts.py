@@ -23,6 +23,18 @@ def _pyplot():
     return plt
 
 
+def _finish(fig, ax, xlabel: str, ylabel: str, path: Path | None, legend: dict):
+    """Labels, legend, layout; saved and closed when `path` is given, else returned for a notebook to show."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(**legend)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=110)
+        _pyplot().close(fig)
+    return fig
+
+
 def arm_chart(means: pd.DataFrame, copy_source: pd.DataFrame, metric: str, unit: str, path: Path | None = None):
     """Grouped bars: categories on x, one bar per arm; returns the figure (saved when `path` is given)."""
     from scipy.stats import t as student
@@ -44,13 +56,7 @@ def arm_chart(means: pd.DataFrame, copy_source: pd.DataFrame, metric: str, unit:
             ax.hlines(copy[category], i - 0.45, i + 0.45, colors="black", linewidths=2,
                       label="copy source" if i == 0 else None)
     ax.set_xticks(range(len(categories)), [c.replace("_", "\n") for c in categories], fontsize=8)
-    ax.set_ylabel(f"{metric}{unit}")
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-    return fig
+    return _finish(fig, ax, "", f"{metric}{unit}", path, legend=dict(fontsize=7, ncol=2))
 
 
 def loss_chart(losses: Mapping[str, list[float]], path: Path | None = None, window: int = 20):
@@ -61,15 +67,8 @@ def loss_chart(losses: Mapping[str, list[float]], path: Path | None = None, wind
         if values:
             smooth = pd.Series(values).rolling(window, min_periods=1).mean()
             ax.plot(range(1, len(values) + 1), smooth, label=key, alpha=0.8, linewidth=1)
-    ax.set_xlabel("step")
-    ax.set_ylabel("training loss")
     ax.set_yscale("log")
-    ax.legend(fontsize=6, ncol=2)
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-    return fig
+    return _finish(fig, ax, "step", "training loss", path, legend=dict(fontsize=6, ncol=2))
 
 
 def read_weights(db: Lake, run_ids: Mapping[str, str]) -> pd.DataFrame:
@@ -94,11 +93,4 @@ def weights_chart(db: Lake, run_ids: Mapping[str, str], path: Path | None = None
         first = run == frame["run"].iloc[0]
         ax.plot(part["global_step"], part["weight"], color=colours[category], alpha=0.8 if first else 0.3,
                 linewidth=1.5 if first else 0.8, label=category if first else None)
-    ax.set_xlabel("step")
-    ax.set_ylabel("category weight")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-    return fig
+    return _finish(fig, ax, "step", "category weight", path, legend=dict(fontsize=7))
