@@ -28,7 +28,7 @@ from lake import Lake, media
 from lake.adaptive import AdaptiveConfig, AdaptiveSampler
 from lake.sampler import SliceSampler
 from lake.slices import Slice
-from lake.taxonomy import EditType
+from lake.taxonomy import Task
 
 
 @dataclass(frozen=True)
@@ -208,8 +208,8 @@ def prepare_rows(db: Lake, slice_: Slice, ids: list[str], config: DataConfig, ta
     """One batch's rows taken by id at the slice's pinned version, decoded and preprocessed: numpy arrays
     (source, target, reference or None) and lists (instructions, edit_types)."""
     table, version = slice_.table, slice_.table_version
-    meta = db.take(table, ids, columns=["id", "instruction", "edit_type", "reference_image"],
-                   version=version).to_pylist()
+    columns = ["id", "instruction", "edit_type", "reference_image"] + (["task"] if task == MIXED else [])
+    meta = db.take(table, ids, columns=columns, version=version).to_pylist()
     sources = db.read_blobs(table, "source_video", ids, version=version)
     targets = db.read_blobs(table, "target_video", ids, version=version)
     src, tgt, refs, tasks = [], [], [], []
@@ -217,7 +217,7 @@ def prepare_rows(db: Lake, slice_: Slice, ids: list[str], config: DataConfig, ta
         for blob, out in ((s, src), (t, tgt)):
             frames = media.decode_video(blob, name=f"{table}/{row['id']}")
             out.append(resize_crop(sample_frames(frames, config.frames), config.size))
-        row_task = row_task_of(row["edit_type"], row["reference_image"] is not None) if task == MIXED else task
+        row_task = row_task_of(row["task"], row["reference_image"] is not None) if task == MIXED else task
         tasks.append(row_task)
         if row_task.startswith("ref"):
             if row["reference_image"] is None:
@@ -231,14 +231,12 @@ def prepare_rows(db: Lake, slice_: Slice, ids: list[str], config: DataConfig, ta
                 tasks=tasks if task == MIXED else None)
 
 
-def row_task_of(edit_type: str | None, has_reference: bool) -> str:
-    """A mixed stage's task for one row: its edit type's reference task when it has a reference image
-    (background plate, subject on white), else instruction editing (removals, styles, rows without one)."""
-    try:
-        reference_task = EditType(edit_type).reference_task if edit_type else None
-    except ValueError:
-        reference_task = None
-    return str(reference_task) if reference_task is not None and has_reference else "instruct"
+def row_task_of(task: str | None, has_reference: bool) -> str:
+    """A mixed stage's task for one row: the row's own task (the RefVIE pipeline gives background changes with a
+    plate `ref_background`, added or changed subjects with a cut-out `ref_subject`), instruction editing when it
+    names none or its reference image is missing."""
+    known = {str(t) for t in Task}
+    return task if task in known and (not task.startswith("ref") or has_reference) else "instruct"
 
 
 @functools.lru_cache(maxsize=4)

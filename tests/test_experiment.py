@@ -38,11 +38,11 @@ def db(tmp_path_factory):
 
 
 def test_each_row_of_a_mixed_stage_keeps_its_own_task():
-    assert row_task_of("background_change", True) == "ref_background"
-    assert row_task_of("local_add", True) == row_task_of("local_change", True) == "ref_subject"
-    assert row_task_of("local_add", False) == "instruct"  # no reference image: instruction editing
-    assert row_task_of("local_remove", True) == row_task_of("global_style", True) == "instruct"
-    assert row_task_of(None, True) == row_task_of("not-a-type", True) == "instruct"
+    assert row_task_of("ref_background", True) == "ref_background"
+    assert row_task_of("ref_subject", True) == "ref_subject"
+    assert row_task_of("ref_subject", False) == "instruct"  # no reference image: instruction editing
+    assert row_task_of("instruct", True) == "instruct"  # e.g. a style exemplar is no reference task
+    assert row_task_of(None, True) == row_task_of("not-a-task", True) == "instruct"
 
 
 def test_a_mixed_batch_loses_exactly_what_its_single_task_parts_lose(db):
@@ -53,8 +53,7 @@ def test_a_mixed_batch_loses_exactly_what_its_single_task_parts_lose(db):
     picked.append(next(r["id"] for r in rows if r["task"] == "instruct" and r["id"] not in picked))
     arrays = prepare_rows(db, slice_, picked, DataConfig(frames=5, size=32, train=False), MIXED, seed=0, epoch=0)
     by_id = {r["id"]: r for r in rows}
-    assert arrays["tasks"] == [row_task_of(by_id[i]["edit_type"], True) if by_id[i]["task"] != "instruct"
-                               else "instruct" for i in picked]
+    assert arrays["tasks"] == [by_id[i]["task"] for i in picked]
     assert arrays["reference"].shape == (4, 32, 32, 3)
     model = tiny_edit(seed=0).eval()
     batch = EditBatch(arrays["instructions"], arrays["source"], arrays["target"], arrays["reference"], MIXED,
