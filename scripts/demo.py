@@ -35,9 +35,9 @@ WORK = Path(os.environ.get("KIWI_DEMO_DIR", "data/demo"))
 N_SYNTHETIC = int(os.environ.get("KIWI_DEMO_PAIRS", "200"))
 TRAIN_STEPS = tuple(int(s) for s in os.environ.get("KIWI_DEMO_STEPS", "4,12,12").split(","))
 N_BENCH = int(os.environ.get("KIWI_DEMO_BENCH_PAIRS", "80"))  # balanced, held out: the experiment's bench
-EXPERIMENT_STEPS = int(os.environ.get("KIWI_DEMO_EXPERIMENT_STEPS", "120"))
+EXPERIMENT_STEPS = int(os.environ.get("KIWI_DEMO_EXPERIMENT_STEPS", "100"))
 EXPERIMENT_SEEDS = tuple(int(s) for s in os.environ.get("KIWI_DEMO_EXPERIMENT_SEEDS", "0,1").split(","))
-EXPERIMENT_ARMS = tuple(os.environ.get("KIWI_DEMO_EXPERIMENT_ARMS", "local-heavy,natural,temperature:0.3").split(","))
+EXPERIMENT_ARMS = tuple(os.environ.get("KIWI_DEMO_EXPERIMENT_ARMS", "local-heavy,natural").split(","))
 BENCH_DATASET = "synthetic-bench"
 TRAIN_ROWS = f"split = 'train' AND dataset <> '{BENCH_DATASET}'"
 
