@@ -67,8 +67,9 @@ class HeldOutProbe:
 
 def record_weights(db: Lake, run_id: str, stage: str, global_step: int, position: int,
                    weights: dict[str, float], losses: dict[str, float]) -> None:
-    """One `mix_weights` row per category (idempotent: a resumed run rewrites the same keys)."""
+    """One `mix_weights` row per category, keyed by the update's global step (positions restart every epoch;
+    idempotent: a resumed run rewrites the same keys)."""
     now = datetime.now(UTC)
-    db.upsert("mix_weights", [dict(mix_id=f"{run_id}/{stage}/{position}/{c}", run_id=run_id, stage=stage,
+    db.upsert("mix_weights", [dict(mix_id=f"{run_id}/{stage}/{global_step}/{c}", run_id=run_id, stage=stage,
                                    global_step=global_step, position=position, category=c, weight=float(w),
                                    heldout_loss=losses.get(c), created_at=now) for c, w in sorted(weights.items())])

@@ -61,3 +61,18 @@ def test_a_stopped_adaptive_run_resumes_exactly(db, tmp_path, uninterrupted):
     assert [step for step, _ in mixes] == [step for step, _ in expected]
     for (_, got), (_, want) in zip(mixes, expected, strict=True):
         assert got["position"] == want["position"] and got["weights"] == pytest.approx(want["weights"])
+
+
+def test_updates_of_every_epoch_stay_in_the_lake(db, tmp_path):
+    """Sampler positions restart each epoch: the record of an update must not overwrite the previous epoch's."""
+    from dataclasses import replace
+
+    stage = replace(run_config().stages[0], steps=40)
+    summary = Trainer(tiny_edit(seed=0), db, RunConfig("epochs", (stage,), seed=3, checkpoint_every=40),
+                      tmp_path / "epochs").train()
+    updates = [h for h in summary.history if "mix" in h]
+    positions = [h["mix"]["position"] for h in updates]
+    assert len(positions) > len(set(positions))  # more than one epoch: positions repeat
+    recorded = db.sql(f"SELECT DISTINCT global_step FROM mix_weights WHERE run_id = '{summary.run_id}'")
+    assert sorted(recorded["global_step"].to_pylist()) == [h["global_step"] for h in updates]
+

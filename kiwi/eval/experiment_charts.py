@@ -42,7 +42,7 @@ def arm_chart(means: pd.DataFrame, copy_source: pd.DataFrame, metric: str, unit:
     plt = _pyplot()
     arms = list(dict.fromkeys(means.index.get_level_values("arm")))
     categories = list(means.columns)
-    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(categories), 3.4))
+    fig, ax = plt.subplots(figsize=(3.0 + 1.3 * len(categories), 3.4))
     width = 0.8 / max(1, len(arms))
     for k, arm in enumerate(arms):
         table = means.xs(arm, level="arm")
@@ -56,7 +56,8 @@ def arm_chart(means: pd.DataFrame, copy_source: pd.DataFrame, metric: str, unit:
             ax.hlines(copy[category], i - 0.45, i + 0.45, colors="black", linewidths=2,
                       label="copy source" if i == 0 else None)
     ax.set_xticks(range(len(categories)), [c.replace("_", "\n") for c in categories], fontsize=8)
-    return _finish(fig, ax, "", f"{metric}{unit}", path, legend=dict(fontsize=7, ncol=2))
+    return _finish(fig, ax, "", f"{metric}{unit}", path,
+                   legend=dict(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0)))
 
 
 def loss_chart(losses: Mapping[str, list[float]], path: Path | None = None, window: int = 20):
