@@ -146,7 +146,8 @@ def main() -> None:
     print(db.nearest(first["id"], k=3).to_pandas().to_string(index=False) + "\n")
     experiment(db)
     sys.stdout.flush()
-    subprocess.run([sys.executable, "-m", "lake.cli", "info", "--lake", db.uri], check=True)
+    # -P: the current folder may hold a data folder named `lake`; the package must win
+    subprocess.run([sys.executable, "-P", "-m", "lake.cli", "info", "--lake", db.uri], check=True)
 
 
 def experiment(db: lake.Lake) -> None:
