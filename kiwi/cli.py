@@ -336,8 +336,7 @@ def experiment_command(bench_name, arms, baseline, seeds, steps, batch_size, lr,
     from kiwi.eval.experiment import ExperimentConfig, run_experiment
     from kiwi.eval.runner import EvalConfig
 
-    arm_list = tuple(a for a in (a.strip() for a in arms.replace(";", "\0").split(",")) if a)
-    arm_list = tuple(a.replace("\0", ",") for a in arm_list)
+    arm_list = tuple(a.strip() for a in arms.split(",") if a.strip())  # target shares are ';'-separated
     try:
         config = ExperimentConfig(bench_name, arm_list, baseline, train_where, model, steps, lr, batch_size,
                                   size=size, seeds=tuple(range(seeds)), evaluation=EvalConfig(frames=5, size=size))

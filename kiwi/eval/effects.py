@@ -103,12 +103,10 @@ def verdict(table: pd.DataFrame, baseline: str, unit: str = " dB", higher_is_bet
                       }.get(effect, f"The bias does not show at this budget: `{bias_arm}` and `{baseline}` differ on "
                                     f"background_change by less than the seeds can resolve."))
     gaining = [a for a in rebalanced if gain(a, "background_change") == "gain"]
-    if not rebalanced:
-        pass
-    elif gaining:
+    if gaining:
         lines.append(f"`{baseline}` leaves background_change behind: {', '.join(f'`{a}`' for a in gaining)} "
                      f"clearly improve it.")
-    else:
+    elif rebalanced:
         lines.append(f"No rebalanced arm clearly improves background_change over `{baseline}` at this budget.")
     for arm in rebalanced:
         background, local = gain(arm, "background_change"), gain(arm, LOCAL_GROUP)

@@ -56,7 +56,7 @@ def parse_arm(text: str, update_every: int = 256) -> Arm:
         if name == "local-heavy" and not arg:
             return Arm(text, Strategy("target", proportions=LOCAL_HEAVY))
         if name == "target":
-            shares = {k.strip(): float(v) for k, v in (p.split("=") for p in arg.split(","))}
+            shares = {k.strip(): float(v) for k, v in (p.split("=") for p in re.split("[;,]", arg))}
             return Arm(text, Strategy("target", proportions=shares))
         if name == "adaptive":
             return Arm(text, Strategy("natural"), AdaptiveConfig(update_every=int(arg) if arg else update_every))
