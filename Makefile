@@ -9,7 +9,7 @@ export RAY_USAGE_STATS_ENABLED := 0
 export LANCE_LOG := error
 export LANCEDB_LOG := error
 
-.PHONY: demo test test-fast bench lab lint clean
+.PHONY: demo test test-fast faults bench lab notebooks lint clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow"
 
+# fault injection at full size: 6 SIGKILLs per writing command (30 in all), each followed by a rerun; `make test`
+# runs the same tests with one kill each
+faults: $(STAMP)
+	KIWI_FAULT_KILLS=$${KIWI_FAULT_KILLS:-6} $(PY) -m pytest tests/test_faults.py -s -p no:cacheprovider
+
 bench: $(STAMP)
 	$(PY) bench/lake_bench.py
 	$(PY) bench/synthetic_bench.py
@@ -43,6 +48,14 @@ bench: $(STAMP)
 # containers and CI run as root, which Jupyter refuses without --allow-root
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+# the notebooks ship without outputs (stale images in git help no one): this executes each against $$KIWI_LAKE
+# (default data/lake, filled by `make demo`) and writes a browsable HTML copy to build/notebooks/
+notebooks: $(STAMP)
+	cd notebooks && for nb in *.ipynb; do \
+		../$(VENV)/bin/jupyter nbconvert --to html --execute --log-level WARN $$nb --output-dir ../build/notebooks || exit 1; \
+	done
+	@echo "executed notebooks: build/notebooks/*.html"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check lake refvie kiwi tests bench scripts

@@ -150,7 +150,7 @@ def train(recipe, video_slice, reference_slice, model_dir, out, steps, seed, no_
     from kiwi.train import RunMismatch
 
     try:
-        summary = Trainer(model, db, run, out).train(resume=not no_resume)
+        summary = Trainer(model, db, run, out).train(resume=not no_resume, progress=True)
     except RunMismatch as e:
         raise click.ClickException(str(e)) from None
     if not summary.history:  # finished before: the trained weights are in the checkpoint, not in this fresh model
@@ -160,6 +160,10 @@ def train(recipe, video_slice, reference_slice, model_dir, out, steps, seed, no_
     first, last = summary.history[0]["loss"] if summary.history else None, summary.history[-1]["loss"] \
         if summary.history else None
     save_pretrained(model, Path(out) / "model")
+    from kiwi.eval.contamination import write_lineage
+    from lake.slices import load_slice
+
+    write_lineage(Path(out) / "model", summary.run_id, [load_slice(db, s.slice).slice_id for s in run.stages])
     losses = f"loss {first:.4f} -> {last:.4f}" if summary.history else "nothing left to train"
     click.echo(f"run {summary.run_id}: {summary.steps} steps, {losses}; model in {Path(out) / 'model'}; "
                f"TensorBoard logs in {Path(out) / 'tensorboard'}")
@@ -241,9 +245,11 @@ def bench_list(lake_uri) -> None:
 @click.option("--judge-cache", default=".cache/judge", show_default=True, type=click.Path(path_type=Path))
 @click.option("--report", "report_dir", default=None, type=click.Path(path_type=Path),
               help="Write report.md and a per-category chart here.")
+@click.option("--allow-overlap", is_flag=True,
+              help="Score a model whose training slices hold rows of this bench (refused otherwise).")
 @lake_option
 def eval_command(model_dir, bench_name, steps, frames, size, seed, instruct_only, clip_path, judge_url, judge_model,
-                 judge_concurrency, judge_cache, report_dir, lake_uri) -> None:
+                 judge_concurrency, judge_cache, report_dir, allow_overlap, lake_uri) -> None:
     """Run a model on every bench item (resumable; outputs kept in the lake) and score it per category."""
     from kiwi.eval.aggregate import category_table, metric_table
     from kiwi.eval.bench import load_bench
@@ -274,8 +280,14 @@ def eval_command(model_dir, bench_name, steps, frames, size, seed, instruct_only
     else:
         if not Path(model_dir).is_dir():
             raise click.ClickException(f"--model {model_dir}: no such model folder")
+        from kiwi.eval.contamination import bench_overlap
         from kiwi.model.io import fingerprint, from_pretrained
 
+        overlap = bench_overlap(db, model_dir, bench_name)
+        if overlap and not allow_overlap:
+            raise click.ClickException(overlap.message(str(model_dir), bench_name))
+        if overlap:
+            click.echo(f"warning: {overlap.message(str(model_dir), bench_name).split(':')[0]} (--allow-overlap)")
         # keyed by the weights too: retraining into the same folder is a new model, scored anew
         model, name = from_pretrained(model_dir), f"{Path(model_dir).resolve()}@{fingerprint(model_dir)}"
     try:
@@ -321,14 +333,16 @@ def eval_command(model_dir, bench_name, steps, frames, size, seed, instruct_only
 @click.option("--steps", type=int, default=400, show_default=True, help="Training steps per arm and seed.")
 @click.option("--batch-size", type=int, default=8, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--lr-schedule", type=click.Choice(["cosine", "constant"]), default="cosine", show_default=True,
+              help="After the peak: cosine down to a tenth, or constant.")
 @click.option("--config", "model", type=click.Choice(["tiny-edit", "tiny"]), default="tiny-edit", show_default=True)
 @click.option("--size", type=int, default=32, show_default=True, help="Square side for training and evaluation.")
 @click.option("--where", "train_where", default="split = 'train'", show_default=True,
               help="SQL filter of the training rows (keep the bench's pairs out).")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder for runs, report.md and charts.")
 @lake_option
-def experiment_command(bench_name, arms, baseline, seeds, steps, batch_size, lr, model, size, train_where, out,
-                       lake_uri) -> None:
+def experiment_command(bench_name, arms, baseline, seeds, steps, batch_size, lr, lr_schedule, model, size,
+                       train_where, out, lake_uri) -> None:
     """Train every arm with the same budget and seeds, evaluate each per category on a frozen bench, and say
     with intervals over seeds whether rebalancing changed what the model learnt (resumable: reruns skip what
     is done)."""
@@ -339,7 +353,8 @@ def experiment_command(bench_name, arms, baseline, seeds, steps, batch_size, lr,
     arm_list = tuple(a.strip() for a in arms.split(",") if a.strip())  # target shares are ';'-separated
     try:
         config = ExperimentConfig(bench_name, arm_list, baseline, train_where, model, steps, lr, batch_size,
-                                  size=size, seeds=tuple(range(seeds)), evaluation=EvalConfig(frames=5, size=size))
+                                  lr_schedule=lr_schedule, size=size, seeds=tuple(range(seeds)),
+                                  evaluation=EvalConfig(frames=5, size=size))
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--arms") from None
     db = open_lake(lake_uri)

@@ -3,6 +3,7 @@ resolution (Kiwi-Edit's staged recipe, with slices chosen in SQL instead of a fi
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 from lake.adaptive import AdaptiveConfig
@@ -20,6 +21,10 @@ class StageConfig:
     steps: int
     lr: float
     warmup_steps: int = 0
+    # after warm-up: "constant" (the published recipe) or "cosine" down to lr * min_lr_ratio at the stage's last step
+    # (short CPU runs end better on a decayed rate); a function of the step, so resuming replays it exactly
+    lr_schedule: str = "constant"
+    min_lr_ratio: float = 0.1
     batch_size: int = 2
     grad_accumulation: int = 1
     frames: int = 5
@@ -32,9 +37,21 @@ class StageConfig:
     probe_per_category: int = 4
 
     def __post_init__(self):
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"stage {self.name}: lr_schedule must be 'constant' or 'cosine', not {self.lr_schedule!r}")
         unknown = set(self.trains) - set(TRAINABLE)
         if unknown:
             raise ValueError(f"stage {self.name}: unknown trainable parts {sorted(unknown)}; choose from {TRAINABLE}")
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of the stage's step `step` (0-based): linear warm-up, then constant or cosine."""
+        if self.warmup_steps and step < self.warmup_steps:
+            return self.lr * (step + 1) / self.warmup_steps
+        if self.lr_schedule == "constant":
+            return self.lr
+        span = max(1, self.steps - self.warmup_steps - 1)
+        progress = min(1.0, (step - self.warmup_steps) / span)
+        return self.lr * (self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 @dataclass(frozen=True)

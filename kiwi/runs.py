@@ -57,29 +57,41 @@ def read_history(out_dir: str | Path) -> list[dict]:
 
 
 def plot_losses(runs: dict[str, str | Path], per_type: bool = False, ax=None, smooth: int = 3):
-    """Loss curves of one or more runs (label -> run folder); with `per_type`, one curve per edit type."""
+    """Loss curves of one or more runs (label -> run folder); with `per_type`, one curve per edit type. A type
+    absent from a step is a gap, not a carried value (a small batch often lacks one); the smoothing averages only
+    the steps that have it. Stage boundaries are dotted lines named after the stage that starts there."""
     import matplotlib.pyplot as plt
     import numpy as np
 
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 3.5))
+    marked: set[int] = set()
     for label, folder in runs.items():
         history = read_history(folder)
         if not history:
             continue
-        steps = [h["global_step"] for h in history]
+        steps = np.array([h["global_step"] for h in history])
         series = {"all": [h["loss"] for h in history]}
         if per_type:
             for t in sorted({t for h in history for t in h["per_type"]}):
                 series[t] = [h["per_type"].get(t, np.nan) for h in history]
         for name, values in series.items():
             values = np.asarray(values, float)
-            if smooth > 1 and len(values) >= smooth:
-                kernel = np.ones(smooth) / smooth
-                values = np.convolve(np.nan_to_num(values, nan=np.nanmean(values)), kernel, mode="same")
-            ax.plot(steps, values, label=f"{label}" + ("" if name == "all" else f" · {name}"))
+            present = ~np.isnan(values)
+            x, y = steps[present], values[present]
+            if smooth > 1 and len(y) >= smooth:
+                y = np.convolve(y, np.ones(smooth) / smooth, mode="valid")
+                x = x[smooth - 1:]
+            ax.plot(x, y, marker="." if name != "all" else None, markersize=3,
+                    linewidth=1.8 if name == "all" else 1, label=f"{label}" + ("" if name == "all" else f" · {name}"))
+        for previous, entry in zip(history, history[1:], strict=False):
+            if entry.get("stage") != previous.get("stage") and entry["global_step"] not in marked:
+                marked.add(entry["global_step"])
+                ax.axvline(entry["global_step"] - 0.5, color="#888888", linestyle=":", linewidth=1)
+                ax.text(entry["global_step"], 1, f" {entry['stage']}", transform=ax.get_xaxis_transform(),
+                        va="top", fontsize=7, color="#555555")
     ax.set_xlabel("step")
-    ax.set_ylabel("flow-matching loss")
+    ax.set_ylabel("flow-matching loss" + (f" (mean of {smooth} steps)" if smooth > 1 else ""))
     ax.legend(fontsize=7)
     ax.figure.tight_layout()
     return ax

@@ -276,9 +276,8 @@ class Trainer:
                         types += loaded.edit_types
                         losses += per_sample.detach().float().cpu().tolist()
                     torch.nn.utils.clip_grad_norm_(params, stage.max_grad_norm)
-                    warm = min(1.0, (step + 1) / stage.warmup_steps) if stage.warmup_steps else 1.0
-                    for group in optimizer.param_groups:  # constant LR after a linear warm-up: a function of step
-                        group["lr"] = stage.lr * warm
+                    for group in optimizer.param_groups:  # a function of the step: resuming replays it exactly
+                        group["lr"] = stage.lr_at(step)
                     optimizer.step()
                     step += 1
                     global_step += 1

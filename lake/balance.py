@@ -43,6 +43,19 @@ class Strategy:
             raise ValueError("max_rows must be positive")
 
     @property
+    def label(self) -> str:
+        """For titles and legends: 'temperature α=0.3', 'cap ≤2 repeats', 'target local_add 50% · …'."""
+        if self.name == "temperature":
+            return f"temperature α={self.alpha:g}"
+        if self.name == "cap":
+            limit = f"{self.max_repeats:g} repeats" if self.max_repeats is not None else f"{self.max_rows} rows"
+            return f"cap ≤{limit}"
+        if self.name == "target":
+            total = sum(self.proportions.values())
+            return "target " + " · ".join(f"{k} {v / total:.0%}" for k, v in sorted(self.proportions.items()))
+        return self.name
+
+    @property
     def params(self) -> dict:
         out = {k: v for k, v in (("alpha", self.alpha), ("max_repeats", self.max_repeats),
                                  ("max_rows", self.max_rows)) if v is not None}

@@ -167,7 +167,7 @@ def balance(table, by, strategy, alpha, target_mix, max_repeats, max_rows, where
     db = open_lake(lake_uri)
     s = build_slice(db, table=table, by=by, strategy=chosen, where=where, version=version, seed=seed,
                     epoch_size=epoch_size, name=name)
-    click.echo(f"{table}@{s.table_version} by {by}, {chosen.name} {chosen.params or ''}, epoch {s.epoch_size}")
+    click.echo(f"{table}@{s.table_version} by {by}, {chosen.label}, epoch {s.epoch_size}")
     click.echo(format_table(pa.Table.from_pylist(s.report())))
     for warning in s.allocation.warnings:
         click.echo(f"warning: {warning}")
@@ -208,7 +208,7 @@ def slice_show(slice_ref: str, lake_uri: str) -> None:
     s = load_slice(open_lake(lake_uri), slice_ref)
     click.echo(f"slice {s.slice_id} {s.name!r}: {s.table}@{s.table_version} by {s.by}"
                + (f" where {s.where}" if s.where else "")
-               + f", {s.strategy.name} {s.strategy.params}, seed {s.seed}, epoch {s.epoch_size}, "
+               + f", {s.strategy.label}, seed {s.seed}, epoch {s.epoch_size}, "
                f"code {s.code_version}, created {s.created_at:%Y-%m-%d %H:%M}")
     click.echo(format_table(pa.Table.from_pylist(s.report())))
 

@@ -22,7 +22,7 @@ import pyarrow.compute  # noqa: F401 - pa.compute in nearest()
 
 from lake import media
 from lake.errors import LakeError
-from lake.schema import TABLES, TableSpec, spec_for
+from lake.schema import PRIMARY_KEY, TABLES, TableSpec, primary_key_metadata, spec_for
 from lake.validate import Rows, to_arrow
 
 if TYPE_CHECKING:
@@ -97,7 +97,7 @@ class Lake:
             self.uri = os.path.abspath(self.uri)
             os.makedirs(self.uri, exist_ok=True)
         self._db = lancedb.connect(self.uri, storage_options=self.storage_options or None)
-        self._write_lock = threading.Lock()  # LanceDB's concurrent merge_insert can duplicate keys
+        self._write_lock = threading.Lock()  # one commit at a time from this handle; other writers meet the key check
         self._tables: dict[str, LanceTable] = {}
         existing = set(self._db.list_tables().tables)
         for name, spec in TABLES.items():
@@ -364,19 +364,28 @@ class Lake:
         found, ds = self._locate(table, keys, [spec.key[0]], version)
         return ds.take_blobs(column, addresses=found["_rowaddr"].to_pylist())
 
-    def read_blobs(self, table: str, column: str, keys: Sequence[Any],
-                   version: Version | None = None) -> list[bytes | None]:
+    def read_blobs(self, table: str, column: str, keys: Sequence[Any], version: Version | None = None,
+                   resolve_uris: bool = True) -> list[bytes | None]:
         """Whole blob payloads for many rows in key order, through Lance's planned batch reader (what loaders
-        want); None where the row holds no bytes."""
+        want). A row ingested without bytes (`--no-bytes`) is read from its `*_uri` column instead
+        (`media.read_uri`: a file:// or s3:// URI; MediaError('missing_file') when it cannot be read); with
+        `resolve_uris=False`, or where the row has no URI either, its payload is None."""
         spec = spec_for(table)
         if column not in spec.blob_columns:
             raise LakeError(f"{table}.{column} is not a blob column (blob columns: {', '.join(spec.blob_columns)})")
-        found, ds = self._locate(table, keys, [spec.key[0]], version)
+        uri_column = column.removesuffix("_video") + "_uri"
+        uri_column = uri_column if resolve_uris and uri_column in spec.columns else None
+        found, ds = self._locate(table, keys, [spec.key[0], *([uri_column] if uri_column else [])], version)
         addresses = found["_rowaddr"].to_pylist()
         if not addresses:
             return []
         by_address = dict(ds.read_blobs(column, addresses=list(dict.fromkeys(addresses)), preserve_order=True))
-        return [by_address[a] for a in addresses]
+        payloads = [by_address[a] for a in addresses]
+        if uri_column:
+            uris = found[uri_column].to_pylist()
+            payloads = [media.read_uri(uri, self.storage_options) if data is None and uri else data
+                        for data, uri in zip(payloads, uris, strict=True)]
+        return payloads
 
     def read_video(self, table: str, key: Any, column: str = "source_video",
                    version: Version | None = None, **decode_kwargs) -> np.ndarray:
@@ -451,6 +460,10 @@ class Lake:
             raise LakeError(
                 f"table {spec.name!r} lacks columns {missing}: it was written by another version of kiwi-lake"
             )
+        undeclared = [k for k in spec.key if PRIMARY_KEY.encode() not in (table.schema.field(k).metadata or {})]
+        if undeclared:  # created before keys were declared: declare them, so concurrent upserts stay unique
+            declared = primary_key_metadata(spec.key)
+            table.to_lance().update_field_metadata({k: declared[k] for k in spec.key})
 
 
 def reject_id(stage: str, input_ref: str, dataset: str | None = None) -> str:

@@ -22,7 +22,7 @@ class MediaError(LakeError):
 
     REASONS = frozenset(
         {"empty", "not_a_video", "not_an_image", "truncated", "too_few_frames", "unsupported", "too_large",
-         "bad_frames", "corrupt"}
+         "bad_frames", "corrupt", "missing_file"}
     )
 
     def __init__(self, reason: str, detail: str = "", source: str | None = None):

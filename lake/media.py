@@ -152,29 +152,45 @@ def decode_video(
     error midway), `corrupt` (frame size changes midway), `too_few_frames` (< min_frames), `unsupported` (no
     decoder), `too_large` (absurd frame size)."""
     frames: list[np.ndarray] = []
+    reformatter = _reformatter()
+    _scan(src, name, max_frames, min_frames, lambda frame: frames.append(
+        reformatter.reformat(frame, format="rgb24").to_ndarray()))
+    return np.stack(frames)
+
+
+def count_frames(src: MediaSource, *, min_frames: int = 1, name: str | None = None) -> int:
+    """Decode every frame (so a truncated or corrupt video fails exactly as in `decode_video`) but keep none: the
+    frame count of a long or HD video without holding its pixels in memory."""
+    return _scan(src, name, None, min_frames, None)
+
+
+def _scan(src: MediaSource, name: str | None, max_frames: int | None, min_frames: int, on_frame) -> int:
+    """Decode frame by frame with the checks every reader relies on; `on_frame` sees each decoded frame."""
+    count, size = 0, None
     with _open(src, name) as container:
         stream = _video_stream(container, name)
         declared, slack = _declared_frames(container, stream)
-        reformatter = _reformatter()
         try:
             for frame in container.decode(stream):
-                array = reformatter.reformat(frame, format="rgb24").to_ndarray()
-                if frames and array.shape != frames[0].shape:
-                    raise MediaError("corrupt", f"frame {len(frames)} is {array.shape[1]}x{array.shape[0]}, "
-                                     f"frame 0 was {frames[0].shape[1]}x{frames[0].shape[0]}", name)
-                frames.append(array)
-                if max_frames is not None and len(frames) >= max_frames:
+                if size is not None and (frame.width, frame.height) != size:
+                    raise MediaError("corrupt", f"frame {count} is {frame.width}x{frame.height}, "
+                                     f"frame 0 was {size[0]}x{size[1]}", name)
+                size = (frame.width, frame.height)
+                if on_frame is not None:
+                    on_frame(frame)
+                count += 1
+                if max_frames is not None and count >= max_frames:
                     break
         except _DECODE_FAILURES as e:
-            raise MediaError("truncated", f"decode failed after {len(frames)} frames: {_first_line(e)}", name) from None
-    truncated = max_frames is None or len(frames) < max_frames
-    if not frames:
+            raise MediaError("truncated", f"decode failed after {count} frames: {_first_line(e)}", name) from None
+    truncated = max_frames is None or count < max_frames
+    if not count:
         raise MediaError("truncated", "no frame could be decoded", name)
-    if truncated and declared and len(frames) < declared - slack:
-        raise MediaError("truncated", f"decoded {len(frames)} of {declared} declared frames", name)
-    if len(frames) < min_frames:
-        raise MediaError("too_few_frames", f"{len(frames)} frame(s), need at least {min_frames}", name)
-    return np.stack(frames)
+    if truncated and declared and count < declared - slack:
+        raise MediaError("truncated", f"decoded {count} of {declared} declared frames", name)
+    if count < min_frames:
+        raise MediaError("too_few_frames", f"{count} frame(s), need at least {min_frames}", name)
+    return count
 
 
 def probe_video(src: MediaSource, *, name: str | None = None) -> VideoInfo:
@@ -281,6 +297,31 @@ def _first_line(e: BaseException) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------- images
+
+
+# the lake's (object_store-style) storage options, as pyarrow's S3FileSystem names them
+_S3_OPTIONS = {"aws_access_key_id": "access_key", "aws_secret_access_key": "secret_key", "aws_region": "region",
+               "aws_session_token": "session_token", "aws_endpoint": "endpoint_override"}
+
+
+def read_uri(uri: str, storage_options: dict[str, str] | None = None) -> bytes:
+    """The bytes a `*_uri` column points to (`file:///abs/path`, `s3://bucket/key`, …), through pyarrow.fs; an
+    S3 URI uses the lake's storage options. Raises MediaError('missing_file') naming the URI when it cannot be read."""
+    from pyarrow import fs
+
+    try:
+        if uri.startswith("s3://"):
+            options = {_S3_OPTIONS[k]: v for k, v in (storage_options or {}).items() if k in _S3_OPTIONS}
+            if str((storage_options or {}).get("allow_http", "")).lower() == "true":
+                options["scheme"] = "http"
+            bucket_key = uri[len("s3://"):]
+            filesystem, path = fs.S3FileSystem(**options), bucket_key
+        else:
+            filesystem, path = fs.FileSystem.from_uri(uri)
+        with filesystem.open_input_stream(path) as stream:
+            return stream.read()
+    except (OSError, ValueError) as e:  # pyarrow raises FileNotFoundError / OSError / ArrowInvalid (a ValueError)
+        raise MediaError("missing_file", _first_line(e), source=uri) from None
 
 
 def encode_image(image: np.ndarray, format: str = "png", quality: int = 90) -> bytes:

@@ -9,6 +9,18 @@ from pathlib import Path
 
 
 @contextlib.contextmanager
+def _quiet_spawns():
+    """ray.init starts its daemons with fork+exec; lance and lancedb warn before *any* fork that they are not
+    fork-safe, which matters for multiprocessing with fork, not for a process that execs at once."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="lance is not fork-safe")
+        warnings.filterwarnings("ignore", message="lancedb fork support is experimental")
+        yield
+
+
+@contextlib.contextmanager
 def _from_package_root():
     """Ray puts the driver's current folder first on every worker's sys.path. A user's lake is often a folder
     named `lake` (the default is ./data/lake, but `--lake lake` is natural): run from its parent, the workers
@@ -31,10 +43,10 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     for key, value in {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", "RAY_DEDUP_LOGS": "0"}.items():
         os.environ.setdefault(key, value)
     if address:
-        with _from_package_root():
+        with _from_package_root(), _quiet_spawns():
             ray.init(address=address, logging_level=logging.WARNING, ignore_reinit_error=True)
         return
-    with _from_package_root():
+    with _from_package_root(), _quiet_spawns():
         ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, object_store_memory=512 * 1024**2,
                  logging_level=logging.WARNING, ignore_reinit_error=True, log_to_driver=False)
     import ray.data
@@ -44,3 +56,5 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     ctx.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
     ctx.read_op_min_num_blocks = 2
     logging.getLogger("ray.data").setLevel(logging.WARNING)
+    # our commands draw their own progress bar (rows written); Ray Data's note that its bars are off means nothing
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)

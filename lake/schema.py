@@ -36,9 +36,31 @@ def optional(name: str, type_: pa.DataType) -> pa.Field:
     return pa.field(name, type_, nullable=True)
 
 
+# Lance's declaration of the key columns: two writers that insert the same new key concurrently then conflict at
+# commit (the later one is retried against the new version and updates), instead of both inserting; without it a
+# merge-insert is only as unique as the version it read. Composite keys number their columns.
+PRIMARY_KEY = "lance-schema:unenforced-primary-key"
+
+
+def with_primary_key(schema: pa.Schema, key: tuple[str, ...]) -> pa.Schema:
+    fields = []
+    for f in schema:
+        if f.name in key:
+            extra = {PRIMARY_KEY: "true", f"{PRIMARY_KEY}:position": str(key.index(f.name) + 1)}
+            f = f.with_metadata({**{k.decode(): v.decode() for k, v in (f.metadata or {}).items()}, **extra})
+        fields.append(f)
+    return pa.schema(fields, metadata=schema.metadata)
+
+
+def primary_key_metadata(key: tuple[str, ...]) -> dict[str, dict[str, str]]:
+    """Per key column, the metadata that declares it (for tables created before the declaration)."""
+    return {name: {PRIMARY_KEY: "true", f"{PRIMARY_KEY}:position": str(i + 1)} for i, name in enumerate(key)}
+
+
 @dataclass(frozen=True)
 class TableSpec:
-    """What the lake knows about one table beyond its Arrow schema."""
+    """What the lake knows about one table beyond its Arrow schema (whose key columns are declared Lance's primary
+    key on construction)."""
 
     name: str
     schema: pa.Schema
@@ -47,6 +69,9 @@ class TableSpec:
     json_columns: tuple[str, ...] = ()
     timestamp_defaults: tuple[str, ...] = ()  # filled with "now" when a row leaves them out
     one_of: tuple[tuple[str, str], ...] = ()  # a row needs at least one of each pair
+
+    def __post_init__(self):
+        object.__setattr__(self, "schema", with_primary_key(self.schema, self.key))
 
     @property
     def columns(self) -> list[str]:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 if TYPE_CHECKING:
+    from lake.balance import Strategy
     from lake.db import Lake
     from lake.slices import Slice
 
@@ -71,16 +72,36 @@ def before_after(s: Slice, ax=None):
         _, ax = plt.subplots(figsize=(7, 0.5 * len(names) + 1.5))
     y = np.arange(len(names))
     ax.barh(y - 0.2, [r["share_before"] for r in report], height=0.4, label="natural", color="#bbbbbb")
-    ax.barh(y + 0.2, [r["share_after"] for r in report], height=0.4, label=s.strategy.name, color="#dd8452")
+    ax.barh(y + 0.2, [r["share_after"] for r in report], height=0.4, label=s.strategy.label, color="#dd8452")
     for i, r in enumerate(report):
         ax.text(r["share_after"], i + 0.2, f"  x{r['expected_repeats']:.2f}", va="center", fontsize=8)
     ax.set_yticks(y, names)
     ax.invert_yaxis()
     ax.set_xlabel("share of an epoch")
-    ax.set_title(f"{s.table}@{s.table_version}: {s.strategy.name} {s.strategy.params or ''}")
+    ax.set_title(f"{s.table}@{s.table_version}: {s.strategy.label}")
     ax.legend(loc="lower right")
     ax.figure.tight_layout()
     return ax
+
+
+def compare_strategies(db: Lake, strategies: Sequence[Strategy], where: str | None = None, table: str = "quadruplets"):
+    """One before/after panel per strategy on the same rows: the static view of what the curate notebook's
+    controls draw one at a time (widgets do not survive an exported notebook; this figure does)."""
+    import matplotlib.pyplot as plt
+
+    from lake.slices import build_slice
+
+    slices = [build_slice(db, table=table, strategy=strategy, where=where) for strategy in strategies]
+    rows = max(len(s.report()) for s in slices)
+    fig, axes = plt.subplots(1, len(slices), figsize=(4.2 * len(slices), 0.45 * rows + 1.8),
+                             squeeze=False)
+    for ax, s in zip(axes[0], slices, strict=True):
+        before_after(s, ax=ax)
+        ax.set_title(s.strategy.label, fontsize=10)
+        ax.legend(loc="lower right", fontsize=7)
+    fig.suptitle(f"{table}@{slices[0].table_version}" + (f" where {where}" if where else ""), fontsize=10)
+    fig.tight_layout()
+    return fig
 
 
 def gallery(db: Lake, ids: Sequence[str] | None = None, n: int = 6, videos: int = 2, table: str = "quadruplets",

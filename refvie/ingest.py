@@ -155,13 +155,23 @@ def _prepare(record: PairRecord, config: IngestConfig) -> dict[str, Any] | RowPr
             pair_id=record.pair_id, dataset=record.dataset, instruction=instruction,
             source_video=source_bytes if config.store_bytes else None,
             target_video=target_bytes if config.store_bytes else None,
-            source_uri=record.source.uri, target_uri=record.target.uri,
+            source_uri=_uri(record.source, config), target_uri=_uri(record.target, config),
             num_frames=src["frames"], fps=src["fps"], width=src["width"], height=src["height"], codec=src["codec"],
             given_reference=reference, gt_edit_type=edit_type, gt_mask=record.gt_mask,
             gt_reference=record.gt_reference, meta=meta,
         )
     except RowProblem as problem:
         return problem
+
+
+def _uri(ref: MediaRef, config: IngestConfig) -> str | None:
+    """Where the media came from. Without stored bytes it is the only way back to them, so it must resolve from any
+    process: the absolute file:// URI of the file (inline media cannot be referenced)."""
+    if config.store_bytes:
+        return ref.uri
+    if ref.path is None:
+        raise RowProblem("missing_path", "--no-bytes keeps only a path, and this row's media is inline (no file)")
+    return ref.path.resolve().as_uri()
 
 
 def _load(ref: MediaRef, side: str, image: bool, config: IngestConfig) -> tuple[bytes, dict[str, Any]]:
@@ -172,9 +182,9 @@ def _load(ref: MediaRef, side: str, image: bool, config: IngestConfig) -> tuple[
             frame = media.decode_image(data, name=name)
             return data, dict(frames=1, fps=0.0, width=frame.shape[1], height=frame.shape[0],
                               codec=_image_codec(data))
-        frames = media.decode_video(data, min_frames=config.min_frames, name=name)
+        frames = media.count_frames(data, min_frames=config.min_frames, name=name)  # every frame checked, none kept
         info = media.probe_video(data, name=name)
-        return data, dict(frames=len(frames), fps=info.fps, width=info.width, height=info.height, codec=info.codec)
+        return data, dict(frames=frames, fps=info.fps, width=info.width, height=info.height, codec=info.codec)
     except MediaError as e:
         raise RowProblem(e.reason, str(e)) from None
 

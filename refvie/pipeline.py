@@ -11,7 +11,9 @@ a run killed at any point and rerun ends with every pair in exactly one of `quad
 
 from __future__ import annotations
 
+import contextlib
 import time
+import warnings
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -46,7 +48,9 @@ PIPELINE_VERSION = "refvie-0.1"
 class PipelineConfig:
     batch_size: int = 8  # pairs per CPU task
     cpu_per_task: float = 1.0
-    task_memory_bytes: int = 256 * 1024**2  # reserved per CPU task: a batch of decoded clips
+    # reserved per CPU task: the worker's text classifier (~400 MiB measured) plus a batch of decoded clips; below
+    # what a task really uses, Ray Data's issue detector warns on every build
+    task_memory_bytes: int = 640 * 1024**2
     embed_actors: int = 1
     embed_cpus: float = 0.0  # actors hold their reservation for the whole run; 0 leaves every CPU to the tasks
     embed_gpus: float = 0.0  # fractional GPUs per embed actor when a CLIP model is used
@@ -190,6 +194,49 @@ def _node_id() -> str:
         return "local"
 
 
+# Ray cannot restart an actor whose constructor arguments sit in the object store (Ray Data's always do) and says so
+# on every run; without restarts a lost actor fails the build, and a rerun resumes where it stopped. Ray 2.60 still
+# reads max_restarts from the extra keyword arguments, which it marks deprecated (removed in 2.64: revisit on upgrade).
+_NO_RESTARTS = {"max_restarts": 0}
+
+
+@contextlib.contextmanager
+def _max_restarts_accepted():
+    from ray.util.annotations import RayDeprecationWarning
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated", category=RayDeprecationWarning)
+        yield
+
+
+def _graph(db: Lake, todo: list[str], config: PipelineConfig):
+    """The Ray Data graph: fused CPU stages in tasks, the embedder (and a model scaffolder) on actor pools."""
+    import ray.data
+
+    blocks = max(1, min(len(todo) // config.batch_size, 64))
+    ds = ray.data.from_items([{"pair_id": p} for p in todo], override_num_blocks=blocks)
+    # The memory reservation (decoded frames live in the task) also keeps Ray from fusing these tasks into the
+    # embed actors (fusion needs equal resource requests), which would run all CPU work on the small actor pool.
+    cpu = dict(batch_size=config.batch_size, batch_format="numpy", num_cpus=config.cpu_per_task,
+               memory=config.task_memory_bytes)
+    where = dict(lake_uri=db.uri, storage_options=db.storage_options, config=config)
+    if config.scaffold_model_path:  # frames travel (packed) to GPU actors and back: the price of a model scaffold
+        ds = ds.map_batches(run_cpu_stages, fn_kwargs={**where, "part": "pre"}, **cpu)
+        ds = ds.map_batches(ScaffoldActor, fn_constructor_kwargs=dict(config=config), batch_size=config.batch_size,
+                            batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=config.scaffold_actors),
+                            **_NO_RESTARTS,
+                            num_cpus=config.scaffold_cpus, num_gpus=config.scaffold_gpus or None)
+        ds = ds.map_batches(run_cpu_stages, fn_kwargs={**where, "part": "post"}, **cpu)
+    else:
+        ds = ds.map_batches(run_cpu_stages, fn_kwargs=where, **cpu)
+    ds = ds.map_batches(Embed, batch_size=config.write_batch, batch_format="numpy", **_NO_RESTARTS,
+                        compute=ray.data.ActorPoolStrategy(size=config.embed_actors),
+                        num_cpus=config.embed_cpus, num_gpus=config.embed_gpus or None,
+                        fn_constructor_kwargs=dict(image_model_path=config.image_model_path,
+                                                   device="cuda" if config.embed_gpus else "cpu"))
+    return ds
+
+
 def build(db: Lake, config: PipelineConfig = PipelineConfig(), ray_address: str | None = None,
           limit: int | None = None, progress: bool = True) -> BuildSummary:
     """Build quadruplets for every pending pair on Ray Data (local, or the cluster at `ray_address`)."""
@@ -207,25 +254,8 @@ def build(db: Lake, config: PipelineConfig = PipelineConfig(), ray_address: str 
     ray.data.DataContext.get_current().enable_progress_bars = False  # the driver's bar counts written rows
     _check_fits(config)
     classifier(config)  # train and cache the text head once here, not in every worker at once
-    blocks = max(1, min(len(todo) // config.batch_size, 64))
-    ds = ray.data.from_items([{"pair_id": p} for p in todo], override_num_blocks=blocks)
-    # The memory reservation (decoded frames live in the task) also keeps Ray from fusing these tasks into the
-    # embed actors (fusion needs equal resource requests), which would run all CPU work on the small actor pool.
-    cpu = dict(batch_size=config.batch_size, batch_format="numpy", num_cpus=config.cpu_per_task,
-               memory=config.task_memory_bytes)
-    where = dict(lake_uri=db.uri, storage_options=db.storage_options, config=config)
-    if config.scaffold_model_path:  # frames travel (packed) to GPU actors and back: the price of a model scaffold
-        ds = ds.map_batches(run_cpu_stages, fn_kwargs={**where, "part": "pre"}, **cpu)
-        ds = ds.map_batches(ScaffoldActor, fn_constructor_kwargs=dict(config=config), batch_size=config.batch_size,
-                            batch_format="numpy", concurrency=config.scaffold_actors,
-                            num_cpus=config.scaffold_cpus, num_gpus=config.scaffold_gpus or None)
-        ds = ds.map_batches(run_cpu_stages, fn_kwargs={**where, "part": "post"}, **cpu)
-    else:
-        ds = ds.map_batches(run_cpu_stages, fn_kwargs=where, **cpu)
-    ds = ds.map_batches(Embed, batch_size=config.write_batch, batch_format="numpy", concurrency=config.embed_actors,
-                        num_cpus=config.embed_cpus, num_gpus=config.embed_gpus or None,
-                        fn_constructor_kwargs=dict(image_model_path=config.image_model_path,
-                                                   device="cuda" if config.embed_gpus else "cpu"))
+    with _max_restarts_accepted():
+        ds = _graph(db, todo, config)
     writer = Write(db, config.pipeline_version, config.filter.duplicate_cosine)
     writer.setup()
     bar = _bar(progress, len(todo))

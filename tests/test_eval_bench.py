@@ -138,6 +138,11 @@ def _bench_files(folder):
         (folder / f"videos/{i}.mp4").write_bytes(media.encode_video(sample.source))
         (folder / f"ref{i}.png").write_bytes(media.encode_image(sample.target[0]))
     (folder / "videos/broken.mp4").write_bytes((folder / "videos/0.mp4").read_bytes()[:200])
+    long = bytearray(media.encode_video(SyntheticWorld(SyntheticConfig(seed=5, frames=9, height=64, width=64))
+                                        .sample(0).source))
+    middle = len(long) // 2  # garbage mid-file: the first frame still decodes, the later ones do not
+    long[middle:middle + 800] = b"\xff" * 800
+    (folder / "videos/damaged.mp4").write_bytes(bytes(long))
     return samples
 
 
@@ -147,15 +152,17 @@ def test_refvie_bench_yaml_imports_with_bad_entries_rejected(db, tmp_path):
                dict(id="b1", src_video="videos/1.mp4", ref_image="ref1.png", prompt="New sky", task="background"),
                dict(id="x1", src_video="videos/broken.mp4", ref_image="ref0.png", prompt="Add", task="subject"),
                dict(id="x2", src_video="videos/2.mp4", ref_image="missing.png", prompt="Add", task="subject"),
-               dict(id="x3", src_video="../outside.mp4", ref_image="ref0.png", prompt="Add", task="subject")]
+               dict(id="x3", src_video="../outside.mp4", ref_image="ref0.png", prompt="Add", task="subject"),
+               dict(id="x4", src_video="videos/damaged.mp4", ref_image="ref0.png", prompt="Add", task="subject")]
     (tmp_path / "refvie_bench.yaml").write_text(yaml.safe_dump({"items": listing}))
     report = import_refvie_bench(db, tmp_path / "refvie_bench.yaml", "refvie-test")
-    assert (report.entries, report.imported, report.rejected) == (5, 2, 3)
+    assert (report.entries, report.imported, report.rejected) == (6, 2, 4)
     items = {i.item_id: i for i in load_bench(db, "refvie-test")}
     assert items["s1"].category == "ref_subject" and items["b1"].task == "ref_background"
     reasons = {r["input_ref"]: r["reason"] for r in db.read("rejects", where="stage = 'bench_import'").to_pylist()}
     assert reasons["refvie-test/x2"] == "missing_file" and reasons["refvie-test/x3"] == "path_outside_root"
     assert reasons["refvie-test/x1"] in {"truncated", "not_a_video", "corrupt"}
+    assert reasons["refvie-test/x4"] == "truncated"  # checked to the last frame, not only the first
     assert item_media(db, items["s1"]).reference is not None
 
 

@@ -11,7 +11,7 @@ import torch
 from click.testing import CliRunner
 
 from kiwi.data import DataConfig, prepare_rows, row_task_of
-from kiwi.eval.effects import LOCAL_GROUP, effects, seed_means, verdict
+from kiwi.eval.effects import LOCAL_GROUP, arm_lines, effects, seed_means, verdict, with_fixed_arm
 from kiwi.eval.experiment import LOCAL_HEAVY, parse_arm
 from kiwi.model.flow import keyed_generator
 from kiwi.model.kiwi_edit import MIXED, EditBatch, tiny_edit
@@ -128,6 +128,22 @@ def test_the_verdict_says_what_the_intervals_allow_and_no_more():
     assert "One seed only" in one and "clearly" not in one
 
 
+def test_arms_against_a_fixed_baseline_get_intervals_over_their_own_seeds():
+    """Copying the source scores the same under every seed: each trained arm's gain over it is measured with the
+    spread of that arm's seeds alone."""
+    means = _means({"background_change": [1.0, 2.0, 3.0, 2.0, 2.0]})
+    copy = pd.Series({"background_change": 8.0, "local_add": 25.0, "local_change": 26.0, LOCAL_GROUP: 25.5})
+    table = effects(with_fixed_arm(means, "copy-source", copy), "copy-source", order=["copy-source", "uniform"])
+    row = table.loc[("uniform", "background_change")]
+    sd = np.std([11, 12, 13, 12, 12], ddof=1)
+    assert row["difference"] == pytest.approx(4.0) and row["clear"] and row["seeds"] == 5
+    assert row["high"] - row["difference"] == pytest.approx(2.776445 * sd / np.sqrt(5), rel=1e-5)
+    assert table.loc[("uniform", LOCAL_GROUP), "difference"] == pytest.approx(-5.0)
+    assert list(table.index.get_level_values("arm").unique()) == ["uniform"]
+    assert arm_lines(table, "copying the source")[0].startswith("uniform vs copying the source: background_change "
+                                                                "+4.00 dB [")
+
+
 def test_kiwi_experiment_trains_every_arm_and_seed_reports_and_resumes(db, tmp_path):
     from kiwi.cli import cli
 
@@ -138,8 +154,10 @@ def test_kiwi_experiment_trains_every_arm_and_seed_reports_and_resumes(db, tmp_p
     assert first.exit_code == 0, first.output
     assert "seed 1, arm adaptive:32: training 4 steps of batch 2" in first.output
     assert "local-heavy vs natural: background_change" in first.output and "copy-source" in first.output
+    assert "natural vs copying the source: background_change" in first.output
     report = (tmp_path / "exp" / "report.md").read_text()
     assert report.startswith("# Rebalancing experiment") and "## Verdict" in report and "edit_psnr" in report
+    assert "## Against copying the source (psnr)" in report
     assert {p.name for p in (tmp_path / "exp").glob("*.png")} >= {"psnr_by_arm.png", "training_loss.png"}
     from kiwi.eval.bench import load_bench
 

@@ -71,6 +71,24 @@ def test_kiwi_train_command_runs_the_tiny_curriculum(tmp_path):
                                      "--steps", "1,2,4"])  # another budget into the same folder: refused
     assert other.exit_code == 1 and "steps: 2 there, 4 now" in other.output and "Traceback" not in other.output
 
+    # scoring it on a bench frozen from its own training rows is refused, naming the overlap; the bench split is not
+    uri, model = str(tmp_path / "lake"), str(tmp_path / "run" / "model")
+    runner = CliRunner()
+    for name, split in (("seen", "train"), ("unseen", "bench")):
+        frozen = runner.invoke(cli, ["bench", "freeze", name, "--per-category", "1", "--where", f"split = '{split}'",
+                                     "--lake", uri])
+        assert frozen.exit_code == 0, frozen.output
+    refused = runner.invoke(cli, ["eval", "--model", model, "--bench", "seen", "--steps", "1", "--lake", uri])
+    assert refused.exit_code == 1 and "Traceback" not in refused.output
+    assert "trained on" in refused.output and "items of bench 'seen'" in refused.output
+    assert "--allow-overlap" in refused.output
+    assert lake.open(uri).count("eval_outputs") == 0  # refused before any inference
+    forced = runner.invoke(cli, ["eval", "--model", model, "--bench", "seen", "--steps", "1", "--lake", uri,
+                                 "--allow-overlap"])
+    assert forced.exit_code == 0 and forced.output.startswith("warning: --model") and "eval run" in forced.output
+    clean = runner.invoke(cli, ["eval", "--model", model, "--bench", "unseen", "--steps", "1", "--lake", uri])
+    assert clean.exit_code == 0 and "warning" not in clean.output, clean.output
+
 
 def test_bench_freeze_eval_and_compare_from_the_command_line(files, tmp_path):
     from tests.conftest import synthetic_quadruplet_lake

@@ -235,3 +235,42 @@ def _assert_same_training(mine, theirs):
     gap = torch.sqrt(sum(((mine[k] - theirs[k]) ** 2).sum() for k in theirs))
     assert update > 0.01, "training changed no weights"
     assert gap < 0.02 * update, (float(gap), float(update))
+
+
+def test_loss_plot_leaves_gaps_for_absent_types_and_marks_stage_boundaries(tmp_path):
+    """A type missing from a step's batch is not drawn there (the old plot carried a filled value through the gap,
+    a flat line that read as a plateau); the step where a new stage starts gets a dotted line named after it."""
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from kiwi.runs import plot_losses
+
+    history = [dict(global_step=i, stage="stage1" if i <= 3 else "stage2", loss=1.0 / i,
+                    per_type={"a": 1.0 / i} | ({"b": 2.0} if i in (1, 2, 6) else {})) for i in range(1, 7)]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
+    ax = plot_losses({"run": tmp_path}, per_type=True, smooth=1)
+    lines = {line.get_label(): line for line in ax.lines if not line.get_label().startswith("_")}
+    assert list(lines["run · b"].get_xdata()) == [1, 2, 6]
+    assert list(lines["run · a"].get_xdata()) == [1, 2, 3, 4, 5, 6]
+    boundaries = [line for line in ax.lines if line.get_label().startswith("_") and line.get_linestyle() == ":"]
+    assert len(boundaries) == 1 and boundaries[0].get_xdata()[0] == 3.5
+    assert any(text.get_text().strip() == "stage2" for text in ax.texts)
+
+
+def test_cosine_schedule_warms_up_then_decays_to_its_floor_and_constant_stays_flat():
+    import math
+
+    from kiwi.curriculum import StageConfig
+
+    cosine = StageConfig("s", "x", "instruct", ("dit",), steps=103, lr=1e-3, warmup_steps=2, lr_schedule="cosine",
+                         min_lr_ratio=0.1)
+    rates = [cosine.lr_at(step) for step in range(103)]
+    assert rates[:3] == [5e-4, 1e-3, 1e-3]  # warm-up, then the peak at the first decayed step
+    assert math.isclose(rates[-1], 1e-4) and all(a >= b for a, b in zip(rates[2:], rates[3:], strict=False))
+    assert math.isclose(rates[52], 1e-3 * (0.1 + 0.9 * 0.5), rel_tol=1e-2)  # half-way: half-way down
+    flat = StageConfig("s", "x", "instruct", ("dit",), steps=10, lr=1e-3)
+    assert {flat.lr_at(step) for step in range(10)} == {1e-3}
+    with pytest.raises(ValueError, match="lr_schedule must be"):
+        StageConfig("s", "x", "instruct", ("dit",), steps=10, lr=1e-3, lr_schedule="linear")

@@ -65,7 +65,7 @@ def test_every_pair_lands_in_exactly_one_table(built_lake):
     done, reasons = final_state(db)
     assert done == set(db.read("pairs", columns=["pair_id"])["pair_id"].to_pylist())
     assert summary.pending == 203 == summary.accepted + summary.rejected_total
-    assert {"no_visible_edit", "size_mismatch", "empty"} <= set(reasons)
+    assert {"no_visible_edit", "size_mismatch", "missing_file"} <= set(reasons)
     assert db.read("rejects", columns=["reason"], where="input_ref = 'bad-size'")["reason"][0].as_py() == \
         "size_mismatch"
     table = summary.stage_table()

@@ -296,3 +296,53 @@ def test_preview_grid(tmp_path):
     image = media.decode_image(out.read_bytes())
     assert image.shape[0] > image.shape[1] and image.std() > 10  # three tall rows of real pictures
     assert not np.all(image == 255)
+
+
+def test_no_bytes_keeps_resolvable_uris_that_the_build_and_every_reader_follow(dataset, tmp_path):
+    """--no-bytes stores no video in the lake: each pair keeps the absolute file:// URI of its file, which the
+    build's decode stage, the training loader and evaluation read instead (a relative path kept under a root the
+    lake never recorded could not be read back). A file that disappears is a clear `missing_file`."""
+    from refvie.pipeline import build_local
+
+    db = lake.open(tmp_path / "lake")
+    path = write_kiwi_csv(tmp_path / "train.csv", [list(p) for p in dataset.good_pairs[:3]])
+    summary = ingest(KiwiCsvSource(path, dataset.root), db, IngestConfig(progress=False, store_bytes=False))
+    assert summary.accepted == 3
+    pairs = db.read("pairs", columns=["pair_id", "source_uri", "target_uri"]).to_pylist()
+    assert all(r["source_uri"].startswith("file:///") and r["target_uri"].startswith("file:///") for r in pairs)
+    assert db.count("pairs", where="source_video IS NOT NULL") == 0
+    ids = [r["pair_id"] for r in pairs]
+    assert db.read_blobs("pairs", "source_video", ids[:1]) == [(dataset.root / "clips/a_src.mp4").read_bytes()]
+    assert db.read_blobs("pairs", "source_video", ids[:1], resolve_uris=False) == [None]
+
+    built = build_local(db)
+    # decoded from the URIs (before, every such pair was rejected as `empty`); the content filters still apply
+    assert built.accepted >= 2 and built.accepted + sum(built.rejected.values()) == 3, built
+    assert not set(built.rejected) & {"empty", "missing_file"}
+    quads = db.read("quadruplets", columns=["id", "source_uri"]).to_pylist()
+    assert all(q["source_uri"].startswith("file:///") for q in quads)
+    frames = media.decode_video(db.read_blobs("quadruplets", "target_video", [quads[0]["id"]])[0])
+    assert frames.ndim == 4
+
+    (dataset.root / "clips/a_src.mp4").unlink()
+    with pytest.raises(lake.MediaError, match="a_src.mp4") as raised:
+        db.read_blobs("pairs", "source_video", ids)
+    assert raised.value.reason == "missing_file"
+
+    inline = ingest(SyntheticSource(2, SyntheticConfig(frames=5, height=32, width=32)), db,
+                    IngestConfig(progress=False, store_bytes=False))
+    assert inline.rejected == Counter(missing_path=2)  # synthetic clips have no file to point to
+
+
+def test_ingest_counts_frames_without_holding_a_clip_in_memory(dataset, empty_lake, tmp_path, monkeypatch):
+    """Ingest needs a clip's frame count and its validity, not its pixels: a long HD video must not be decoded into
+    one array. Every frame is still decoded and checked (a truncated clip is rejected as before)."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("ingest materialised a whole clip")
+
+    monkeypatch.setattr(media, "decode_video", refuse)
+    path = write_kiwi_csv(tmp_path / "train.csv", [list(dataset.good_pairs[0]), list(dataset.bad_pairs[1][:3])])
+    summary = ingest(KiwiCsvSource(path, dataset.root), empty_lake, QUIET)
+    assert summary.accepted == 1 and summary.rejected == Counter(truncated=1)
+    assert empty_lake.read("pairs", columns=["num_frames"])["num_frames"].to_pylist() == [
+        media.count_frames((dataset.root / dataset.good_pairs[0][0]).read_bytes())]

@@ -59,8 +59,30 @@ def test_a_source_residual_model_starts_as_an_exact_copy_and_keeps_the_flag_on_d
     assert psnr(edit(plain, video, "Make it look like a pencil sketch", steps=4), video) < 20  # no copy without it
     loaded = from_pretrained(save_pretrained(model, tmp_path / "m"))
     assert loaded.source_residual and np.array_equal(edit(loaded, video, "Make it", steps=4), video)
-    with pytest.raises(ValueError, match="source_residual needs x0-prediction"):
+    with pytest.raises(ValueError, match="source_residual / source_gate need x0-prediction"):
         KiwiEdit(model.mllm, model.transformer, model.vae, FlowMatching(), source_residual=True)
+
+
+def test_a_source_gate_model_copies_where_its_gate_is_open_and_keeps_the_flag_on_disk(tmp_path):
+    """x0_hat = g * source + (1 - g) * content: a gate saturated open is an exact copy whatever the content, a gate
+    shut is the content alone; the flag survives saving."""
+    model = tiny_edit(seed=2, source_gate=True)
+    proj = model.transformer.transformer.proj_out
+    channels = model.transformer.transformer.config.out_channels  # content + gate; features are (patch, channel)
+    gate = torch.arange(proj.out_features) % channels >= channels // 2
+    video = SyntheticWorld(SyntheticConfig(frames=5, height=32, width=32, seed=5)).sample(0).source
+    with torch.no_grad():
+        proj.weight[gate] = 0.0
+        proj.bias[gate] = 30.0  # gate logits: sigmoid(30) = 1 to float precision
+    assert np.array_equal(edit(model, video, "Replace the background with a beach", steps=4), video)
+    with torch.no_grad():
+        proj.bias[gate] = -30.0
+    assert psnr(edit(model, video, "Replace the background with a beach", steps=4), video) < 20
+    loaded = from_pretrained(save_pretrained(model, tmp_path / "m"))
+    assert loaded.source_gate and not loaded.source_residual
+    with pytest.raises(ValueError, match="choose one of source_residual and source_gate"):
+        KiwiEdit(model.mllm, model.transformer, model.vae, FlowMatching(prediction="x0"), source_residual=True,
+                 source_gate=True)
 
 
 def test_tiny_edit_round_trips_through_save_and_load(tmp_path):

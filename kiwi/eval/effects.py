@@ -58,6 +58,28 @@ def effects(means: pd.DataFrame, baseline: str, confidence: float = 0.95, power:
     return pd.DataFrame(rows).set_index(["arm", "category"])
 
 
+def with_fixed_arm(means: pd.DataFrame, arm: str, values: pd.Series) -> pd.DataFrame:
+    """`means` plus an arm that scores `values` (per category) under every seed: a deterministic baseline such as
+    copying the source, so `effects(..., baseline=arm)` gives each trained arm's gain over it with intervals over
+    the trained arms' seeds."""
+    seeds = means.index.get_level_values("seed").unique()
+    fixed = pd.DataFrame([values.reindex(means.columns).to_numpy()] * len(seeds), columns=means.columns,
+                         index=pd.MultiIndex.from_product([[arm], seeds], names=["arm", "seed"]))
+    return pd.concat([means, fixed])
+
+
+def arm_lines(table: pd.DataFrame, baseline: str, unit: str = " dB") -> list[str]:
+    """One line per arm of an `effects` table: its difference from `baseline` on background_change, global_style
+    and the local edits, with intervals."""
+    lines = []
+    for arm in dict.fromkeys(table.index.get_level_values("arm")):
+        part = table.loc[arm]
+        said = [f"{c} {describe(part.loc[c], unit)}" for c in ("background_change", "global_style", LOCAL_GROUP)
+                if c in part.index]
+        lines.append(f"{arm} vs {baseline}: " + "; ".join(said) + ".")
+    return lines
+
+
 def describe(row: pd.Series, unit: str, confidence: float = 0.95) -> str:
     """One effect in words: '+3.2 dB [2.1, 4.3]' and whether it is clear."""
     if row["seeds"] < 2:
@@ -74,12 +96,7 @@ def verdict(table: pd.DataFrame, baseline: str, unit: str = " dB", higher_is_bet
     there), and does each rebalancing close the gap without costing the local edits? Whatever the answer."""
     sign = 1 if higher_is_better else -1
     arms = list(dict.fromkeys(table.index.get_level_values("arm")))
-    lines = []
-    for arm in arms:
-        part = table.loc[arm]
-        said = [f"{c} {describe(part.loc[c], unit)}" for c in ("background_change", "global_style", LOCAL_GROUP)
-                if c in part.index]
-        lines.append(f"{arm} vs {baseline}: " + "; ".join(said) + ".")
+    lines = arm_lines(table, baseline, unit)
     n = int(table["seeds"].max()) if len(table) else 0
     if n < 2:
         lines.append("One seed only: the run-to-run spread is not measured, so no difference can be called real. "

@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from kiwi.curriculum import STAGE3, RunConfig, StageConfig
-from kiwi.eval.effects import LOCAL_GROUP, effects, seed_means, verdict
+from kiwi.eval.effects import LOCAL, LOCAL_GROUP, arm_lines, effects, seed_means, verdict, with_fixed_arm
 from kiwi.eval.report import markdown_table
 from kiwi.eval.runner import EvalConfig, copy_source, evaluate, heldout_loss, results
 from kiwi.model.kiwi_edit import MIXED
@@ -75,6 +75,7 @@ class ExperimentConfig:
     steps: int = 400
     lr: float = 1e-3
     batch_size: int = 8
+    lr_schedule: str = "cosine"  # short CPU runs end better decayed (StageConfig.lr_at)
     frames: int = 5
     size: int = 32
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
@@ -103,17 +104,23 @@ class ExperimentResult:
     training_runs: dict[str, str]  # "arm/seed" -> runs.run_id (joins mix_weights)
     eval_runs: dict[str, str]  # "arm/seed" -> eval run id (eval_results, eval_outputs)
     verdict: str
+    against_copy: pd.DataFrame | None = None  # PSNR effects of every arm over copying the source, over seeds
     report: Path | None = None
 
     def summary(self, metric: str = "psnr") -> pd.DataFrame:
         """Category means over seeds per arm, with the copy-source baseline beside them."""
         table = self.means[metric].groupby(level="arm").mean().T
-        copy = self.copy_source[self.copy_source["metric"] == metric].groupby("category")["value"].mean()
-        local = [c for c in copy.index if c in ("local_add", "local_remove", "local_change")]
-        if local:
-            copy[LOCAL_GROUP] = copy[local].mean()
-        table["copy-source"] = copy
+        table["copy-source"] = copy_means(self.copy_source, metric)
         return table
+
+
+def copy_means(copy: pd.DataFrame, metric: str) -> pd.Series:
+    """The do-nothing baseline's mean per category (and over the local edits)."""
+    means = copy[copy["metric"] == metric].groupby("category")["value"].mean()
+    local = [c for c in means.index if c in LOCAL]
+    if local:
+        means[LOCAL_GROUP] = means[local].mean()
+    return means
 
 
 def _slug(text: str) -> str:
@@ -123,7 +130,8 @@ def _slug(text: str) -> str:
 def run_name(arm: Arm, seed: int, config: ExperimentConfig, slice_id: str) -> str:
     """Every setting that changes the trained weights, so a rerun with another budget never reuses a run."""
     every = f"-every{arm.adaptive.update_every}" if arm.adaptive else ""
-    return (f"{_slug(arm.label)}{every}-{config.model}-{config.steps}x{config.batch_size}-lr{config.lr:g}-"
+    schedule = "" if config.lr_schedule == "constant" else f"-{config.lr_schedule}"
+    return (f"{_slug(arm.label)}{every}-{config.model}-{config.steps}x{config.batch_size}-lr{config.lr:g}{schedule}-"
             f"{config.frames}f{config.size}-seed{seed}-{slice_id[:8]}")
 
 
@@ -137,7 +145,7 @@ def train_arm(db: Lake, arm: Arm, seed: int, config: ExperimentConfig, out: Path
                                           name=f"experiment-{_slug(arm.label)}-seed{seed}"))
     name = run_name(arm, seed, config, slice_id)
     stage = StageConfig("mixed", slice_id, MIXED, STAGE3[:-1], config.steps, config.lr, batch_size=config.batch_size,
-                        frames=config.frames, size=config.size, adaptive=arm.adaptive)
+                        frames=config.frames, size=config.size, adaptive=arm.adaptive, lr_schedule=config.lr_schedule)
     model = KiwiConfig(size=config.model, seed=seed).build()
     trainer = Trainer(model, db, RunConfig(name, (stage,), seed=seed, checkpoint_every=max(1, config.steps // 2)),
                       out / "runs" / name)
@@ -170,8 +178,11 @@ def run_experiment(db: Lake, config: ExperimentConfig, out_dir: str | Path, prog
     means = {m: seed_means(pooled, m) for m, _, _ in HEADLINES if (pooled["metric"] == m).any()}
     effect = {m: effects(table, config.baseline, order=list(config.arms)) for m, table in means.items()}
     bias = next((a for a in config.arms if a.startswith(("local-heavy", "target:"))), None)
-    text = verdict(effect["psnr"], config.baseline, bias_arm=bias)
-    result = ExperimentResult(pooled, copy, means, effect, losses, training_runs, eval_runs, text)
+    against = effects(with_fixed_arm(means["psnr"], "copy-source", copy_means(copy, "psnr")), "copy-source",
+                      order=["copy-source", *config.arms])
+    text = "\n".join([*arm_lines(against, "copying the source"), verdict(effect["psnr"], config.baseline,
+                                                                          bias_arm=bias)])
+    result = ExperimentResult(pooled, copy, means, effect, losses, training_runs, eval_runs, text, against)
     result.report = write_report(db, result, config, out)
     return result
 
@@ -185,7 +196,8 @@ def write_report(db: Lake, result: ExperimentResult, config: ExperimentConfig, o
         "# Rebalancing experiment",
         "",
         f"Arms {', '.join(f'`{a}`' for a in config.arms)} against `{config.baseline}`; {config.model}, "
-        f"{config.steps} steps of batch {config.batch_size} at lr {config.lr:g}, {config.frames} frames of "
+        f"{config.steps} steps of batch {config.batch_size} at lr {config.lr:g} ({config.lr_schedule}), "
+        f"{config.frames} frames of "
         f"{config.size}x{config.size}, one mixed-task stage; seeds {list(config.seeds)}; bench `{config.bench}` "
         f"({result.results['item_id'].nunique()} items), sampler {config.evaluation.steps} steps.",
         "",
@@ -194,6 +206,10 @@ def write_report(db: Lake, result: ExperimentResult, config: ExperimentConfig, o
         *[f"- {line}" for line in result.verdict.splitlines()],
         "",
     ]
+    if result.against_copy is not None:
+        lines += ["## Against copying the source (psnr)", "",
+                  "Does each arm edit at all? Its PSNR minus the do-nothing baseline's, over seeds:", "",
+                  markdown_table(result.against_copy.reset_index().set_index("arm")), ""]
     for metric, unit, higher in HEADLINES:
         if metric not in result.means:
             continue

@@ -44,7 +44,7 @@ def save_pretrained(model: KiwiEdit, folder: str | Path) -> Path:
     config = {"queries": {"image": counts.image, "video": counts.video, "reference": counts.reference},
               "reference_position": model.transformer.reference_position, "flow_shift": model.flow.shift,
               "max_frames": model.mllm.max_frames, "flow_prediction": model.flow.prediction,
-              "source_residual": model.source_residual}
+              "source_residual": model.source_residual, "source_gate": model.source_gate}
     if conditioner:  # the sentence-embedding conditioner's MLP is saved with the kiwi tensors (mllm.queries.*)
         config["conditioner"] = {"hidden_size": model.mllm.hidden_size, "tokens": model.mllm.tokens}
     if codec:
@@ -81,7 +81,8 @@ def from_pretrained(folder: str | Path, device: str = "cpu", dtype: torch.dtype 
            else AutoencoderKLWan.from_pretrained(folder / "vae", dtype=dtype))
     model = KiwiEdit(mllm, transformer, vae, FlowMatching(shift=config["flow_shift"],
                                                           prediction=config.get("flow_prediction", "velocity")),
-                     source_residual=config.get("source_residual", False))
+                     source_residual=config.get("source_residual", False),
+                     source_gate=config.get("source_gate", False))
     missing = model.load_state_dict(load_file(folder / "kiwi" / "model.safetensors"), strict=False)
     unexpected = [k for k in missing.unexpected_keys]
     if unexpected:

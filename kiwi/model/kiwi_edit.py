@@ -59,16 +59,21 @@ def _numpy(frames: Frames) -> np.ndarray:
 
 class KiwiEdit(nn.Module):
     def __init__(self, mllm: KiwiMLLM | TextConditioner, transformer: KiwiTransformer, vae,
-                 flow: FlowMatching | None = None, source_residual: bool = False):
-        """`source_residual` (x0-prediction only): the network outputs the change to the source latents, so
-        x0_hat = source + output. A zero output is an exact copy of the source, which a small DiT cannot
-        reproduce through its narrow tokens otherwise (the tiny-edit model; the full model predicts velocity)."""
+                 flow: FlowMatching | None = None, source_residual: bool = False, source_gate: bool = False):
+        """Two ways (x0-prediction only) to let a small DiT keep what it should not change, which it cannot
+        reproduce through its narrow tokens otherwise (the tiny-edit model; the full model predicts velocity):
+        `source_residual`: the network outputs the change, x0_hat = source + output (a zero output is an exact copy);
+        `source_gate`: the network outputs content and a per-latent gate, x0_hat = g * source + (1 - g) * content,
+        g = sigmoid(gate) — copy where nothing changes, free content where everything does (a new background,
+        a palette), without having to cancel the source first."""
         super().__init__()
-        if source_residual and (flow is None or flow.prediction != "x0"):
-            raise ValueError("source_residual needs x0-prediction: FlowMatching(prediction='x0')")
+        if (source_residual or source_gate) and (flow is None or flow.prediction != "x0"):
+            raise ValueError("source_residual / source_gate need x0-prediction: FlowMatching(prediction='x0')")
+        if source_residual and source_gate:
+            raise ValueError("choose one of source_residual and source_gate")
         self.mllm, self.transformer, self.vae = mllm, transformer, vae
         self.flow = flow or FlowMatching()
-        self.source_residual = source_residual
+        self.source_residual, self.source_gate = source_residual, source_gate
         hidden = mllm.hidden_size
         width = transformer.config.num_attention_heads * transformer.config.attention_head_dim
         self.query_connector = Connector(hidden, width)
@@ -116,6 +121,12 @@ class KiwiEdit(nn.Module):
         """The network's output in the flow's parameterisation (velocity or x0) at noise level `sigma`."""
         output = self.transformer(noisy, self.flow.timestep(sigma), context, source_latents=source, sigma=sigma,
                                   reference_latents=reference, context_projected=True)
+        if self.source_gate:
+            content, gate = output.chunk(2, dim=1)
+            if source is None:
+                return content
+            g = torch.sigmoid(gate.float()).to(content.dtype)
+            return g * source + (1 - g) * content
         return output + source if self.source_residual and source is not None else output
 
     # ------------------------------------------------------------------------------------------- training
@@ -186,7 +197,7 @@ def tiny(seed: int = 0, queries: QueryCounts = TINY_QUERIES) -> KiwiEdit:
 
 
 def tiny_edit(seed: int = 0, width: int = 128, layers: int = 4, patch: int = 4, tokens: int = 8,
-              source_residual: bool = False) -> KiwiEdit:
+              source_residual: bool = False, source_gate: bool = False) -> KiwiEdit:
     """The CPU-sized model that learns to edit in minutes: a lossless pixel codec instead of the random tiny VAE, a
     frozen MiniLM + MLP instead of the tiny random MLLM, x0-prediction instead of velocity prediction (see
     `kiwi.model.flow`), and a from-scratch Wan DiT (width 128, 4 layers, ~2M parameters) with Kiwi's source and
@@ -196,11 +207,12 @@ def tiny_edit(seed: int = 0, width: int = 128, layers: int = 4, patch: int = 4, 
     torch.manual_seed(seed)
     channels = 3 * patch * patch
     dit = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=4, attention_head_dim=width // 4,
-                                in_channels=channels, out_channels=channels, text_dim=32, freq_dim=64,
+                                in_channels=channels, out_channels=channels * (2 if source_gate else 1),
+                                text_dim=32, freq_dim=64,
                                 ffn_dim=4 * width, num_layers=layers, cross_attn_norm=True,
                                 qk_norm="rms_norm_across_heads", rope_max_seq_len=64)
     return KiwiEdit(TextConditioner(hidden_size=width, tokens=tokens), KiwiTransformer(dit), PixelCodec(patch),
-                    FlowMatching(prediction="x0"), source_residual=source_residual)
+                    FlowMatching(prediction="x0"), source_residual=source_residual, source_gate=source_gate)
 
 
 def full(mllm_path: str, transformer_path: str, vae_path: str, queries: QueryCounts | None = None,

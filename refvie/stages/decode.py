@@ -36,16 +36,20 @@ class Decode:
         start = time.perf_counter()
         ids = [str(i) for i in batch["pair_id"]]
         meta = self.db.take("pairs", ids, columns=PAIR_COLUMNS).to_pylist()
-        sources = self.db.read_blobs("pairs", "source_video", ids)
-        targets = self.db.read_blobs("pairs", "target_video", ids)
+        sources = self.db.read_blobs("pairs", "source_video", ids, resolve_uris=False)  # URIs per row, below
+        targets = self.db.read_blobs("pairs", "target_video", ids, resolve_uris=False)
         out = {name: column([row[name] for row in meta]) for name in PAIR_COLUMNS}
         out["source_bytes"], out["target_bytes"] = column(sources), column(targets)
         out["source"], out["target"] = column([None] * len(ids)), column([None] * len(ids))
         out["reject_reason"] = column([None] * len(ids))
         for i, pair_id in enumerate(ids):
             try:
+                if sources[i] is None and meta[i]["source_uri"]:  # ingested with --no-bytes: read where it points
+                    sources[i] = media.read_uri(meta[i]["source_uri"], self.storage_options)
+                if targets[i] is None and meta[i]["target_uri"]:
+                    targets[i] = media.read_uri(meta[i]["target_uri"], self.storage_options)
                 if sources[i] is None or targets[i] is None:
-                    raise MediaError("empty", "the pair holds no video bytes (ingested with --no-bytes?)")
+                    raise MediaError("empty", "the pair holds neither video bytes nor a URI to read them from")
                 src = media.decode_video(sources[i], max_frames=self.max_frames, name=f"{pair_id}/source")
                 tgt = media.decode_video(targets[i], max_frames=self.max_frames, name=f"{pair_id}/target")
             except MediaError as e:
