@@ -365,7 +365,7 @@ def experiment_command(bench_name, arms, baseline, seeds, steps, batch_size, lr,
     result = run_experiment(db, config, out, progress=True, log=click.echo)
     click.echo("\npsnr per category, mean over seeds (dB), and copying the source:")
     click.echo(result.summary("psnr").to_string(float_format=lambda v: f"{v:.2f}"))
-    click.echo("\n" + result.verdict)
+    click.echo("\nverdict:\n" + result.verdict)
     click.echo(f"\nreport: {result.report}")
 
 

@@ -23,6 +23,7 @@ import pyarrow.compute  # noqa: F401 - pa.compute in nearest()
 from lake import media
 from lake.errors import LakeError
 from lake.schema import PRIMARY_KEY, TABLES, TableSpec, primary_key_metadata, spec_for
+from lake.sql import literal
 from lake.validate import Rows, to_arrow
 
 if TYPE_CHECKING:
@@ -248,7 +249,7 @@ class Lake:
             exclude = query
         else:
             vector = np.asarray(query, np.float32).tolist()
-        filters = [f for f in (where, f"{key} != '{exclude}'" if exclude else None) if f]
+        filters = [f for f in (where, f"{key} != {literal(exclude)}" if exclude else None) if f]
         search = tbl.search(vector, vector_column_name=column).metric("cosine").limit(k)
         if any(ix.columns == [column] for ix in tbl.list_indices()):
             search = search.nprobes(20).refine_factor(10)  # PQ distances are coarse: re-rank the candidates exactly

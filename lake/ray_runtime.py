@@ -40,12 +40,13 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
 
     import ray
 
-    for key, value in {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", "RAY_DEDUP_LOGS": "0"}.items():
+    for key, value in {"RAY_USAGE_STATS_ENABLED": "0", "RAY_DEDUP_LOGS": "0"}.items():
         os.environ.setdefault(key, value)
-    if address:
+    if address:  # someone else's cluster: its authentication is its own
         with _from_package_root(), _quiet_spawns():
             ray.init(address=address, logging_level=logging.WARNING, ignore_reinit_error=True)
         return
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private local cluster, reachable only from this machine
     with _from_package_root(), _quiet_spawns():
         ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, object_store_memory=512 * 1024**2,
                  logging_level=logging.WARNING, ignore_reinit_error=True, log_to_driver=False)

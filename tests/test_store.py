@@ -215,3 +215,14 @@ def test_concurrent_ingests_of_one_source_leave_each_pair_once(tmp_path):
         numbers = [int(w.strip(",")) for w in out.split("ingest synthetic:")[-1].split() if w.strip(",").isdigit()]
         read, accepted, already, rejected = numbers[:4]
         assert accepted + already + rejected == read
+
+
+def test_nearest_by_a_key_holding_a_quote_leaves_that_row_out(empty_lake):
+    """The row's own key goes into the search filter as a quoted literal, not spliced text."""
+    rows = quadruplet_rows(3, videos=False)
+    rows[0]["id"] = "it's-0"
+    for i, row in enumerate(rows):
+        row["target_emb"] = np.eye(256, dtype=np.float32)[0] + 0.1 * i
+    empty_lake.upsert("quadruplets", rows)
+    found = empty_lake.nearest("it's-0", k=2, columns=["id"])["id"].to_pylist()
+    assert sorted(found) == sorted(r["id"] for r in rows[1:])

@@ -26,12 +26,26 @@ KIWI_PREFIXES = ("mllm.queries.", "query_connector.", "reference_connector.", "t
                  "transformer.reference_embedder.")
 
 
+def _save_quietly(module, folder: Path) -> None:
+    """transformers draws a "Writing model shards" bar for every save, even of one small shard: noise in a
+    training command's output, so it is off for the save and restored after."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        module.save_pretrained(folder)
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
 def save_pretrained(model: KiwiEdit, folder: str | Path) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     conditioner, codec = isinstance(model.mllm, TextConditioner), isinstance(model.vae, PixelCodec)
     if not conditioner:
-        model.mllm.model.save_pretrained(folder / "mllm")
+        _save_quietly(model.mllm.model, folder / "mllm")
         model.mllm.tokenizer.save_pretrained(folder / "mllm")
         model.mllm.image_processor.save_pretrained(folder / "mllm")
     model.transformer.transformer.save_pretrained(folder / "transformer")
