@@ -92,13 +92,16 @@ def compare_strategies(db: Lake, strategies: Sequence[Strategy], where: str | No
     from lake.slices import build_slice
 
     slices = [build_slice(db, table=table, strategy=strategy, where=where) for strategy in strategies]
-    rows = max(len(s.report()) for s in slices)
-    fig, axes = plt.subplots(1, len(slices), figsize=(4.2 * len(slices), 0.45 * rows + 1.8),
-                             squeeze=False)
-    for ax, s in zip(axes[0], slices, strict=True):
+    categories = max(len(s.report()) for s in slices)
+    columns = min(2, len(slices))
+    grid = -(-len(slices) // columns)
+    fig, axes = plt.subplots(grid, columns, figsize=(5.5 * columns, (0.4 * categories + 1.6) * grid), squeeze=False)
+    for ax, s in zip(axes.flat, slices, strict=False):
         before_after(s, ax=ax)
         ax.set_title(s.strategy.label, fontsize=10)
         ax.legend(loc="lower right", fontsize=7)
+    for ax in list(axes.flat)[len(slices):]:
+        ax.set_visible(False)
     fig.suptitle(f"{table}@{slices[0].table_version}" + (f" where {where}" if where else ""), fontsize=10)
     fig.tight_layout()
     return fig
