@@ -240,3 +240,19 @@ def test_ray_workers_import_our_packages_even_beside_a_data_folder_named_lake(tm
                           timeout=180)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["Lake", str(tmp_path)]  # imported, and the caller's folder is left as it was
+
+
+def test_two_builds_at_once_leave_each_pair_built_or_rejected_once(tmp_path):
+    """Two `refvie build` processes started together on one lake (the plain loop: the write path is the same as
+    Ray's) race over the same pending pairs; the keys declared as Lance's primary key turn their duplicate inserts
+    into conflicts and retries, so every pair ends exactly once in `quadruplets` or `rejects`."""
+    db = lake.open(tmp_path / "lake")
+    ingest(SyntheticSource(40, SMALL), db, QUIET)
+    env = {**os.environ, "KIWI_LAKE": str(tmp_path / "lake")}
+    command = [sys.executable, "-m", "refvie.cli", "build", "--no-ray", "--quiet", "--batch-size", "4"]
+    processes = [subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                 for _ in range(2)]
+    errors = [p.communicate(timeout=600)[1] for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], errors
+    done, _ = final_state(lake.open(tmp_path / "lake"))  # asserts no duplicate, none both built and rejected
+    assert len(done) == 40
