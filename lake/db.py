@@ -464,7 +464,10 @@ class Lake:
         undeclared = [k for k in spec.key if PRIMARY_KEY.encode() not in (table.schema.field(k).metadata or {})]
         if undeclared:  # created before keys were declared: declare them, so concurrent upserts stay unique
             declared = primary_key_metadata(spec.key)
-            table.to_lance().update_field_metadata({k: declared[k] for k in spec.key})
+            try:
+                table.to_lance().update_field_metadata({k: declared[k] for k in spec.key})
+            except Exception:  # noqa: BLE001 - a lake opened with read-only credentials stays readable
+                pass
 
 
 def reject_id(stage: str, input_ref: str, dataset: str | None = None) -> str:
