@@ -42,19 +42,16 @@ def optional(name: str, type_: pa.DataType) -> pa.Field:
 PRIMARY_KEY = "lance-schema:unenforced-primary-key"
 
 
-def with_primary_key(schema: pa.Schema, key: tuple[str, ...]) -> pa.Schema:
-    fields = []
-    for f in schema:
-        if f.name in key:
-            extra = {PRIMARY_KEY: "true", f"{PRIMARY_KEY}:position": str(key.index(f.name) + 1)}
-            f = f.with_metadata({**{k.decode(): v.decode() for k, v in (f.metadata or {}).items()}, **extra})
-        fields.append(f)
-    return pa.schema(fields, metadata=schema.metadata)
-
-
 def primary_key_metadata(key: tuple[str, ...]) -> dict[str, dict[str, str]]:
-    """Per key column, the metadata that declares it (for tables created before the declaration)."""
+    """Per key column, the metadata that declares it (also written onto tables created before the declaration)."""
     return {name: {PRIMARY_KEY: "true", f"{PRIMARY_KEY}:position": str(i + 1)} for i, name in enumerate(key)}
+
+
+def with_primary_key(schema: pa.Schema, key: tuple[str, ...]) -> pa.Schema:
+    declared = primary_key_metadata(key)
+    fields = [f.with_metadata({**{k.decode(): v.decode() for k, v in (f.metadata or {}).items()}, **declared[f.name]})
+              if f.name in declared else f for f in schema]
+    return pa.schema(fields, metadata=schema.metadata)
 
 
 @dataclass(frozen=True)
