@@ -39,7 +39,7 @@ from refvie.stages import (
 from refvie.stages.localise import DiffLocaliser
 from refvie.stages.package import Pack, Unpack
 from refvie.stages.scaffold import HeuristicScaffolder
-from refvie.stages.write import STAGES
+from refvie.stages.write import STAGES, WRITTEN
 
 PIPELINE_VERSION = "refvie-0.1"
 
@@ -83,6 +83,7 @@ class BuildSummary:
     nodes: Counter = field(default_factory=Counter)
     wall_seconds: float = 0.0
     stopped_early: bool = False
+    taken: int = 0  # pending here, but settled by another build on the same lake first
     indexed: list[str] = field(default_factory=list)
 
     @property
@@ -108,9 +109,17 @@ class BuildSummary:
         lines += [f"{r['stage']:<10} {r['rows_in']:>6} {r['rows_out']:>6} {r['rejected']:>9} {r['seconds']:>8.2f}"
                   for r in self.stage_table()]
         lines += [f"  rejected {reason:<22} {count}" for reason, count in self.rejected.most_common()]
+        if self.taken:
+            lines.append(f"  {self.taken} done by another build on this lake meanwhile")
         if len(self.nodes) > 1:
             lines.append("  pairs per node: " + ", ".join(f"{n[:8]}…={c}" for n, c in self.nodes.most_common()))
         return "\n".join(lines)
+
+
+def written_versions(db: Lake) -> dict[str, int]:
+    """The versions of the tables a build writes: taken before listing pending pairs, they tell the writer whether
+    another build has written since (and it must check each batch for pairs already settled)."""
+    return {table: db.table(table).version for table in WRITTEN}
 
 
 def pending_pairs(db: Lake, limit: int | None = None) -> list[str]:
@@ -243,6 +252,7 @@ def build(db: Lake, config: PipelineConfig = PipelineConfig(), ray_address: str 
     import ray
 
     started = time.perf_counter()
+    listed_at = written_versions(db)
     todo = pending_pairs(db, limit)
     summary = BuildSummary(pending=len(todo))
     if not todo:
@@ -256,19 +266,19 @@ def build(db: Lake, config: PipelineConfig = PipelineConfig(), ray_address: str 
     classifier(config)  # train and cache the text head once here, not in every worker at once
     with _max_restarts_accepted():
         ds = _graph(db, todo, config)
-    writer = Write(db, config.pipeline_version, config.filter.duplicate_cosine)
+    writer = Write(db, config.pipeline_version, config.filter.duplicate_cosine, expected_versions=listed_at)
     writer.setup()
     bar = _bar(progress, len(todo))
     for writes, batch in enumerate(ds.iter_batches(batch_size=config.write_batch, batch_format="numpy"), start=1):
         written = writer(batch)
         if bar is not None:
-            bar.update(written["accepted"] + written["rejected"])
+            bar.update(written["accepted"] + written["rejected"] + written["taken"])
         if config.stop_after_writes is not None and writes >= config.stop_after_writes:
             summary.stopped_early = True
             break
     if bar is not None:
         bar.close()
-    summary.accepted, summary.rejected = writer.accepted, writer.rejected
+    summary.accepted, summary.rejected, summary.taken = writer.accepted, writer.rejected, writer.taken
     summary.rejected_by_stage, summary.seconds, summary.nodes = writer.rejected_by_stage, writer.seconds, writer.nodes
     if not summary.stopped_early:
         summary.indexed = index_vectors(db, config.index_min_rows)
@@ -300,19 +310,20 @@ def index_vectors(db: Lake, min_rows: int) -> list[str]:
 def build_local(db: Lake, config: PipelineConfig = PipelineConfig(), limit: int | None = None) -> BuildSummary:
     """The same stages in a plain loop, no Ray: for debugging a stage, and as the single-process baseline."""
     started = time.perf_counter()
+    listed_at = written_versions(db)
     todo = pending_pairs(db, limit)
     summary = BuildSummary(pending=len(todo))
     stages = cpu_stages(db.uri, db.storage_options, config)
     embed = Embed(config.image_model_path)
     embed.setup()
-    writer = Write(db, config.pipeline_version, config.filter.duplicate_cosine)
+    writer = Write(db, config.pipeline_version, config.filter.duplicate_cosine, expected_versions=listed_at)
     writer.setup()
     for start in range(0, len(todo), config.write_batch):
         batch = {"pair_id": np.array(todo[start : start + config.write_batch], dtype=object)}
         for stage in stages:
             batch = stage(batch)
         writer(embed(batch))
-    summary.accepted, summary.rejected = writer.accepted, writer.rejected
+    summary.accepted, summary.rejected, summary.taken = writer.accepted, writer.rejected, writer.taken
     summary.rejected_by_stage, summary.seconds = writer.rejected_by_stage, writer.seconds
     summary.wall_seconds = time.perf_counter() - started
     return summary

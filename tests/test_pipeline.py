@@ -256,3 +256,60 @@ def test_two_builds_at_once_leave_each_pair_built_or_rejected_once(tmp_path):
     assert [p.returncode for p in processes] == [0, 0], errors
     done, _ = final_state(lake.open(tmp_path / "lake"))  # asserts no duplicate, none both built and rejected
     assert len(done) == 40
+
+
+def test_a_second_writer_that_listed_pairs_before_the_first_wrote_them_leaves_them_alone(tmp_path, monkeypatch):
+    """The race the two-process test hits by chance, made deterministic: a build lists its pending pairs, another
+    build writes them meanwhile, then the first one gets to writing. It used to find the other's quadruplets in its
+    near-duplicate bank and reject every pair as a duplicate of itself (a pair both built and rejected)."""
+    import refvie.pipeline as pipeline
+
+    db = lake.open(tmp_path / "lake")
+    ingest(SyntheticSource(12, SMALL), db, QUIET)
+    versions_early, listed_early = pipeline.written_versions(db), pending_pairs(db)
+    first = build_local(db, PipelineConfig(write_batch=4))
+    monkeypatch.setattr(pipeline, "written_versions", lambda *_args: dict(versions_early))
+    monkeypatch.setattr(pipeline, "pending_pairs", lambda *_args, **_kw: list(listed_early))
+    second = build_local(db, PipelineConfig(write_batch=4))
+    done, _ = final_state(db)
+    assert len(done) == 12 and first.accepted + first.rejected_total == 12
+    assert (second.accepted, second.rejected_total, second.taken) == (0, 0, 12)
+    assert "12 done by another build on this lake" in str(second)
+
+
+def test_a_pair_a_concurrent_writer_rejected_while_this_one_built_it_ends_built_only(tmp_path, monkeypatch):
+    """The narrower race left after the pre-write check: another writer commits a reject for a pair between this
+    writer's check and its own upsert of that pair's quadruplet. The writer sees the tables move under it and
+    settles the pair as built (a near-duplicate kept is no loss; a pair in both tables breaks the count)."""
+    from refvie.stages.write import Write
+
+    db = lake.open(tmp_path / "lake")
+    ingest(SyntheticSource(8, SMALL), db, QUIET)
+    stages = pipeline_stages(db)
+    batch = {"pair_id": np.array(pending_pairs(db), dtype=object)}
+    for stage in stages:
+        batch = stage(batch)
+    writer = Write(db)
+    writer.setup()
+    upsert = db.upsert
+
+    def racing_upsert(table, rows):
+        if table == "quadruplets":  # the other writer lands its verdict first
+            db.reject_many([dict(stage="dedup", input_ref=r["pair_id"], reason="duplicate", dataset=r["dataset"])
+                            for r in rows])
+        return upsert(table, rows)
+
+    monkeypatch.setattr(db, "upsert", racing_upsert)
+    written = writer(batch)
+    monkeypatch.setattr(db, "upsert", upsert)
+    done, reasons = final_state(db)
+    assert written["accepted"] > 0 and len(done) == 8 and "duplicate" not in reasons
+
+
+def pipeline_stages(db):
+    from refvie.pipeline import cpu_stages
+    from refvie.stages import Embed
+
+    embed = Embed(None)
+    embed.setup()
+    return [*cpu_stages(db.uri, db.storage_options, PipelineConfig()), embed]

@@ -1,5 +1,11 @@
 """Stage 6, write: accepted rows into `quadruplets`, rejected rows into `rejects` (with their scores), in
-batched idempotent upserts from one writer (LanceDB's concurrent merge_insert can duplicate keys).
+batched idempotent upserts (keys are Lance primary keys, so a second writer's insert of the same key is retried as
+an update).
+
+Two builds on one lake may list the same pending pairs. Once the tables have moved under this writer since its
+pairs were listed, it drops from every batch the pairs another build has already settled;
+when another writer committed while this one was writing, it settles any pair of the batch found in both tables as
+built (the reject goes: a near-duplicate kept is no loss, a pair counted twice breaks `in = accepted + rejected`).
 
 Near-duplicates are caught here: a row whose (instruction, target) embedding is within `duplicate_cosine` of
 one already written is rejected as `duplicate`. The bank of written embeddings lives in memory (4 KB a row);
@@ -17,11 +23,13 @@ import numpy as np
 from lake import Lake
 from lake.embed import l2_normalise
 from lake.splits import DEFAULT_FRACTIONS, split_for
+from lake.sql import literal
 from lake.taxonomy import EditType
 from refvie.stages.batch import missing
 from refvie.stages.embed import vector_from
 
 STAGES = ("decode", "classify", "localise", "scaffold", "filter", "package", "embed", "dedup", "write")
+WRITTEN = ("quadruplets", "rejects")
 
 
 def quadruplet_id(pair_id: str) -> str:
@@ -40,23 +48,35 @@ class Write:
     rejected_by_stage: Counter = field(default_factory=Counter)
     seconds: Counter = field(default_factory=Counter)
     nodes: Counter = field(default_factory=Counter)
+    taken: int = 0  # pairs another build settled first
+    bank_pairs: np.ndarray | None = None  # the pair of each bank row: a pair is no duplicate of itself
+    # the tables' versions when the pending pairs were listed (None: unknown, check every batch); from then on,
+    # what they would be had only this writer written
+    expected_versions: dict[str, int] | None = None
+    shared: bool = False  # another writer has committed since the listing: check every batch from now on
 
     def setup(self) -> None:
-        existing = self.db.read("quadruplets", columns=["instruction_emb", "target_emb"],
+        existing = self.db.read("quadruplets", columns=["pair_id", "instruction_emb", "target_emb"],
                                 where="instruction_emb IS NOT NULL AND target_emb IS NOT NULL")
-        self.bank = np.zeros((0, 0), np.float32)
+        self.bank, self.bank_pairs = np.zeros((0, 0), np.float32), np.array([], dtype=object)
         if existing.num_rows:
             self.bank = _keys(existing["instruction_emb"].to_pylist(), existing["target_emb"].to_pylist())
+            self.bank_pairs = np.array(existing["pair_id"].to_pylist(), dtype=object)
 
     def __call__(self, batch: dict) -> dict[str, int]:
         if self.bank is None:
             self.setup()
-        n = len(batch["pair_id"])
+        n = n_before = len(batch["pair_id"])
         for name, values in batch.items():
             if name.startswith("t_"):
                 self.seconds[name[2:]] += float(np.sum(values))
         for node in batch.get("node", []):
             self.nodes[str(node)] += 1
+        before = self._versions()
+        self.shared = self.shared or before != self.expected_versions
+        if self.shared:
+            batch = self._drop_settled(batch)
+            n = len(batch["pair_id"])
         self._dedup(batch)
         rows, rejects = [], []
         for i in range(n):
@@ -73,7 +93,51 @@ class Write:
             self.accepted += len(rows)
         if rejects:
             self.db.reject_many(rejects)
-        return {"accepted": len(rows), "rejected": len(rejects)}
+        self.expected_versions = {t: before[t] + int(bool(w)) for t, w in zip(WRITTEN, (rows, rejects), strict=True)}
+        if self._versions() != self.expected_versions:  # another writer committed while this one wrote
+            rejects = self._settle_as_built([str(p) for p in batch["pair_id"]], rejects)
+        return {"accepted": len(rows), "rejected": len(rejects), "taken": n_before - n}
+
+    def _versions(self) -> dict[str, int]:
+        return {t: self.db.table(t).version for t in WRITTEN}
+
+    def _settled(self, pair_ids: list[str]) -> tuple[set[str], set[str]]:
+        """Of `pair_ids`, those with a quadruplet and those with a pipeline reject, as the lake has them now."""
+        if not pair_ids:
+            return set(), set()
+        ids = ", ".join(literal(quadruplet_id(p)) for p in pair_ids)
+        refs = ", ".join(literal(p) for p in pair_ids)
+        stages = ", ".join(literal(s) for s in STAGES)
+        built = self.db.read("quadruplets", columns=["pair_id"], where=f"id IN ({ids})")["pair_id"].to_pylist()
+        rejected = self.db.read("rejects", columns=["input_ref"],
+                                where=f"input_ref IN ({refs}) AND stage IN ({stages})")["input_ref"].to_pylist()
+        return set(built), set(rejected)
+
+    def _drop_settled(self, batch: dict) -> dict:
+        built, rejected = self._settled([str(p) for p in batch["pair_id"]])
+        keep = np.array([str(p) not in built | rejected for p in batch["pair_id"]], dtype=bool)
+        self.taken += int((~keep).sum())
+        return batch if keep.all() else {k: np.asarray(v)[keep] for k, v in batch.items()}
+
+    def _settle_as_built(self, pair_ids: list[str], rejects: list[dict]) -> list[dict]:
+        """Pairs of this batch found in both tables lose their reject; returns this writer's rejects that stand."""
+        built, rejected = self._settled(pair_ids)
+        both = built & rejected
+        if not both:
+            return rejects
+        stages = ", ".join(literal(s) for s in STAGES)
+        self.db.delete("rejects", f"input_ref IN ({', '.join(literal(p) for p in sorted(both))}) "
+                                  f"AND stage IN ({stages})")
+        standing = []
+        for r in rejects:
+            if r["input_ref"] in both:  # another build wrote this pair's quadruplet: it is theirs
+                self.rejected[r["reason"]] -= 1
+                self.rejected_by_stage[r["stage"]] -= 1
+                self.taken += 1
+            else:
+                standing.append(r)
+        self.rejected, self.rejected_by_stage = +self.rejected, +self.rejected_by_stage  # drop zero counts
+        return standing
 
     def _dedup(self, batch: dict) -> None:
         alive = [i for i in range(len(batch["pair_id"])) if missing(batch["reject_reason"][i])]
@@ -82,12 +146,15 @@ class Write:
         keys = _keys([vector_from(batch["instruction_emb"][i]) for i in alive],
                      [vector_from(batch["target_emb"][i]) for i in alive])
         for row, i in enumerate(alive):
-            key = keys[row : row + 1]
-            if self.bank.size and float((self.bank @ key.T).max()) >= self.duplicate_cosine:
-                batch["reject_stage"][i], batch["reject_reason"][i] = "dedup", "duplicate"
-                batch["reject_detail"][i] = f"cosine >= {self.duplicate_cosine} with a quadruplet already written"
-                continue
+            key, pair = keys[row : row + 1], str(batch["pair_id"][i])
+            if self.bank.size:
+                similar = (self.bank @ key.T)[:, 0] >= self.duplicate_cosine
+                if (similar & (self.bank_pairs != pair)).any():
+                    batch["reject_stage"][i], batch["reject_reason"][i] = "dedup", "duplicate"
+                    batch["reject_detail"][i] = f"cosine >= {self.duplicate_cosine} with a quadruplet already written"
+                    continue
             self.bank = key if not self.bank.size else np.vstack([self.bank, key])
+            self.bank_pairs = np.append(self.bank_pairs, pair)
 
     def _row(self, batch: dict, i: int) -> dict[str, Any]:
         pair_id, edit_type = str(batch["pair_id"][i]), str(batch["edit_type"][i])
