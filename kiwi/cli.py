@@ -10,6 +10,32 @@ import click
 from lake.cli_common import FriendlyGroup, group_lake_option, lake_option, open_lake
 from lake.errors import MediaError
 
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def device_options(command):
+    """--device and --dtype: where and in what precision the model runs (bf16 on a GPU unless told otherwise)."""
+    command = click.option("--dtype", type=click.Choice(DTYPES), default="auto", show_default=True,
+                           help="Weights' precision: auto = bfloat16 on a GPU, float32 on the CPU.")(command)
+    return click.option("--device", default="auto", show_default=True,
+                        help="auto (cuda when there is one, else cpu), cpu, cuda, cuda:1 …")(command)
+
+
+def resolve_device(device: str, dtype: str):
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as e:
+        raise click.BadParameter(str(e), param_hint="--device") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise click.BadParameter(f"{device}: this machine has no CUDA device", param_hint="--device")
+    if dtype == "auto":
+        dtype = "bfloat16" if resolved.type == "cuda" else "float32"
+    return resolved, getattr(torch, dtype)
+
 
 @click.group(cls=FriendlyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @group_lake_option
@@ -32,6 +58,25 @@ def init(config: str, out: Path, seed: int) -> None:
     click.echo(f"wrote {config} Kiwi-Edit to {save_pretrained(model, out)}")
 
 
+@cli.command()
+@click.option("--from", "layout", type=click.Choice(["diffusers"]), default="diffusers", show_default=True,
+              help="The release's layout: diffusers (showlab's KiwiEditPipeline folders).")
+@click.argument("src", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Model folder to write.")
+@click.option("--vae", default=None, type=click.Path(path_type=Path, exists=True, file_okay=False),
+              help="A diffusers AutoencoderKLWan folder (the release keeps the original Wan VAE names), e.g. the "
+                   "vae/ of Wan-AI/Wan2.2-TI2V-5B-Diffusers.")
+@click.option("--overwrite", is_flag=True, help="Replace what OUT holds.")
+def convert(layout: str, src: Path, out: Path, vae: Path | None, overwrite: bool) -> None:
+    """Turn released Kiwi-Edit weights into a model folder (`kiwi edit --model OUT`, `kiwi eval --model OUT`)."""
+    from kiwi.model.convert import ConversionError, convert_diffusers_release
+
+    try:
+        click.echo(str(convert_diffusers_release(src, out, vae=vae, overwrite=overwrite)))
+    except ConversionError as e:
+        raise click.ClickException(str(e)) from None
+
+
 @cli.command("edit")
 @click.option("--model", "model_dir", required=True, type=click.Path(path_type=Path))
 @click.option("--video", required=True, type=click.Path(path_type=Path), help="Source video.")
@@ -42,7 +87,8 @@ def init(config: str, out: Path, seed: int) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--task", type=click.Choice(["instruct", "ref_subject", "ref_background"]), default=None,
               help="Default: ref_subject with --reference, else instruct.")
-def edit_command(model_dir, video, instruction, reference, out, steps, seed, task) -> None:
+@device_options
+def edit_command(model_dir, video, instruction, reference, out, steps, seed, task, device, dtype) -> None:
     """Edit a video by an instruction (and a reference image); writes an MP4."""
     from lake import media
 
@@ -62,7 +108,8 @@ def edit_command(model_dir, video, instruction, reference, out, steps, seed, tas
     from kiwi.inference import edit
     from kiwi.model.io import from_pretrained
 
-    model = from_pretrained(model_dir)
+    device, dtype = resolve_device(device, dtype)
+    model = from_pretrained(model_dir, device=str(device), dtype=dtype)
     result = edit(model, frames, instruction, ref, task=task, steps=steps, seed=seed, progress=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(media.encode_video(result, fps=info.fps or 8.0))
@@ -247,10 +294,13 @@ def bench_list(lake_uri) -> None:
               help="Write report.md and a per-category chart here.")
 @click.option("--allow-overlap", is_flag=True,
               help="Score a model whose training slices hold rows of this bench (refused otherwise).")
+@device_options
 @lake_option
 def eval_command(model_dir, bench_name, steps, frames, size, seed, instruct_only, clip_path, judge_url, judge_model,
-                 judge_concurrency, judge_cache, report_dir, allow_overlap, lake_uri) -> None:
+                 judge_concurrency, judge_cache, report_dir, allow_overlap, device, dtype, lake_uri) -> None:
     """Run a model on every bench item (resumable; outputs kept in the lake) and score it per category."""
+    import torch
+
     from kiwi.eval.aggregate import category_table, metric_table
     from kiwi.eval.bench import load_bench
     from kiwi.eval.report import bar_chart, markdown_table
@@ -289,7 +339,11 @@ def eval_command(model_dir, bench_name, steps, frames, size, seed, instruct_only
         if overlap:
             click.echo(f"warning: {overlap.message(str(model_dir), bench_name).split(':')[0]} (--allow-overlap)")
         # keyed by the weights too: retraining into the same folder is a new model, scored anew
-        model, name = from_pretrained(model_dir), f"{Path(model_dir).resolve()}@{fingerprint(model_dir)}"
+        device, dtype = resolve_device(device, dtype)
+        model = from_pretrained(model_dir, device=str(device), dtype=dtype)
+        name = f"{Path(model_dir).resolve()}@{fingerprint(model_dir)}"
+        if dtype != torch.float32:  # another precision answers differently: its own results
+            name += f"[{str(dtype).removeprefix('torch.')}]"
     try:
         run = evaluate(db, model, bench_name, name, config, scorers, progress=True)
     finally:

@@ -27,11 +27,14 @@ from kiwi.curriculum import RunConfig, StageConfig
 from kiwi.data import DataConfig, SliceLoader
 from kiwi.mixing import HeldOutProbe, record_weights
 from kiwi.model.flow import keyed_generator
+from kiwi.model.io import load_strictly
 from kiwi.model.kiwi_edit import KiwiEdit
 from lake import Lake
 from lake.adaptive import AdaptiveSampler
 from lake.slices import load_slice
 from lake.version import code_version
+
+NOT_CHECKPOINTED = ("vae.", "mllm.model.model.visual.")  # frozen and rebuilt from the model folder on resume
 
 
 def replace_folder(new: Path, folder: Path) -> None:
@@ -117,7 +120,8 @@ def load_weights(model: KiwiEdit, checkpoint: str | Path) -> KiwiEdit:
     path = Path(checkpoint) / "model.safetensors"
     if not path.exists():
         raise FileNotFoundError(f"{checkpoint}: no model.safetensors (is it a kiwi training checkpoint?)")
-    model.load_state_dict(load_file(path), strict=False)
+    saved = [k for k in model.state_dict() if not k.startswith(NOT_CHECKPOINTED)]
+    load_strictly(model, load_file(path), path, expected=saved)
     return model
 
 
@@ -157,7 +161,7 @@ class Trainer:
             (staging / f"state.rank{self.rank}.json").write_text(json.dumps({"loader": loader.state_dict()}))
         else:
             weights = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()
-                       if not k.startswith(("vae.", "mllm.model.model.visual."))}
+                       if not k.startswith(NOT_CHECKPOINTED)}
             save_file(weights, staging / "model.safetensors")
             opt = optimizer.state_dict()
             tensors = {f"{i}.{k}": v.detach().cpu().contiguous() for i, s in opt["state"].items()

@@ -207,3 +207,21 @@ def test_a_clip_model_by_local_path_adds_a_text_video_score(db, tmp_path):
 
     again = scorer.score([Case(item, pixels, pixels.source, "h")])[0][0].value
     assert again == pytest.approx(float(values[frame.loc[values.index, "item_id"] == item.item_id].iloc[0]))
+
+
+def test_the_outputs_gallery_shows_each_items_reference_beside_its_clips(db):
+    """A background change reads as an edit only next to the plate it was asked for: the gallery shows the
+    reference where the item has one, and says 'none' where it has not."""
+    from kiwi.eval.report import outputs_gallery
+
+    run = evaluate(db, copy_source, "b", "copy-source", CONFIG)
+    items = load_bench(db, "b")
+    with_ref = next(i for i in items if i.category == "background_change")
+    without = next(i for i in items if i.category == "local_remove")
+    page = outputs_gallery(db, "b", {"copy-source": run.run_id}, [with_ref.item_id, without.item_id], CONFIG,
+                           size=32, still=True)
+    header, first, second = page.split("<tr>")[1:4]
+    assert [h.split("</th>")[0] for h in header.split("<th>")[1:]] == ["item", "source", "reference", "copy-source",
+                                                                     "target"]
+    assert first.count("<img") == 4 and "<i>none</i>" not in first  # source, reference, output, target
+    assert second.count("<img") == 3 and "<i>none</i>" in second

@@ -31,6 +31,23 @@ def test_edit_writes_a_playable_mp4_of_the_right_size_and_length(files):
     assert media.decode_video(out).shape == (9, 64, 64, 3)
 
 
+def test_edit_runs_in_bfloat16_when_asked_and_refuses_a_gpu_this_machine_lacks(files):
+    """The full model is meant to run in bf16 on a GPU (3B + 5B parameters): every component boundary casts to
+    the weights' dtype, shown here on the CPU; a device that is not there is a one-line error."""
+    import torch
+
+    out = files / "bf16.mp4"
+    result = CliRunner().invoke(cli, ["edit", "--model", str(files / "model"), "--video", str(files / "in.mp4"),
+                                      "--instruction", "Add a red ball", "--reference", str(files / "ref.png"),
+                                      "--out", str(out), "--steps", "2", "--dtype", "bfloat16", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert media.decode_video(out).shape == (9, 64, 64, 3)
+    if not torch.cuda.is_available():
+        refused = CliRunner().invoke(cli, ["edit", "--model", str(files / "model"), "--video", str(files / "in.mp4"),
+                                           "--instruction", "x", "--out", str(out), "--device", "cuda"])
+        assert refused.exit_code != 0 and "no CUDA device" in refused.output and "Traceback" not in refused.output
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--video", "missing.mp4"], "no such file"),
     (["--video", "{files}/still.png"], "is an image"),

@@ -7,6 +7,7 @@ import torch
 
 from kiwi.model.io import from_pretrained, save_pretrained
 from kiwi.model.kiwi_edit import EditBatch, tiny
+from kiwi.model.lora import base_state_dict
 from tests.conftest import moving_square
 
 
@@ -76,3 +77,79 @@ def test_model_sizes_are_dataclass_configs():
     assert (full.queries.image, full.queries.video, full.queries.reference, full.lora_rank) == (256, 512, 768, 64)
     with pytest.raises(ValueError, match="needs local paths"):
         KiwiConfig("full").build()
+
+
+def _lora_model(seed: int):
+    """The tiny model with rank-4 LoRA on its language model's attention, adapters non-zero."""
+    from kiwi.model.lora import add_lora
+
+    model = tiny(seed=seed)
+    add_lora(model.mllm.model.model.language_model, rank=4)
+    torch.manual_seed(seed)
+    torch.nn.init.normal_(model.query_connector[2].weight, std=0.05)  # zero-initialised: the context would be 0
+    for name, parameter in model.mllm.model.named_parameters():
+        if "lora_B" in name:  # peft starts B at zero: make the adapters change the outputs
+            torch.nn.init.normal_(parameter, std=0.05)
+    return model
+
+
+def test_a_model_with_lora_round_trips_with_identical_outputs(tmp_path):
+    """peft's injected layers rename the attention weights (`q_proj.base_layer.weight`); saved as they are, a load
+    re-initialised every attention projection at random. Now the base model is saved in its own names and the
+    adapters apart, in peft's format."""
+    model = _lora_model(6)
+    folder = save_pretrained(model, tmp_path / "with-lora")
+    assert {p.name for p in (folder / "mllm" / "lora").iterdir()} == {"adapter_config.json",
+                                                                      "adapter_model.safetensors"}
+    loaded = from_pretrained(folder)
+    assert sum("lora_" in n for n, _ in loaded.mllm.model.named_parameters()) > 0
+    frames = np.stack([moving_square(1, frames=5, size=64)])
+    batch = EditBatch(["Add a red ball"], frames, frames, np.stack([frames[0, 0]]), "ref_subject")
+    without = tiny(seed=6).eval()  # the same base and Kiwi tensors without the adapters answer otherwise
+    without.mllm.model.load_state_dict(base_state_dict(loaded.mllm.model))
+    without.load_state_dict({k: v for k, v in loaded.state_dict().items() if not k.startswith("mllm.model.")},
+                            strict=False)
+    with torch.no_grad():
+        assert torch.equal(model.eval().context(batch), loaded.context(batch))
+        assert not torch.allclose(without.context(batch), loaded.context(batch), atol=1e-4)
+
+
+def test_a_folder_missing_a_tensor_refuses_to_load_naming_it(tmp_path):
+    import pytest
+    from safetensors.torch import load_file, save_file
+
+    folder = save_pretrained(_lora_model(7), tmp_path / "m")
+    own = load_file(folder / "kiwi" / "model.safetensors")
+    save_file({k: v for k, v in own.items() if not k.startswith("query_connector.")},
+              folder / "kiwi" / "model.safetensors")
+    with pytest.raises(ValueError, match=r"model.safetensors: does not fit .* missing: .*query_connector\.0\.weight"):
+        from_pretrained(folder)
+    save_file(own, folder / "kiwi" / "model.safetensors")
+    adapters = load_file(folder / "mllm" / "lora" / "adapter_model.safetensors")
+    dropped = sorted(adapters)[0]
+    save_file({k: v for k, v in adapters.items() if k != dropped},
+              folder / "mllm" / "lora" / "adapter_model.safetensors")
+    with pytest.raises(ValueError, match="adapter_model.safetensors does not fit the model: missing"):
+        from_pretrained(folder)
+    save_file(adapters, folder / "mllm" / "lora" / "adapter_model.safetensors")
+    shards = load_file(folder / "transformer" / "diffusion_pytorch_model.safetensors")
+    save_file({k: v for k, v in shards.items() if k != "proj_out.weight"},
+              folder / "transformer" / "diffusion_pytorch_model.safetensors")
+    with pytest.raises(ValueError, match=r"transformer: does not fit .* missing: proj_out\.weight"):
+        from_pretrained(folder)
+
+
+def test_a_training_checkpoint_missing_a_tensor_refuses_to_load(tmp_path):
+    import pytest
+    from safetensors.torch import save_file
+
+    from kiwi.train import NOT_CHECKPOINTED, load_weights
+
+    model = tiny(seed=8)
+    weights = {k: v.contiguous() for k, v in model.state_dict().items() if not k.startswith(NOT_CHECKPOINTED)}
+    save_file(weights, tmp_path / "model.safetensors")
+    load_weights(tiny(seed=9), tmp_path)  # the frozen VAE and vision tower are not in a checkpoint: fine
+    save_file({k: v for k, v in weights.items() if not k.startswith("reference_connector.")},
+              tmp_path / "model.safetensors")
+    with pytest.raises(ValueError, match=r"missing: .*reference_connector\."):
+        load_weights(tiny(seed=9), tmp_path)

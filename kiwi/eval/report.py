@@ -48,10 +48,21 @@ def markdown_table(frame: pd.DataFrame, digits: int = 3) -> str:
     return "\n".join(lines)
 
 
+def png_tag(rgb: np.ndarray) -> str:
+    """An RGB uint8 image as an inline <img> (PNG: exact pixels, readable in a static export)."""
+    import cv2
+
+    ok, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ValueError(f"could not encode an image of shape {rgb.shape} as PNG")
+    return f'<img src="data:image/png;base64,{base64.b64encode(png.tobytes()).decode()}">'
+
+
 def outputs_gallery(db, bench: str, runs: Mapping[str, str], item_ids: list[str], config, size: int = 96,
                     still: bool = False) -> str:
-    """HTML: one row per bench item with the source, each run's output and the ground truth as playable clips
-    (re-encoded to H.264 for the browser; the lake keeps the lossless originals) and the instruction. `still`
+    """HTML: one row per bench item with the instruction, the source, the reference image (the edit's other input,
+    where the item has one), each run's output and the ground truth as playable clips (re-encoded to H.264 for the
+    browser; the lake keeps the lossless originals). `still`
     shows first, middle and last frames side by side instead (PNG, pixels enlarged without smoothing), which
     reads in a static export and shows tiny 32x32 clips."""
     import html
@@ -69,17 +80,21 @@ def outputs_gallery(db, bench: str, runs: Mapping[str, str], item_ids: list[str]
         if not still:
             return video_tag(media.encode_video(frames), size)
         picked = frames[[0, len(frames) // 2, len(frames) - 1]]
-        strip = np.concatenate([cv2.resize(f, (size, size), interpolation=cv2.INTER_NEAREST) for f in picked], 1)
-        ok, png = cv2.imencode(".png", cv2.cvtColor(strip, cv2.COLOR_RGB2BGR))
-        return f'<img src="data:image/png;base64,{base64.b64encode(png.tobytes()).decode()}">'
+        return png_tag(np.concatenate([cv2.resize(f, (size, size), interpolation=cv2.INTER_NEAREST)
+                                       for f in picked], 1))
 
-    header = "".join(f"<th>{html.escape(name)}</th>" for name in ["item", "source", *runs, "target"])
+    def image(picture) -> str:
+        if picture is None:
+            return "<i>none</i>"
+        return png_tag(cv2.resize(picture, (size, size), interpolation=cv2.INTER_AREA))
+
+    header = "".join(f"<th>{html.escape(name)}</th>" for name in ["item", "source", "reference", *runs, "target"])
     rows = [f'<table style="border-collapse:collapse"><tr>{header}</tr>']
     for item_id in item_ids:
         item = items[item_id]
         pixels = conform(item_media(db, item), config)
         cells = [f"<b>{html.escape(item.category)}</b><br><small>{html.escape(item.instruction)}</small>",
-                 clip(pixels.source)]
+                 clip(pixels.source), image(pixels.reference)]
         for run_id in runs.values():
             (video,) = db.read_blobs("eval_outputs", "video", [f"{run_id}/{item_id}"])
             cells.append(clip(media.decode_video(video)) if video else "<i>not run</i>")

@@ -58,6 +58,10 @@ class KiwiTransformer(nn.Module):
     def config(self):
         return self.transformer.config
 
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.transformer.dtype
+
     def rotary(self, frames: int, height: int, width: int, frame_index: torch.Tensor, device) -> tuple:
         """cos/sin for a (frames, height, width) token grid with explicit frame indices: 0..T-1 reproduces the
         model's own tables bit for bit; the reference gets one index beyond the video's."""

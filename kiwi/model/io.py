@@ -3,12 +3,17 @@ config JSON and safetensors, plus `model_index.json` naming them.
 
     DIR/model_index.json
     DIR/mllm/          Qwen2.5-VL (save_pretrained) + tokenizer + image processor
+    DIR/mllm/lora/     its LoRA adapters, when it has them (peft's adapter_config.json + adapter_model.safetensors)
     DIR/transformer/   WanTransformer3DModel (save_pretrained)
     DIR/vae/           AutoencoderKLWan (save_pretrained)
-    DIR/kiwi/          config.json + model.safetensors: learnable queries, connectors, source/reference embedders"""
+    DIR/kiwi/          config.json + model.safetensors: learnable queries, connectors, source/reference embedders
+
+Loading is strict: a tensor the model expects and a folder lacks (or one it does not know) is an error naming it,
+never a silently re-initialised projection or a zero connector."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -18,7 +23,8 @@ from safetensors.torch import load_file, save_file
 from kiwi.model.codec import PixelCodec
 from kiwi.model.dit import KiwiTransformer
 from kiwi.model.flow import FlowMatching
-from kiwi.model.kiwi_edit import KiwiEdit
+from kiwi.model.kiwi_edit import KiwiEdit, cast_own_modules
+from kiwi.model.lora import base_state_dict, has_lora, load_adapters, save_adapters
 from kiwi.model.mllm import KiwiMLLM, QueryCounts
 from kiwi.model.text_conditioner import TextConditioner
 
@@ -26,18 +32,24 @@ KIWI_PREFIXES = ("mllm.queries.", "query_connector.", "reference_connector.", "t
                  "transformer.reference_embedder.")
 
 
-def _save_quietly(module, folder: Path) -> None:
-    """transformers draws a "Writing model shards" bar for every save, even of one small shard: noise in a
-    training command's output, so it is off for the save and restored after."""
+@contextlib.contextmanager
+def _hf_bars_off():
+    """transformers draws a bar for every save ("Writing model shards") and load ("Loading weights"), even of one
+    small shard: noise in a command's output, so bars are off for the call and restored after."""
     from transformers.utils import logging as hf_logging
 
     was_enabled = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     try:
-        module.save_pretrained(folder)
+        yield
     finally:
         if was_enabled:
             hf_logging.enable_progress_bar()
+
+
+def _save_quietly(module, folder: Path, state_dict: dict | None = None) -> None:
+    with _hf_bars_off():
+        module.save_pretrained(folder, state_dict=state_dict)
 
 
 def save_pretrained(model: KiwiEdit, folder: str | Path) -> Path:
@@ -45,7 +57,11 @@ def save_pretrained(model: KiwiEdit, folder: str | Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     conditioner, codec = isinstance(model.mllm, TextConditioner), isinstance(model.vae, PixelCodec)
     if not conditioner:
-        _save_quietly(model.mllm.model, folder / "mllm")
+        qwen = model.mllm.model
+        lora = has_lora(qwen.model.language_model)
+        _save_quietly(qwen, folder / "mllm", base_state_dict(qwen) if lora else None)
+        if lora:
+            save_adapters(qwen.model.language_model, folder / "mllm" / "lora")
         model.mllm.tokenizer.save_pretrained(folder / "mllm")
         model.mllm.image_processor.save_pretrained(folder / "mllm")
     model.transformer.transformer.save_pretrained(folder / "transformer")
@@ -85,23 +101,58 @@ def from_pretrained(folder: str | Path, device: str = "cpu", dtype: torch.dtype 
     if "conditioner" in config:
         mllm = TextConditioner(**config["conditioner"])
     else:
-        qwen = Qwen2_5_VLForConditionalGeneration.from_pretrained(folder / "mllm", dtype=dtype)
+        with _hf_bars_off():
+            qwen, info = Qwen2_5_VLForConditionalGeneration.from_pretrained(folder / "mllm", dtype=dtype,
+                                                                             output_loading_info=True)
+        _refuse_missing(folder / "mllm", info)
+        if (folder / "mllm" / "lora").is_dir():
+            load_adapters(qwen.model.language_model, folder / "mllm" / "lora")
         mllm = KiwiMLLM(qwen, AutoTokenizer.from_pretrained(folder / "mllm"),
                         AutoImageProcessor.from_pretrained(folder / "mllm"), QueryCounts(**config["queries"]),
                         max_frames=config["max_frames"])
-    transformer = KiwiTransformer(WanTransformer3DModel.from_pretrained(folder / "transformer", dtype=dtype),
-                                  reference_position=config["reference_position"])
-    vae = (PixelCodec(**config["codec"]) if "codec" in config
-           else AutoencoderKLWan.from_pretrained(folder / "vae", dtype=dtype))
+    dit, info = WanTransformer3DModel.from_pretrained(folder / "transformer", dtype=dtype, output_loading_info=True)
+    _refuse_missing(folder / "transformer", info)
+    transformer = KiwiTransformer(dit, reference_position=config["reference_position"])
+    if "codec" in config:
+        vae = PixelCodec(**config["codec"])
+    else:
+        vae, info = AutoencoderKLWan.from_pretrained(folder / "vae", dtype=dtype, output_loading_info=True)
+        _refuse_missing(folder / "vae", info)
     model = KiwiEdit(mllm, transformer, vae, FlowMatching(shift=config["flow_shift"],
                                                           prediction=config.get("flow_prediction", "velocity")),
                      source_residual=config.get("source_residual", False),
                      source_gate=config.get("source_gate", False))
-    missing = model.load_state_dict(load_file(folder / "kiwi" / "model.safetensors"), strict=False)
-    unexpected = [k for k in missing.unexpected_keys]
-    if unexpected:
-        raise ValueError(f"{folder}/kiwi/model.safetensors has unknown tensors: {unexpected[:3]}")
-    return model.to(device).eval()
+    own = [k for k in model.state_dict() if k.startswith(KIWI_PREFIXES)]
+    load_strictly(model, load_file(folder / "kiwi" / "model.safetensors"), folder / "kiwi" / "model.safetensors",
+                  expected=own)
+    return cast_own_modules(model, dtype).to(device).eval()
+
+
+def load_strictly(model: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str | Path,
+                  expected: list[str] | None = None) -> None:
+    """Load `tensors` into `model`, refusing with their names on any tensor of `expected` (default: all of the
+    model's) that `source` lacks, or any it has that the model does not know."""
+    result = model.load_state_dict(tensors, strict=False)
+    wanted = set(model.state_dict()) if expected is None else set(expected)
+    missing = sorted(wanted & set(result.missing_keys))
+    if missing or result.unexpected_keys:
+        raise ValueError(_mismatch(source, missing, list(result.unexpected_keys)))
+
+
+def _refuse_missing(folder: Path, info: dict) -> None:
+    missing = sorted(info.get("missing_keys") or [])
+    mismatched = [f"{k} ({a} != {b})" for k, a, b in info.get("mismatched_keys") or []]
+    if missing or mismatched:
+        raise ValueError(_mismatch(folder, missing, mismatched, what="wrong shape"))
+
+
+def _mismatch(source, missing: list[str], other: list[str], what: str = "unknown to the model") -> str:
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} tensor(s) missing: {', '.join(missing[:5])}{' …' if len(missing) > 5 else ''}")
+    if other:
+        parts.append(f"{len(other)} {what}: {', '.join(other[:5])}{' …' if len(other) > 5 else ''}")
+    return f"{source}: does not fit the model — " + "; ".join(parts)
 
 
 def fingerprint(folder: str | Path) -> str:

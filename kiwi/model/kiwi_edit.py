@@ -89,8 +89,8 @@ class KiwiEdit(nn.Module):
         x = pixels.to(device, non_blocking=True).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
         if isinstance(self.vae, PixelCodec):
             return self.vae.encode_pixels(x)
-        with torch.no_grad():
-            latents = self.vae.encode(x).latent_dist.mode()
+        with torch.no_grad():  # the VAE in its own dtype (bf16 on a GPU), latents back in fp32 for the flow
+            latents = self.vae.encode(x.to(self.vae.dtype)).latent_dist.mode().float()
         mean = torch.tensor(self.vae.config.latents_mean, device=device).view(1, -1, 1, 1, 1)
         std = torch.tensor(self.vae.config.latents_std, device=device).view(1, -1, 1, 1, 1)
         return (latents - mean) / std
@@ -103,7 +103,7 @@ class KiwiEdit(nn.Module):
         else:
             mean = torch.tensor(self.vae.config.latents_mean, device=latents.device).view(1, -1, 1, 1, 1)
             std = torch.tensor(self.vae.config.latents_std, device=latents.device).view(1, -1, 1, 1, 1)
-            video = self.vae.decode(latents * std + mean).sample  # (B, 3, T, H, W) in [-1, 1]
+            video = self.vae.decode((latents * std + mean).to(self.vae.dtype)).sample  # (B, 3, T, H, W), [-1, 1]
         return ((video.permute(0, 2, 3, 4, 1).float().clamp(-1, 1) + 1) * 127.5).round().byte().cpu().numpy()
 
     def context(self, batch: EditBatch) -> torch.Tensor:
@@ -111,16 +111,20 @@ class KiwiEdit(nn.Module):
         references = list(_numpy(batch.reference)) if batch.reference is not None else None
         encoded = self.mllm.encode(batch.instructions, list(_numpy(batch.source)), references,
                                    task=TASK_QUERIES[batch.task])
-        parts = [self.query_connector(encoded.query_features)]
+        dtype = self.query_connector[0].weight.dtype
+        parts = [self.query_connector(encoded.query_features.to(dtype))]
         if encoded.reference_features is not None:
-            parts.append(self.reference_connector(encoded.reference_features))
+            parts.append(self.reference_connector(encoded.reference_features.to(dtype)))
         return torch.cat(parts, dim=1)
 
     def predict(self, noisy: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor, source: torch.Tensor | None,
                 reference: torch.Tensor | None) -> torch.Tensor:
         """The network's output in the flow's parameterisation (velocity or x0) at noise level `sigma`."""
-        output = self.transformer(noisy, self.flow.timestep(sigma), context, source_latents=source, sigma=sigma,
-                                  reference_latents=reference, context_projected=True)
+        dtype = self.transformer.dtype  # the DiT in its own dtype (bf16 on a GPU); the flow's arithmetic in fp32
+        output = self.transformer(noisy.to(dtype), self.flow.timestep(sigma), context.to(dtype),
+                                  source_latents=None if source is None else source.to(dtype), sigma=sigma,
+                                  reference_latents=None if reference is None else reference.to(dtype),
+                                  context_projected=True).to(noisy.dtype)
         if self.source_gate:
             content, gate = output.chunk(2, dim=1)
             if source is None:
@@ -219,26 +223,32 @@ def full(mllm_path: str, transformer_path: str, vae_path: str, queries: QueryCou
          lora_rank: int = 64, dtype: torch.dtype = torch.bfloat16) -> KiwiEdit:
     """The released shape: Qwen2.5-VL-3B-Instruct, Wan2.2-TI2V-5B transformer and VAE from local folders (nothing
     downloads), 256 / 512 / 768 queries, LoRA rank 64 on the language model's attention. The query placeholder is
-    registered as a special token if the tokenizer lacks it (the embedding table grows by one row)."""
+    Qwen's `<|object_ref_start|>` (as upstream); a tokenizer without it gets it registered (one more row)."""
     from diffusers import AutoencoderKLWan, WanTransformer3DModel
     from transformers import AutoImageProcessor, AutoTokenizer, Qwen2_5_VLForConditionalGeneration
 
     from kiwi.model.lora import add_lora
-    from kiwi.model.mllm import QUERY_TOKEN
+    from kiwi.model.mllm import QUERY_TOKEN, query_token
 
     tokenizer = AutoTokenizer.from_pretrained(mllm_path)
     qwen = Qwen2_5_VLForConditionalGeneration.from_pretrained(mllm_path, dtype=dtype)
-    if QUERY_TOKEN not in tokenizer.get_vocab():
+    if query_token(tokenizer) is None:
         tokenizer.add_special_tokens({"additional_special_tokens": [QUERY_TOKEN]})
         qwen.resize_token_embeddings(len(tokenizer))
     mllm = KiwiMLLM(qwen, tokenizer, AutoImageProcessor.from_pretrained(mllm_path), queries or QueryCounts())
     if lora_rank:
         add_lora(qwen.model.language_model, rank=lora_rank)
     transformer = KiwiTransformer(WanTransformer3DModel.from_pretrained(transformer_path, dtype=dtype))
-    model = KiwiEdit(mllm, transformer, AutoencoderKLWan.from_pretrained(vae_path, dtype=dtype))
-    for module in (model.query_connector, model.reference_connector, transformer.source_embedder,
-                   transformer.reference_embedder, mllm.queries):
-        module.to(dtype)  # new modules are cast explicitly; a bare .to(bf16) would also cast Wan's fp32 tables
+    return cast_own_modules(KiwiEdit(mllm, transformer, AutoencoderKLWan.from_pretrained(vae_path, dtype=dtype)),
+                            dtype)
+
+
+def cast_own_modules(model: KiwiEdit, dtype: torch.dtype) -> KiwiEdit:
+    """Kiwi's own modules (queries, connectors, embedders) to `dtype`, explicitly: a bare model.to(bf16) would also
+    cast what the libraries keep in fp32 on purpose (Wan's rotary tables)."""
+    for module in (model.query_connector, model.reference_connector, model.transformer.source_embedder,
+                   model.transformer.reference_embedder, model.mllm.queries):
+        module.to(dtype)
     return model
 
 

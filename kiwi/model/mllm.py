@@ -2,9 +2,10 @@
 reference image; learnable query tokens appended after the prompt come out as the query features, and the states
 at the reference image's visual tokens as the reference features.
 
-Queries enter through `inputs_embeds` written into the slots of a registered special token (`<|kiwi_query|>`,
-not a magic id), while `input_ids` and `mm_token_type_ids` are still passed: Qwen's multimodal rotary positions
-are computed from the ids, and the variants that omit them give silently wrong positions (STACK_NOTES)."""
+Queries enter through `inputs_embeds` written into the slots of a special token (`<|object_ref_start|>`, Qwen's
+own, as upstream uses it — not a magic id), while `input_ids` and `mm_token_type_ids` are still passed: Qwen's
+multimodal rotary positions are computed from the ids, and the variants that omit them give silently wrong
+positions (STACK_NOTES)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,10 @@ import numpy as np
 import torch
 from torch import nn
 
-QUERY_TOKEN = "<|kiwi_query|>"
+# the learnable queries' placeholder: upstream fills Qwen's existing <|object_ref_start|> slots, so the released
+# tokenizer and embedding table load unchanged (models saved here before used a token of their own: still read)
+QUERY_TOKEN = "<|object_ref_start|>"
+LEGACY_QUERY_TOKEN = "<|kiwi_query|>"
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
                   "<|image_pad|>", "<|video_pad|>", QUERY_TOKEN]
 CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)
@@ -89,6 +93,13 @@ def patchify_video(frames: np.ndarray, patch: int = 14, merge: int = 2, temporal
     return torch.from_numpy(np.ascontiguousarray(x)), torch.tensor([[gt, gh, gw]])
 
 
+def query_token(tokenizer) -> str | None:
+    """The placeholder this tokenizer knows as a single special token: upstream's, else the one models saved here
+    before used; None when it knows neither."""
+    vocab = tokenizer.get_vocab()
+    return next((t for t in (QUERY_TOKEN, LEGACY_QUERY_TOKEN) if t in vocab), None)
+
+
 class KiwiMLLM(nn.Module):
     def __init__(self, model, tokenizer, image_processor, queries: QueryCounts = QueryCounts(), max_frames: int = 16):
         super().__init__()
@@ -98,10 +109,12 @@ class KiwiMLLM(nn.Module):
         hidden = model.config.text_config.hidden_size
         self.queries = nn.ParameterDict({task: nn.Parameter(torch.randn(queries.for_task(task), hidden) * 0.02)
                                          for task in ("image", "video", "reference")})
-        ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
-        if ids[QUERY_TOKEN] is None or ids[QUERY_TOKEN] == tokenizer.unk_token_id:
+        self.query_token = query_token(tokenizer)
+        if self.query_token is None:
             raise ValueError(f"the tokenizer does not know the query token {QUERY_TOKEN}")
-        self.query_id, self.image_id, self.video_id = ids[QUERY_TOKEN], ids["<|image_pad|>"], ids["<|video_pad|>"]
+        ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+        self.query_id = tokenizer.convert_tokens_to_ids(self.query_token)
+        self.image_id, self.video_id = ids["<|image_pad|>"], ids["<|video_pad|>"]
         self.merge = model.config.vision_config.spatial_merge_size
 
     @property
@@ -115,7 +128,7 @@ class KiwiMLLM(nn.Module):
     def prompt(self, instruction: str, video_tokens: int, reference_tokens: int, queries: int) -> str:
         vision = f"<|vision_start|>{'<|video_pad|>' * video_tokens}<|vision_end|>"
         ref = f"<|vision_start|>{'<|image_pad|>' * reference_tokens}<|vision_end|>" if reference_tokens else ""
-        return f"<|im_start|>user\n{vision}{ref}{instruction}<|im_end|>\n{QUERY_TOKEN * queries}"
+        return f"<|im_start|>user\n{vision}{ref}{instruction}<|im_end|>\n{self.query_token * queries}"
 
     def encode(self, instructions: list[str], videos: list[np.ndarray], references: list[np.ndarray] | None = None,
                task: str = "video", use_queries: bool = True) -> EncodedPrompt:

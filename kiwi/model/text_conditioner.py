@@ -49,6 +49,6 @@ class TextConditioner(nn.Module):
         return torch.from_numpy(np.stack([self._cache[t] for t in instructions])).to(device)
 
     def encode(self, instructions: list[str], videos=None, references=None, task: str = "video") -> EncodedPrompt:
-        features = self.queries(self.embed(list(instructions))).view(len(instructions), self.tokens,
-                                                                      self.hidden_size)
+        embedded = self.embed(list(instructions)).to(self.queries[0].weight.dtype)
+        features = self.queries(embedded).view(len(instructions), self.tokens, self.hidden_size)
         return EncodedPrompt(features, None, features)

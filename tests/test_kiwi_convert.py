@@ -1,0 +1,121 @@
+"""`kiwi convert`: a released Kiwi-Edit folder in upstream's diffusers layout (fabricated here at tiny size, key
+names and folders as released) becomes a model folder whose outputs equal those of the model the tensors came from."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors.torch import load_file, save_file
+
+from kiwi.model.convert import ConversionError, convert_diffusers_release
+from kiwi.model.io import from_pretrained
+from kiwi.model.kiwi_edit import EditBatch, tiny
+from tests.conftest import moving_square
+
+
+def source_model(seed: int = 10):
+    model = tiny(seed=seed)
+    torch.manual_seed(seed)
+    for name, parameter in model.named_parameters():  # nothing left at its zero initialisation
+        if name.startswith(("query_connector", "reference_connector", "transformer.source_embedder",
+                            "transformer.reference_embedder", "mllm.queries")):
+            torch.nn.init.normal_(parameter, std=0.05)
+    return model
+
+
+def fabricate_release(model, folder, ref_pad_first=False):
+    """The folder layout and names of showlab's diffusers-format release, from a tiny model's tensors."""
+    model.transformer.transformer.save_pretrained(folder / "transformer")
+    qwen_tmp = folder / "qwen-tmp"
+    model.mllm.model.save_pretrained(qwen_tmp)
+    (folder / "mllm_encoder").mkdir()
+    (folder / "processor").mkdir()
+    for f in qwen_tmp.iterdir():
+        if f.name.startswith("model"):
+            shutil.move(f, folder / "mllm_encoder" / f.name)
+        elif f.name == "config.json":
+            shutil.move(f, folder / "processor" / "qwen_config.json")
+    shutil.rmtree(qwen_tmp)
+    model.mllm.tokenizer.save_pretrained(folder / "processor")
+    model.mllm.image_processor.save_pretrained(folder / "processor")
+    counts = model.mllm.counts
+    (folder / "mllm_encoder" / "config.json").write_text(json.dumps(
+        {"_class_name": "MLLMEncoder", "num_image_queries": counts.image, "num_video_queries": counts.video,
+         "num_ref_queries": counts.reference, "max_frames": model.mllm.max_frames, "max_pixels_per_frame": 262144}))
+    state = model.state_dict()
+    own = {"image_queries": state["mllm.queries.image"], "video_queries": state["mllm.queries.video"],
+           "ref_queries": state["mllm.queries.reference"]}
+    for theirs, ours in (("connector", "query_connector"), ("ref_connector", "reference_connector")):
+        own.update({f"{theirs}.{i}.{p}": state[f"{ours}.{i}.{p}"] for i in (0, 2) for p in ("weight", "bias")})
+    save_file({k: v.contiguous() for k, v in own.items()},
+              folder / "mllm_encoder" / "diffusion_pytorch_model.safetensors")
+    for theirs, ours, pad_first in (("source_embedder", "transformer.source_embedder", False),
+                                    ("ref_embedder", "transformer.reference_embedder", ref_pad_first)):
+        (folder / theirs).mkdir()
+        save_file({f"patch_embedding.{p}": state[f"{ours}.{p}"].contiguous() for p in ("weight", "bias")},
+                  folder / theirs / "diffusion_pytorch_model.safetensors")
+        (folder / theirs / "config.json").write_text(json.dumps({"_class_name": "ConditionalEmbedder",
+                                                                 "ref_pad_first": pad_first}))
+    (folder / "vae").mkdir()  # upstream keeps the original Wan VAE names behind its own wrapper class
+    (folder / "vae" / "config.json").write_text(json.dumps({"_class_name": "VAE", "z_dim": 4}))
+    (folder / "scheduler").mkdir()
+    (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps({"shift": 5.0}))
+    model.vae.save_pretrained(folder.parent / "wan-vae-diffusers")
+    return folder, folder.parent / "wan-vae-diffusers"
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory):
+    root = tmp_path_factory.mktemp("release")
+    model = source_model()
+    folder, vae = fabricate_release(model, root / "kiwi-edit-release")
+    return model.eval(), folder, vae
+
+
+def outputs(model):
+    frames = np.stack([moving_square(1, frames=5, size=64)])
+    batch = EditBatch(["Add a red ball"], frames, frames, np.stack([frames[0, 0]]), "ref_subject")
+    with torch.no_grad():
+        return model.context(batch), model.training_loss(batch, torch.Generator().manual_seed(0))
+
+
+def test_a_converted_release_answers_exactly_as_the_model_its_tensors_came_from(release, tmp_path):
+    model, folder, vae = release
+    result = CliRunner().invoke(__import__("kiwi.cli", fromlist=["cli"]).cli,
+                                ["convert", "--from", "diffusers", str(folder), "--out", str(tmp_path / "m"),
+                                 "--vae", str(vae)])
+    assert result.exit_code == 0, result.output
+    assert "mllm_encoder/connector.2.weight" in result.output and "query_connector.2.weight" in result.output
+    converted = from_pretrained(tmp_path / "m")
+    assert converted.transformer.reference_position == "append"
+    (context_a, loss_a), (context_b, loss_b) = outputs(model), outputs(converted)
+    assert context_a.abs().sum() > 0 and torch.equal(context_a, context_b) and torch.equal(loss_a, loss_b)
+
+
+def test_ref_pad_first_becomes_the_prepended_reference(tmp_path):
+    folder, vae = fabricate_release(source_model(11), tmp_path / "release", ref_pad_first=True)
+    convert_diffusers_release(folder, tmp_path / "m", vae=vae)
+    assert from_pretrained(tmp_path / "m").transformer.reference_position == "prepend"
+
+
+def test_the_conversion_refuses_what_it_cannot_map_or_fill(release, tmp_path):
+    _, folder, vae = release
+    with pytest.raises(ConversionError, match="original Wan VAE.*--vae"):
+        convert_diffusers_release(folder, tmp_path / "a")
+    broken = tmp_path / "broken"
+    shutil.copytree(folder, broken)
+    own_file = broken / "mllm_encoder" / "diffusion_pytorch_model.safetensors"
+    own = load_file(own_file)
+    save_file({**own, "extra_head.weight": torch.zeros(2)}, own_file)
+    with pytest.raises(ConversionError, match=r"unmapped tensors \['extra_head.weight'\]"):
+        convert_diffusers_release(broken, tmp_path / "b", vae=vae)
+    save_file({k: v for k, v in own.items() if k != "ref_connector.2.bias"}, own_file)
+    with pytest.raises(ConversionError, match=r"no tensor for \['reference_connector.2.bias'\]"):
+        convert_diffusers_release(broken, tmp_path / "c", vae=vae)
+    save_file({**own, "video_queries": torch.zeros(3, 7)}, own_file)
+    with pytest.raises(ConversionError, match=r"mllm.queries.video: \(3, 7\) != "):
+        convert_diffusers_release(broken, tmp_path / "d", vae=vae)
+    assert not any((tmp_path / name).exists() for name in "bcd")  # nothing half-written
