@@ -25,7 +25,10 @@ def test_round_trip_gives_identical_outputs(tmp_path):
         a = model.eval().training_loss(batch, torch.Generator().manual_seed(0))
         b = loaded.training_loss(batch, torch.Generator().manual_seed(0))
         ctx_a, ctx_b = model.context(batch), loaded.context(batch)
-    assert torch.equal(ctx_a, ctx_b) and torch.equal(a, b)
+    assert torch.equal(ctx_a, ctx_b)
+    # the DiT's output matches to float rounding only: a fresh diffusers model and the same weights loaded from
+    # safetensors take different kernels (measured up to 4e-7 on identical parameters, before this project's code)
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
 
 
 def test_loading_a_folder_that_is_not_a_model_is_a_clear_error(tmp_path):

@@ -30,6 +30,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from kiwi.model.mllm import VIDEO_MAX_PIXELS, VIDEO_MIN_PIXELS
+
 # upstream name in mllm_encoder/diffusion_pytorch_model.safetensors -> ours
 MLLM_ENCODER_KEYS = {
     "image_queries": "mllm.queries.image",
@@ -127,6 +129,7 @@ def convert_diffusers_release(src: str | Path, out: str | Path, vae: str | Path 
         "reference_position": "prepend" if ref_config.get("ref_pad_first") else "append",
         "flow_shift": float(_scheduler_shift(src)),
         "max_frames": int(encoder_config.get("max_frames", 16)),
+        "frame_pixels": [VIDEO_MIN_PIXELS, int(encoder_config.get("max_pixels_per_frame") or VIDEO_MAX_PIXELS)],
         "flow_prediction": "velocity",
         "source_residual": False,
         "source_gate": False,

@@ -74,6 +74,7 @@ def save_pretrained(model: KiwiEdit, folder: str | Path) -> Path:
     config = {"queries": {"image": counts.image, "video": counts.video, "reference": counts.reference},
               "reference_position": model.transformer.reference_position, "flow_shift": model.flow.shift,
               "max_frames": model.mllm.max_frames, "flow_prediction": model.flow.prediction,
+              "frame_pixels": [getattr(model.mllm, "min_pixels", 0), getattr(model.mllm, "max_pixels", 0)],
               "source_residual": model.source_residual, "source_gate": model.source_gate}
     if conditioner:  # the sentence-embedding conditioner's MLP is saved with the kiwi tensors (mllm.queries.*)
         config["conditioner"] = {"hidden_size": model.mllm.hidden_size, "tokens": model.mllm.tokens}
@@ -109,7 +110,8 @@ def from_pretrained(folder: str | Path, device: str = "cpu", dtype: torch.dtype 
             load_adapters(qwen.model.language_model, folder / "mllm" / "lora")
         mllm = KiwiMLLM(qwen, AutoTokenizer.from_pretrained(folder / "mllm"),
                         AutoImageProcessor.from_pretrained(folder / "mllm"), QueryCounts(**config["queries"]),
-                        max_frames=config["max_frames"])
+                        max_frames=config["max_frames"],
+                        **dict(zip(("min_pixels", "max_pixels"), config.get("frame_pixels", ()), strict=False)))
     dit, info = WanTransformer3DModel.from_pretrained(folder / "transformer", dtype=dtype, output_loading_info=True)
     _refuse_missing(folder / "transformer", info)
     transformer = KiwiTransformer(dit, reference_position=config["reference_position"])

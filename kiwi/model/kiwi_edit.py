@@ -183,7 +183,7 @@ def tiny(seed: int = 0, queries: QueryCounts = TINY_QUERIES) -> KiwiEdit:
     from diffusers import AutoencoderKLWan, WanTransformer3DModel
     from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2VLImageProcessorPil
 
-    from kiwi.model.mllm import tiny_qwen_config, tiny_tokenizer
+    from kiwi.model.mllm import TINY_MIN_PIXELS, tiny_qwen_config, tiny_tokenizer
 
     torch.manual_seed(seed)
     corpus = ["Add a red ball", "Remove the cat", "Replace the background with a beach", "Swap the star for a disc",
@@ -197,7 +197,8 @@ def tiny(seed: int = 0, queries: QueryCounts = TINY_QUERIES) -> KiwiEdit:
     dit = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=16, in_channels=4,
                                 out_channels=4, text_dim=32, freq_dim=32, ffn_dim=64, num_layers=2,
                                 cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=32)
-    return KiwiEdit(KiwiMLLM(qwen, tokenizer, processor, queries), KiwiTransformer(dit), vae)
+    return KiwiEdit(KiwiMLLM(qwen, tokenizer, processor, queries, min_pixels=TINY_MIN_PIXELS), KiwiTransformer(dit),
+                    vae)
 
 
 def tiny_edit(seed: int = 0, width: int = 128, layers: int = 4, patch: int = 4, tokens: int = 8,

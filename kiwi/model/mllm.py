@@ -75,15 +75,39 @@ def tiny_qwen_config(tokenizer, hidden: int = 64, layers: int = 2):
         vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
 
 
-def patchify_video(frames: np.ndarray, patch: int = 14, merge: int = 2, temporal: int = 2):
-    """(T, H, W, 3) uint8 -> Qwen's pixel_values_videos and video_grid_thw, without torchvision. T is cut to a
-    multiple of `temporal`, H and W are cropped to multiples of patch * merge."""
+# upstream's per-frame pixel budget for the source video (qwen_vl_utils: 128..768 tokens of 28x28, capped at
+# 262,144 pixels by the release's max_pixels_per_frame)
+VIDEO_MIN_PIXELS, VIDEO_MAX_PIXELS = 128 * 28 * 28, 262_144
+TINY_MIN_PIXELS = 4 * 28 * 28  # toy models see toy frames as they are, not scaled up to 128 tokens
+
+
+def frame_indices(n: int, max_frames: int) -> np.ndarray:
+    """Which of a clip's `n` frames the MLLM sees: all of them up to `max_frames`, else `max_frames` spread evenly
+    from the first to the last (upstream's linspace + round), not the first ones."""
+    if n <= max_frames:
+        return np.arange(n)
+    return np.linspace(0, n - 1, max_frames).round().astype(int)
+
+
+def frame_size(height: int, width: int, min_pixels: int, max_pixels: int, factor: int = 28) -> tuple[int, int]:
+    """Qwen's smart resize: sides rounded to multiples of `factor`, the area brought within the pixel budget."""
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
+
+    return smart_resize(height, width, factor=factor, min_pixels=min_pixels, max_pixels=max_pixels)
+
+
+def patchify_video(frames: np.ndarray, size: tuple[int, int] | None = None, patch: int = 14, merge: int = 2,
+                   temporal: int = 2):
+    """(T, H, W, 3) uint8 -> Qwen's pixel_values_videos and video_grid_thw, without torchvision. Frames are resized
+    to `size` (default: cropped to multiples of patch * merge); T is padded to a multiple of `temporal` by
+    repeating the last frame, as Qwen's video processor does."""
     import cv2
 
-    t = max(temporal, len(frames) - len(frames) % temporal)
-    frames = np.concatenate([frames, frames[-1:].repeat(t - len(frames), 0)]) if len(frames) < t else frames[:t]
+    t = -(-len(frames) // temporal) * temporal
+    if len(frames) < t:
+        frames = np.concatenate([frames, frames[-1:].repeat(t - len(frames), 0)])
     side = patch * merge
-    h, w = max(side, frames.shape[1] // side * side), max(side, frames.shape[2] // side * side)
+    h, w = size or (max(side, frames.shape[1] // side * side), max(side, frames.shape[2] // side * side))
     if (h, w) != frames.shape[1:3]:
         frames = np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in frames])
     x = ((frames.astype(np.float32) / 255.0 - CLIP_MEAN) / CLIP_STD).transpose(0, 3, 1, 2)
@@ -101,10 +125,11 @@ def query_token(tokenizer) -> str | None:
 
 
 class KiwiMLLM(nn.Module):
-    def __init__(self, model, tokenizer, image_processor, queries: QueryCounts = QueryCounts(), max_frames: int = 16):
+    def __init__(self, model, tokenizer, image_processor, queries: QueryCounts = QueryCounts(), max_frames: int = 16,
+                 min_pixels: int = VIDEO_MIN_PIXELS, max_pixels: int = VIDEO_MAX_PIXELS):
         super().__init__()
         self.model, self.tokenizer, self.image_processor = model, tokenizer, image_processor
-        self.max_frames = max_frames
+        self.max_frames, self.min_pixels, self.max_pixels = max_frames, min_pixels, max_pixels
         self.counts = queries
         hidden = model.config.text_config.hidden_size
         self.queries = nn.ParameterDict({task: nn.Parameter(torch.randn(queries.for_task(task), hidden) * 0.02)
@@ -136,7 +161,9 @@ class KiwiMLLM(nn.Module):
         placeholder token's own embedding stays in the query slots): the plain run the injection is tested against."""
         device = next(self.model.parameters()).device
         n_queries = self.counts.for_task(task)
-        pv, thw = zip(*(patchify_video(v[: self.max_frames]) for v in videos), strict=True)
+        size = frame_size(*videos[0].shape[1:3], self.min_pixels, self.max_pixels,
+                          factor=self.model.config.vision_config.patch_size * self.merge)
+        pv, thw = zip(*(patchify_video(v[frame_indices(len(v), self.max_frames)], size) for v in videos), strict=True)
         video_tokens = int(thw[0].prod()) // self.merge**2
         ref_inputs, ref_tokens = None, 0
         if references is not None:
