@@ -60,7 +60,9 @@ class Conversion:
 
     def __str__(self) -> str:
         lines = [f"converted into {self.out}:"]
-        lines += [f"  {theirs:<34} -> {ours:<40} {list(shape)}" for theirs, ours, shape in self.mapped]
+        a = max((len(theirs) for theirs, _, _ in self.mapped), default=0)
+        b = max((len(ours) for _, ours, _ in self.mapped), default=0)
+        lines += [f"  {theirs:<{a}} -> {ours:<{b}} {list(shape)}" for theirs, ours, shape in self.mapped]
         lines += [f"  {name}" for name in self.copied]
         lines.append("  kiwi/config.json: " + json.dumps(self.config, sort_keys=True))
         return "\n".join(lines)
@@ -133,7 +135,7 @@ def convert_diffusers_release(src: str | Path, out: str | Path, vae: str | Path 
         "flow_prediction": "velocity",
         "source_residual": False,
         "source_gate": False,
-        "converted_from": str(src),
+        "converted_from": str(src.resolve()),
     }
     (out / "kiwi").mkdir()
     save_file({k: v.contiguous() for k, v in tensors.items()}, out / "kiwi" / "model.safetensors")
