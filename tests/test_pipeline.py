@@ -304,6 +304,7 @@ def test_a_pair_a_concurrent_writer_rejected_while_this_one_built_it_ends_built_
     monkeypatch.setattr(db, "upsert", upsert)
     done, reasons = final_state(db)
     assert written["accepted"] > 0 and len(done) == 8 and "duplicate" not in reasons
+    assert sum(written.values()) == 8  # every pair of the batch counted once: accepted, rejected or taken
 
 
 def pipeline_stages(db):

@@ -66,7 +66,7 @@ class Write:
     def __call__(self, batch: dict) -> dict[str, int]:
         if self.bank is None:
             self.setup()
-        n = n_before = len(batch["pair_id"])
+        n, taken_before = len(batch["pair_id"]), self.taken
         for name, values in batch.items():
             if name.startswith("t_"):
                 self.seconds[name[2:]] += float(np.sum(values))
@@ -96,7 +96,7 @@ class Write:
         self.expected_versions = {t: before[t] + int(bool(w)) for t, w in zip(WRITTEN, (rows, rejects), strict=True)}
         if self._versions() != self.expected_versions:  # another writer committed while this one wrote
             rejects = self._settle_as_built([str(p) for p in batch["pair_id"]], rejects)
-        return {"accepted": len(rows), "rejected": len(rejects), "taken": n_before - n}
+        return {"accepted": len(rows), "rejected": len(rejects), "taken": self.taken - taken_before}
 
     def _versions(self) -> dict[str, int]:
         return {t: self.db.table(t).version for t in WRITTEN}
