@@ -27,8 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from kiwi.model.mllm import VIDEO_MAX_PIXELS, VIDEO_MIN_PIXELS
 
@@ -85,7 +84,10 @@ def convert_diffusers_release(src: str | Path, out: str | Path, vae: str | Path 
     encoder_config = _json(src / "mllm_encoder" / "config.json")
     hidden = (qwen_config.get("text_config") or {}).get("hidden_size") or qwen_config["hidden_size"]
     tensors, conversion = {}, Conversion(out)
-    expected = _expected_shapes(dit_config, hidden, encoder_config)
+    counts = {"image": encoder_config.get("num_image_queries", 256),
+              "video": encoder_config.get("num_video_queries", 512),
+              "reference": encoder_config.get("num_ref_queries", 768)}
+    expected = _expected_shapes(dit_config, hidden, counts)
 
     own = _read(src / "mllm_encoder" / "diffusion_pytorch_model.safetensors")
     unmapped = sorted(set(own) - set(MLLM_ENCODER_KEYS))
@@ -122,9 +124,6 @@ def convert_diffusers_release(src: str | Path, out: str | Path, vae: str | Path 
     conversion.copied.append("mllm/ (Qwen2.5-VL shards from mllm_encoder/, tokenizer and processor from processor/)")
 
     ref_config = _json(src / "ref_embedder" / "config.json")
-    counts = {"image": encoder_config.get("num_image_queries", 256),
-              "video": encoder_config.get("num_video_queries", 512),
-              "reference": encoder_config.get("num_ref_queries", 768)}
     conversion.config = {
         "queries": counts,
         # upstream's ref_pad_first puts the reference latents before the video's
@@ -147,14 +146,10 @@ def convert_diffusers_release(src: str | Path, out: str | Path, vae: str | Path 
     return conversion
 
 
-def _expected_shapes(dit: dict, hidden: int, encoder: dict) -> dict[str, tuple[int, ...]]:
+def _expected_shapes(dit: dict, hidden: int, counts: dict[str, int]) -> dict[str, tuple[int, ...]]:
     width = dit["num_attention_heads"] * dit["attention_head_dim"]
     patch = tuple(dit["patch_size"])
-    shapes = {
-        "mllm.queries.image": (encoder.get("num_image_queries", 256), hidden),
-        "mllm.queries.video": (encoder.get("num_video_queries", 512), hidden),
-        "mllm.queries.reference": (encoder.get("num_ref_queries", 768), hidden),
-    }
+    shapes = {f"mllm.queries.{task}": (n, hidden) for task, n in counts.items()}
     for ours in ("query_connector", "reference_connector"):
         shapes.update({f"{ours}.0.weight": (width, hidden), f"{ours}.0.bias": (width,),
                        f"{ours}.2.weight": (width, width), f"{ours}.2.bias": (width,)})
@@ -200,8 +195,7 @@ def _scheduler_shift(src: Path) -> float:
 def _read(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise ConversionError(f"{path}: missing")
-    with safe_open(path, "pt") as f:
-        return {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a mapping)
+    return load_file(path)
 
 
 def _json(path: Path) -> dict:
