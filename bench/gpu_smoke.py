@@ -7,7 +7,14 @@ With `--lake URI --slice NAME [--device cuda]` it instead trains the tiny Kiwi-E
 reports whether the device waits on data.
 
 The FLOPs are counted as 6 x parameters x tokens (forward + backward) plus attention's 12 x layers x tokens^2 x
-width; the peak defaults to an H100's dense bf16 figure. Not run in CI (no GPU there)."""
+width; the peak defaults to an H100's dense bf16 figure. Not run in CI (no GPU there).
+
+    python bench/gpu_smoke.py --full-shapes [--sampler-steps 2] [--peak-tflops 989]
+
+builds the released architecture at full size from the published configs (Qwen2.5-VL-3B with LoRA rank 64, the
+Wan2.2-TI2V-5B DiT and VAE, random weights, bf16), runs one reference edit of 81 frames at 480x832 and one
+training step with gradient checkpointing on the DiT and the MLLM, and prints seconds, peak memory and MFU.
+`--tiny --device cpu` runs the same path at toy size (what CI checks)."""
 
 from __future__ import annotations
 
@@ -75,6 +82,94 @@ def main() -> None:
 
 
 
+def full_shapes(tiny: bool = False, device: str = "cuda", sampler_steps: int = 2, peak_tflops: float = 989.0,
+                frames: int = 81, height: int = 480, width: int = 832) -> dict:
+    """The released architecture (or its toy twin with `tiny`): one reference edit and one training step."""
+    import json
+    from pathlib import Path
+
+    import numpy as np
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2VLImageProcessorPil
+
+    from kiwi.data import reference_on_white
+    from kiwi.inference import edit
+    from kiwi.model.dit import KiwiTransformer, count_parameters
+    from kiwi.model.kiwi_edit import EditBatch, KiwiEdit, cast_own_modules
+    from kiwi.model.kiwi_edit import tiny as tiny_model
+    from kiwi.model.lora import add_lora
+    from kiwi.model.mllm import SPECIAL_TOKENS, KiwiMLLM, QueryCounts, tiny_tokenizer
+
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    if tiny:
+        model = tiny_model()
+        add_lora(model.mllm.model.model.language_model, rank=4)
+        frames, height, width = 9, 64, 64
+    else:
+        configs = Path(__file__).resolve().parent.parent / "kiwi" / "configs"
+        tokenizer = tiny_tokenizer(["Replace the background with a beach"])  # Qwen's own files cannot be fetched
+        qwen_config = json.loads((configs / "qwen2.5-vl-3b-instruct.json").read_text())
+        ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+        qwen_config.update(image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+                           vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
+        with torch.device(device):
+            qwen = Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(**qwen_config)).to(dtype)
+            dit = WanTransformer3DModel(**json.loads((configs / "wan2.2-ti2v-5b.transformer.json").read_text()))
+            vae = AutoencoderKLWan.from_config(json.loads((configs / "wan2.2.vae.json").read_text()))
+        processor = Qwen2VLImageProcessorPil(patch_size=14, merge_size=2, temporal_patch_size=2, min_pixels=3136,
+                                             max_pixels=12845056)
+        mllm = KiwiMLLM(qwen, tokenizer, processor, QueryCounts())
+        add_lora(qwen.model.language_model, rank=64)
+        model = cast_own_modules(KiwiEdit(mllm, KiwiTransformer(dit.to(dtype)), vae.to(dtype), sampler_steps=50),
+                                 dtype).to(device)
+    rng = np.random.default_rng(0)
+    video = rng.integers(0, 255, (frames, height, width, 3), dtype=np.uint8)
+    reference = rng.integers(0, 255, (height, height, 3), dtype=np.uint8)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    out = edit(model, video, "Replace the background with a beach", reference, task="ref_background",
+               steps=sampler_steps)
+    sync()
+    edit_s = time.perf_counter() - start
+    edit_memory = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else 0.0
+
+    model.train()
+    model.transformer.gradient_checkpointing = True
+    model.mllm.model.config.text_config.use_cache = False  # no KV cache to keep in a training forward
+    model.mllm.model.activation_checkpointing_enable({"use_reentrant": False})
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimiser = torch.optim.AdamW(trainable, lr=1e-5)
+    batch = EditBatch(["Replace the background with a beach"], video[None], video[None],
+                      reference_on_white(reference, (height, width))[None], "ref_background",
+                      mllm_reference=[reference])
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    sync()
+    start = time.perf_counter()
+    loss = model.training_loss(batch, torch.Generator().manual_seed(0))
+    loss.backward()
+    optimiser.step()
+    optimiser.zero_grad(set_to_none=True)
+    sync()
+    loss = loss.item()
+    step_s = time.perf_counter() - start
+    train_memory = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else 0.0
+    latent_tokens = ((frames - 1) // 4 + 1) * (height // 32) * (width // 32) if not tiny else 0
+    dit_params = count_parameters(model.transformer)
+    flops = 6 * dit_params * latent_tokens  # the DiT's share: forward + backward over the video's tokens
+    result = {"edit_s": edit_s, "sampler_steps": sampler_steps, "edit_peak_gib": edit_memory, "step_s": step_s,
+              "train_peak_gib": train_memory, "loss": loss, "frames": len(out),
+              "trainable_params": sum(p.numel() for p in trainable), "dit_params": dit_params,
+              "dit_mfu": flops / step_s / (peak_tflops * 1e12)}
+    print(f"edit: {len(out)} frames of {width}x{height}, {sampler_steps} sampler steps in {edit_s:.1f} s, peak "
+          f"{edit_memory:.1f} GiB; training step (checkpointing on): {step_s:.2f} s, peak {train_memory:.1f} GiB, "
+          f"loss {loss:.4f}, DiT MFU {result['dit_mfu']:.1%} of {peak_tflops:g} TFLOPS "
+          f"({result['trainable_params'] / 1e9:.2f} B trainable)")
+    return result
+
+
 def feed_from_lake() -> None:
     """`python bench/gpu_smoke.py --lake URI --slice NAME [--device cuda]`: the tiny Kiwi-Edit trained from the
     lake loader for 20 steps; reports how much of each step the device waited for data."""
@@ -115,5 +210,16 @@ if __name__ == "__main__":
 
     if "--lake" in sys.argv:
         feed_from_lake()
+    elif "--full-shapes" in sys.argv:
+        full = argparse.ArgumentParser()
+        full.add_argument("--full-shapes", action="store_true")
+        full.add_argument("--tiny", action="store_true", help="the same path at toy size (CPU)")
+        full.add_argument("--device", default="cuda")
+        full.add_argument("--sampler-steps", type=int, default=2)
+        full.add_argument("--peak-tflops", type=float, default=989.0)
+        a = full.parse_args()
+        if a.device.startswith("cuda") and not torch.cuda.is_available():
+            raise SystemExit("--full-shapes needs a CUDA GPU (or --tiny --device cpu)")
+        full_shapes(a.tiny, a.device, a.sampler_steps, a.peak_tflops)
     else:
         main()

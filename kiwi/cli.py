@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -11,6 +12,9 @@ from lake.cli_common import FriendlyGroup, group_lake_option, lake_option, open_
 from lake.errors import MediaError
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 def device_options(command):
@@ -59,37 +63,62 @@ def init(config: str, out: Path, seed: int) -> None:
 
 
 @cli.command()
-@click.option("--from", "layout", type=click.Choice(["diffusers"]), default="diffusers", show_default=True,
-              help="The release's layout: diffusers (showlab's KiwiEditPipeline folders).")
-@click.argument("src", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--from", "layout", type=click.Choice(["diffusers", "diffsynth"]), default="diffusers",
+              show_default=True, help="diffusers: a release folder (showlab's KiwiEditPipeline); diffsynth: a raw "
+                                      "training checkpoint (.safetensors) as upstream's train.py saves a stage.")
+@click.argument("src", type=click.Path(path_type=Path, exists=True))
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Model folder to write.")
 @click.option("--vae", default=None, type=click.Path(path_type=Path, exists=True, file_okay=False),
-              help="A diffusers AutoencoderKLWan folder (the release keeps the original Wan VAE names), e.g. the "
-                   "vae/ of Wan-AI/Wan2.2-TI2V-5B-Diffusers.")
+              help="diffusers: a diffusers AutoencoderKLWan folder (the release keeps the original Wan VAE names), "
+                   "e.g. the vae/ of Wan-AI/Wan2.2-TI2V-5B-Diffusers.")
+@click.option("--wan", default=None, type=click.Path(path_type=Path, exists=True, file_okay=False),
+              help="diffsynth: the diffusers Wan2.2-TI2V-5B folder the stage started from (transformer/, vae/).")
+@click.option("--qwen", default=None, type=click.Path(path_type=Path, exists=True, file_okay=False),
+              help="diffsynth: the Qwen2.5-VL-3B-Instruct folder the stage started from.")
+@click.option("--ref-pad-first", is_flag=True, help="diffsynth: the stage was trained with the reference first.")
 @click.option("--overwrite", is_flag=True, help="Replace what OUT holds.")
-def convert(layout: str, src: Path, out: Path, vae: Path | None, overwrite: bool) -> None:
+def convert(layout: str, src: Path, out: Path, vae: Path | None, wan: Path | None, qwen: Path | None,
+            ref_pad_first: bool, overwrite: bool) -> None:
     """Turn released Kiwi-Edit weights into a model folder (`kiwi edit --model OUT`, `kiwi eval --model OUT`)."""
     from kiwi.model.convert import ConversionError, convert_diffusers_release
+    from kiwi.model.convert_diffsynth import convert_diffsynth_checkpoint
 
     try:
-        click.echo(str(convert_diffusers_release(src, out, vae=vae, overwrite=overwrite)))
+        if layout == "diffsynth":
+            if wan is None or qwen is None:
+                raise click.UsageError("--from diffsynth needs --wan and --qwen (the base models the stage "
+                                       "started from)")
+            conversion = convert_diffsynth_checkpoint(src, out, wan, qwen, ref_pad_first=ref_pad_first,
+                                                      overwrite=overwrite)
+        else:
+            if src.is_file():
+                raise click.UsageError(f"{src} is a file: --from diffusers takes a release folder "
+                                       "(a raw checkpoint is --from diffsynth)")
+            conversion = convert_diffusers_release(src, out, vae=vae, overwrite=overwrite)
+        click.echo(str(conversion))
     except ConversionError as e:
         raise click.ClickException(str(e)) from None
 
 
 @cli.command("edit")
 @click.option("--model", "model_dir", required=True, type=click.Path(path_type=Path))
-@click.option("--video", required=True, type=click.Path(path_type=Path), help="Source video.")
+@click.option("--video", required=True, type=click.Path(path_type=Path),
+              help="Source video, or an image (edited through the image path; --out then a .png or .jpg).")
 @click.option("--instruction", required=True)
 @click.option("--reference", default=None, type=click.Path(path_type=Path), help="Reference image (PNG/JPEG).")
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="MP4 to write.")
-@click.option("--steps", type=int, default=8, show_default=True)
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="MP4 to write (PNG/JPEG for an image).")
+@click.option("--steps", type=int, default=None, help="Sampler steps (default: the model's, 50 for a release).")
+@click.option("--frames", "max_frames", type=int, default=81, show_default=True,
+              help="At most this many frames from the start (cut to 4k+1).")
+@click.option("--max-pixels", type=int, default=720 * 1280, show_default=True,
+              help="Frames scaled down to at most this many pixels (aspect kept), sides floored to 32.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--task", type=click.Choice(["instruct", "ref_subject", "ref_background"]), default=None,
               help="Default: ref_subject with --reference, else instruct.")
 @device_options
-def edit_command(model_dir, video, instruction, reference, out, steps, seed, task, device, dtype) -> None:
-    """Edit a video by an instruction (and a reference image); writes an MP4."""
+def edit_command(model_dir, video, instruction, reference, out, steps, max_frames, max_pixels, seed, task, device,
+                 dtype) -> None:
+    """Edit a video (or an image) by an instruction and, for videos, a reference image."""
     from lake import media
 
     for path, what in ((video, "video"), (reference, "reference")):
@@ -100,8 +129,14 @@ def edit_command(model_dir, video, instruction, reference, out, steps, seed, tas
     try:
         info = media.probe_video(video, name=str(video))
         if info.is_image:
-            raise click.ClickException(f"{video} is an image ({info.codec}); pass a video, or use it as --reference")
-        frames = media.decode_video(video, name=str(video))
+            if reference is not None:
+                raise click.ClickException(f"{video} is an image: an image edit takes no --reference "
+                                           "(upstream's image path has none)")
+            if out.suffix.lower() not in IMAGE_SUFFIXES:
+                raise click.ClickException(f"{video} is an image: give --out a .png or .jpg, not {out.name}")
+            frames = media.decode_image(video, name=str(video))[None]
+        else:
+            frames = media.decode_video(video, name=str(video))
         ref = media.decode_image(reference, name=str(reference)) if reference else None
     except MediaError as e:
         raise click.ClickException(str(e)) from None
@@ -110,8 +145,17 @@ def edit_command(model_dir, video, instruction, reference, out, steps, seed, tas
 
     device, dtype = resolve_device(device, dtype)
     model = from_pretrained(model_dir, device=str(device), dtype=dtype)
-    result = edit(model, frames, instruction, ref, task=task, steps=steps, seed=seed, progress=True)
+    try:
+        result = edit(model, frames, instruction, ref, task=task, steps=steps, seed=seed, progress=True,
+                      max_frames=max_frames, max_pixels=max_pixels)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
     out.parent.mkdir(parents=True, exist_ok=True)
+    if info.is_image:
+        out.write_bytes(media.encode_image(result[0], format="jpeg" if out.suffix.lower() in (".jpg", ".jpeg")
+                                           else "png"))
+        click.echo(f"wrote {out}: an image of {result.shape[2]}x{result.shape[1]}")
+        return
     out.write_bytes(media.encode_video(result, fps=info.fps or 8.0))
     click.echo(f"wrote {out}: {len(result)} frames of {result.shape[2]}x{result.shape[1]}")
 
@@ -277,7 +321,7 @@ def bench_list(lake_uri) -> None:
 @click.option("--model", "model_dir", required=True, type=click.Path(path_type=Path),
               help="Model folder (kiwi init / save_pretrained), or `copy-source` for the do-nothing baseline.")
 @click.option("--bench", "bench_name", required=True)
-@click.option("--steps", type=int, default=8, show_default=True, help="Sampler steps.")
+@click.option("--steps", type=int, default=None, help="Sampler steps (default: the model's, 50 for a release).")
 @click.option("--frames", type=int, default=5, show_default=True, help="Frames (4k+1) per item.")
 @click.option("--size", type=int, default=64, show_default=True, help="Square side, a multiple of 32.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -309,7 +353,8 @@ def eval_command(model_dir, bench_name, steps, frames, size, seed, instruct_only
 
     db = open_lake(lake_uri)
     try:
-        config = EvalConfig(frames=frames, size=size, steps=steps, seed=seed, instruct_only=instruct_only)
+        config = EvalConfig(frames=frames, size=size, steps=steps or EvalConfig.steps, seed=seed,
+                            instruct_only=instruct_only)
         load_bench(db, bench_name)
     except ValueError as e:
         raise click.ClickException(str(e)) from None
@@ -344,6 +389,8 @@ def eval_command(model_dir, bench_name, steps, frames, size, seed, instruct_only
         name = f"{Path(model_dir).resolve()}@{fingerprint(model_dir)}"
         if dtype != torch.float32:  # another precision answers differently: its own results
             name += f"[{str(dtype).removeprefix('torch.')}]"
+        if steps is None:
+            config = replace(config, steps=model.sampler_steps)
     try:
         run = evaluate(db, model, bench_name, name, config, scorers, progress=True)
     finally:
@@ -391,12 +438,14 @@ def eval_command(model_dir, bench_name, steps, frames, size, seed, instruct_only
               help="After the peak: cosine down to a tenth, or constant.")
 @click.option("--config", "model", type=click.Choice(["tiny-edit", "tiny"]), default="tiny-edit", show_default=True)
 @click.option("--size", type=int, default=32, show_default=True, help="Square side for training and evaluation.")
+@click.option("--sampler-steps", type=int, default=8, show_default=True,
+              help="Sampler steps when scoring (1: the x0 model's conditional mean, what PSNR rewards).")
 @click.option("--where", "train_where", default="split = 'train'", show_default=True,
               help="SQL filter of the training rows (keep the bench's pairs out).")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder for runs, report.md and charts.")
 @lake_option
 def experiment_command(bench_name, arms, baseline, seeds, steps, batch_size, lr, lr_schedule, model, size,
-                       train_where, out, lake_uri) -> None:
+                       sampler_steps, train_where, out, lake_uri) -> None:
     """Train every arm with the same budget and seeds, evaluate each per category on a frozen bench, and say
     with intervals over seeds whether rebalancing changed what the model learnt (resumable: reruns skip what
     is done)."""
@@ -408,7 +457,7 @@ def experiment_command(bench_name, arms, baseline, seeds, steps, batch_size, lr,
     try:
         config = ExperimentConfig(bench_name, arm_list, baseline, train_where, model, steps, lr, batch_size,
                                   lr_schedule=lr_schedule, size=size, seeds=tuple(range(seeds)),
-                                  evaluation=EvalConfig(frames=5, size=size))
+                                  evaluation=EvalConfig(frames=5, size=size, steps=sampler_steps))
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--arms") from None
     db = open_lake(lake_uri)

@@ -1,6 +1,7 @@
 """Flow matching: the shifted schedule equals diffusers' scheduler, the target is the velocity, and the Euler
 sampler recovers data exactly when it is given the true velocity."""
 
+import pytest
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
 
@@ -32,3 +33,25 @@ def test_euler_with_the_true_velocity_recovers_the_data():
     out = flow.sample(lambda x, t, s: noise - x0, noise, steps=7)
     assert torch.allclose(out, x0, atol=1e-5)
     assert flow.sigmas(4)[0] == 1.0 and flow.sigmas(4)[-1] == 0.0 and len(flow.sigmas(4)) == 5
+
+
+def test_the_bell_loss_weighting_is_upstreams_training_weight():
+    """DiffSynth's FlowMatchScheduler(shift=5, sigma_min=0, extra_one_step=True).set_timesteps(1000, training=True),
+    computed here by hand: weights over the 1000 training timesteps, zero at sigma = 1, largest at t = 500, mean 1;
+    a noise level takes its nearest grid timestep's weight."""
+    import math
+
+    flow = FlowMatching(shift=5.0, weighting="bell")
+    sigmas = [5 * s / (1 + 4 * s) for s in [1 - i / 1000 for i in range(1000)]]
+    ys = [math.exp(-2 * ((1000 * s - 500) / 1000) ** 2) for s in sigmas]
+    total = sum(y - min(ys) for y in ys)
+    expected = [(y - min(ys)) * 1000 / total for y in ys]
+    grid = torch.tensor(sigmas, dtype=torch.float64)
+    weights = flow.loss_weight(grid.float())
+    assert torch.allclose(weights.double(), torch.tensor(expected, dtype=torch.float64), atol=1e-5)
+    assert weights[0] == 0 and abs(weights.double().mean().item() - 1) < 1e-6
+    middle = int(torch.argmin((grid - 0.5).abs()))
+    assert weights[middle] == weights.max()
+    assert torch.equal(FlowMatching().loss_weight(grid.float()), torch.ones(1000))
+    with pytest.raises(ValueError, match="weighting"):
+        FlowMatching(weighting="gaussian")

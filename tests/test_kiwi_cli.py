@@ -31,6 +31,20 @@ def test_edit_writes_a_playable_mp4_of_the_right_size_and_length(files):
     assert media.decode_video(out).shape == (9, 64, 64, 3)
 
 
+def test_edit_takes_an_image_through_the_image_path_and_caps_frames(files):
+    out = files / "still-edited.png"
+    result = CliRunner().invoke(cli, ["edit", "--model", str(files / "model"), "--video", str(files / "still.png"),
+                                      "--instruction", "Turn the box blue", "--out", str(out), "--steps", "2"])
+    assert result.exit_code == 0, result.output
+    assert media.decode_image(out).shape == (64, 64, 3) and "an image of 64x64" in result.output
+    short = files / "short.mp4"
+    result = CliRunner().invoke(cli, ["edit", "--model", str(files / "model"), "--video", str(files / "in.mp4"),
+                                      "--instruction", "Add a red ball", "--out", str(short), "--steps", "2",
+                                      "--frames", "5", "--max-pixels", str(40 * 40)])
+    assert result.exit_code == 0, result.output
+    assert media.decode_video(short).shape == (5, 32, 32, 3)  # 40x40 pixels at most: 40 -> floored to 32
+
+
 def test_edit_runs_in_bfloat16_when_asked_and_refuses_a_gpu_this_machine_lacks(files):
     """The full model is meant to run in bf16 on a GPU (3B + 5B parameters): every component boundary casts to
     the weights' dtype, shown here on the CPU; a device that is not there is a one-line error."""
@@ -50,7 +64,8 @@ def test_edit_runs_in_bfloat16_when_asked_and_refuses_a_gpu_this_machine_lacks(f
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--video", "missing.mp4"], "no such file"),
-    (["--video", "{files}/still.png"], "is an image"),
+    (["--video", "{files}/still.png"], "give --out a .png"),
+    (["--video", "{files}/still.png", "--reference", "{files}/ref.png"], "takes no --reference"),
     (["--video", "{files}/in.mp4", "--task", "ref_subject"], "needs --reference"),
     (["--video", "{files}/notes.mp4"], "not_a_video"),
 ])

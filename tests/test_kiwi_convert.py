@@ -95,6 +95,7 @@ def test_a_converted_release_answers_exactly_as_the_model_its_tensors_came_from(
     assert converted.transformer.reference_position == "append"
     assert (converted.mllm.min_pixels, converted.mllm.max_pixels) == (VIDEO_MIN_PIXELS, 262144)  # upstream's budget
     model.mllm.min_pixels = VIDEO_MIN_PIXELS  # the source model run as upstream runs the release
+    model.flow = converted.flow  # and trained as upstream trains it (the bell-weighted loss)
     (context_a, loss_a), (context_b, loss_b) = outputs(model), outputs(converted)
     assert context_a.abs().sum() > 0 and torch.equal(context_a, context_b)
     torch.testing.assert_close(loss_a, loss_b, rtol=0, atol=1e-6)  # the DiT to float rounding (test_kiwi_io)
@@ -124,3 +125,91 @@ def test_the_conversion_refuses_what_it_cannot_map_or_fill(release, tmp_path):
     with pytest.raises(ConversionError, match=r"mllm.queries.video: \(3, 7\) != "):
         convert_diffusers_release(broken, tmp_path / "d", vae=vae)
     assert not any((tmp_path / name).exists() for name in "bcd")  # nothing half-written
+
+
+def fabricate_diffsynth(tmp_path, dit_lora: bool = False):
+    """A raw stage checkpoint in DiffSynth's names from a tiny model with LoRA (rank 4, alpha = rank, as
+    upstream), plus the base folders it started from: a Wan folder whose DiT differs from the trained one, and the
+    plain Qwen2.5-VL without adapters."""
+    from kiwi.model.convert_diffsynth import WAN_BLOCK_KEYS, WAN_TOP_KEYS
+    from kiwi.model.lora import add_lora, base_state_dict, lora_parameters
+
+    model = source_model(12)
+    add_lora(model.mllm.model.model.language_model, rank=4)
+    torch.manual_seed(5)
+    for parameter in lora_parameters(model.mllm.model):
+        torch.nn.init.normal_(parameter, std=0.05)
+    top = {v: k for k, v in WAN_TOP_KEYS.items()}
+    block = {v: k for k, v in WAN_BLOCK_KEYS.items()}
+    raw = {}
+    for key, value in model.transformer.transformer.state_dict().items():
+        index, _, rest = key.removeprefix("blocks.").partition(".")
+        raw["pipe.dit." + (top[key] if key in top else f"blocks.{index}.{block[rest]}")] = value
+    state = model.state_dict()
+    raw.update({f"pipe.mllm.{t}_queries.q": state[f"mllm.queries.{o}"] for t, o in
+                (("image", "image"), ("video", "video"), ("ref", "reference"))})
+    for theirs, ours in (("connetor", "query_connector"), ("ref_connector", "reference_connector")):
+        raw.update({f"pipe.mllm.{theirs}.{i}.{p}": state[f"{ours}.{i}.{p}"] for i in (0, 2)
+                    for p in ("weight", "bias")})
+    for theirs, ours in (("vae_condition", "source_embedder"), ("ref_vae_condition", "reference_embedder")):
+        raw.update({f"pipe.{theirs}.patch_embedding.{p}": state[f"transformer.{ours}.{p}"]
+                    for p in ("weight", "bias")})
+    for key, value in model.mllm.model.state_dict().items():
+        if "lora_" in key:
+            raw["pipe.mllm.model." + key] = value
+    wan = tmp_path / "wan"
+    base_dit = tiny(seed=99).transformer.transformer  # the pre-stage DiT: every tensor differs
+    if dit_lora:  # a LoRA-only DiT stage: base + B @ A on one projection
+        base_dit.load_state_dict(model.transformer.transformer.state_dict())
+        a, b = torch.randn(1, 32) * 0.1, torch.randn(32, 1) * 0.1
+        with torch.no_grad():
+            base_dit.blocks[0].attn1.to_q.weight -= b @ a
+        raw = {k: v for k, v in raw.items() if not k.startswith("pipe.dit.")}
+        raw.update({"pipe.dit.blocks.0.self_attn.q.lora_A.default.weight": a,
+                    "pipe.dit.blocks.0.self_attn.q.lora_B.default.weight": b})
+    base_dit.save_pretrained(wan / "transformer")
+    model.vae.save_pretrained(wan / "vae")
+    qwen = tmp_path / "qwen"
+    model.mllm.model.save_pretrained(qwen, state_dict=base_state_dict(model.mllm.model))
+    model.mllm.tokenizer.save_pretrained(qwen)
+    model.mllm.image_processor.save_pretrained(qwen)
+    save_file({k: v.contiguous() for k, v in raw.items()}, tmp_path / "step-1000.safetensors")
+    return model.eval(), tmp_path / "step-1000.safetensors", wan, qwen
+
+
+@pytest.mark.parametrize("dit_lora", [False, True])
+def test_a_converted_diffsynth_checkpoint_answers_as_the_model_it_was_saved_from(tmp_path, dit_lora):
+    from kiwi.cli import cli
+
+    model, checkpoint, wan, qwen = fabricate_diffsynth(tmp_path, dit_lora)
+    result = CliRunner().invoke(cli, ["convert", "--from", "diffsynth", str(checkpoint), "--wan", str(wan),
+                                      "--qwen", str(qwen), "--out", str(tmp_path / "m")])
+    assert result.exit_code == 0, result.output
+    assert "mllm.connetor.2.weight" in result.output
+    assert "merged into model.layers.0.self_attn.q_proj.weight" in result.output
+    converted = from_pretrained(tmp_path / "m")
+    assert converted.sampler_steps == 50 and converted.transformer.reference_position == "append"
+    model.mllm.min_pixels = VIDEO_MIN_PIXELS
+    model.flow = converted.flow
+    (context_a, loss_a), (context_b, loss_b) = outputs(model), outputs(converted)
+    assert context_a.abs().sum() > 0
+    torch.testing.assert_close(context_a, context_b, rtol=0, atol=1e-5)  # LoRA merged: float rounding
+    torch.testing.assert_close(loss_a, loss_b, rtol=0, atol=1e-5)
+
+
+def test_the_diffsynth_conversion_refuses_unknown_and_half_tensors(tmp_path):
+    from kiwi.model.convert_diffsynth import convert_diffsynth_checkpoint
+
+    _, checkpoint, wan, qwen = fabricate_diffsynth(tmp_path)
+    raw = load_file(checkpoint)
+    save_file({**raw, "pipe.mllm.extra_head.weight": torch.zeros(2)}, tmp_path / "a.safetensors")
+    with pytest.raises(ConversionError, match="unmapped tensor 'mllm.extra_head.weight'"):
+        convert_diffsynth_checkpoint(tmp_path / "a.safetensors", tmp_path / "out-a", wan, qwen)
+    lora_b = next(k for k in raw if ".lora_B." in k)
+    save_file({k: v for k, v in raw.items() if k != lora_b}, tmp_path / "b.safetensors")
+    with pytest.raises(ConversionError, match="lacks its lora_B"):
+        convert_diffsynth_checkpoint(tmp_path / "b.safetensors", tmp_path / "out-b", wan, qwen)
+    save_file({k: v for k, v in raw.items() if "ref_connector.2.bias" not in k}, tmp_path / "c.safetensors")
+    with pytest.raises(ConversionError, match=r"no tensor for \['reference_connector.2.bias'\]"):
+        convert_diffsynth_checkpoint(tmp_path / "c.safetensors", tmp_path / "out-c", wan, qwen)
+    assert not any((tmp_path / f"out-{n}").exists() for n in "abc")

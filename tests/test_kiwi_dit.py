@@ -73,6 +73,22 @@ def test_rotary_tables_match_the_model_and_the_reference_gets_the_next_frame(tin
     assert torch.equal(next_cos, four[:, 3 * 16 :])
 
 
+@pytest.mark.parametrize("position", ["append", "prepend"])
+def test_reference_rotary_frames_follow_the_sequence_as_upstream(position):
+    """Upstream builds the rotary table of f + 1 frames in sequence order: appended, the reference is frame f;
+    prepended (`ref_pad_first`), it is frame 0 and the video's frames are 1..f."""
+    torch.manual_seed(0)
+    base = WanTransformer3DModel(**TINY).eval()
+    kiwi = KiwiTransformer(base, reference_position=position).eval()
+    seen = []
+    base.blocks[0].register_forward_pre_hook(lambda module, args: seen.append(args[3]))
+    with torch.no_grad():
+        kiwi(**inputs(frames=3), reference_latents=torch.randn(2, 4, 1, 8, 8))
+    cos, sin = seen[0]
+    whole_cos, whole_sin = base.rope(torch.zeros(1, 4, 4, 8, 8))  # one more frame than the video's three
+    assert torch.equal(cos, whole_cos) and torch.equal(sin, whole_sin)
+
+
 def test_gradients_reach_both_embedders_after_one_step(tiny):
     _, kiwi = tiny
     kiwi.train()
@@ -86,6 +102,27 @@ def test_gradients_reach_both_embedders_after_one_step(tiny):
         optimiser.step()
     assert kiwi.source_embedder.weight.grad.abs().sum() > 0
     assert kiwi.reference_embedder.weight.grad.abs().sum() > 0
+
+
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients(tiny):
+    _, kiwi = tiny
+    kiwi.train()
+    x = inputs()
+    reference = torch.randn(2, 4, 1, 8, 8)
+    torch.nn.init.normal_(kiwi.reference_embedder.weight, std=0.02)
+    grads = []
+    for checkpointing in (False, True):
+        kiwi.gradient_checkpointing = checkpointing
+        kiwi.zero_grad()
+        out = kiwi(**x, source_latents=torch.ones_like(x["hidden_states"]), sigma=torch.tensor([0.5, 0.7]),
+                   reference_latents=reference)
+        out.pow(2).mean().backward()
+        grads.append((out.detach(), [p.grad.clone() for p in kiwi.parameters() if p.grad is not None]))
+    kiwi.gradient_checkpointing = False
+    kiwi.eval()
+    assert torch.equal(grads[0][0], grads[1][0])
+    assert len(grads[0][1]) == len(grads[1][1])
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads[0][1], grads[1][1], strict=True))
 
 
 def test_published_full_shapes_on_the_meta_device():

@@ -98,3 +98,113 @@ def test_edit_output_shapes_for_image_video_and_reference_tasks(model, task, fra
     loss = model.training_loss(EditBatch(["Add a red ball"], video[None], video[None],
                                          None if reference is None else reference[None][:, :40, :40], task))
     assert torch.isfinite(loss)
+
+
+def test_the_context_puts_the_reference_features_first_as_upstream(model):
+    """Upstream concatenates [ref_connector(reference states), connector(query states)]."""
+    b = batch("ref_subject")
+    torch.manual_seed(3)
+    saved = {k: v.clone() for k, v in model.state_dict().items() if k.startswith(("query_connector", "reference_c"))}
+    try:
+        for connector in (model.query_connector, model.reference_connector):
+            torch.nn.init.normal_(connector[2].weight, std=0.5)
+        with torch.no_grad():
+            ctx = model.context(b)
+            references = list(b.reference)
+            encoded = model.mllm.encode(b.instructions, list(b.source), references, task="reference")
+            ref = model.reference_connector(encoded.reference_features)
+            queries = model.query_connector(encoded.query_features)
+    finally:
+        model.load_state_dict(saved, strict=False)
+    assert torch.equal(ctx[:, :4], ref) and torch.equal(ctx[:, 4:], queries)
+
+
+def test_the_mllm_reads_the_raw_reference_when_the_batch_carries_it(model):
+    b = batch("ref_subject")
+    raw = [np.full((30, 90, 3), 200, np.uint8), np.full((30, 90, 3), 20, np.uint8)]
+    seen = []
+    original = model.mllm.encode
+    model.mllm.encode = lambda *a, **k: seen.append(a[2]) or original(*a, **k)
+    try:
+        with torch.no_grad():
+            model.context(EditBatch(b.instructions, b.source, b.target, b.reference, b.task, mllm_reference=raw))
+            model.context(b)
+    finally:
+        model.mllm.encode = original
+    assert seen[0] is raw and seen[1][0].shape == (64, 64, 3)  # the canvas only when no raw image is given
+
+
+def test_a_bf16_dit_sees_the_timestep_rounded_to_bf16_as_upstream():
+    model = tiny(seed=2)
+    sigma = torch.tensor([0.9371])
+    assert model.timestep(sigma).item() == pytest.approx(937.1, abs=1e-3)  # fp32: unchanged
+    model.transformer.transformer.to(torch.bfloat16)
+    assert model.timestep(sigma).item() == 936.0  # what upstream's bf16 pipeline embeds
+
+
+def test_prepare_video_caps_frames_and_pixels_and_crops_to_multiples_of_32():
+    from kiwi.inference import frame_shape, prepare_video
+
+    assert frame_shape(720, 1280) == (704, 1280)  # within 720x1280 already: floored to 32
+    assert frame_shape(1080, 1920) == (704, 1280)  # scaled to 720x1280, floored
+    clip = np.zeros((100, 100, 150, 3), np.uint8)
+    clip[:, :, :10] = 255  # a white left border that the centre crop to 96x128 (from 100x133) removes
+    out = prepare_video(clip, max_frames=81)
+    assert out.shape == (81, 96, 128, 3)
+    assert out[:, :, :2].mean() < 255 and prepare_video(clip, max_frames=None).shape[0] == 97
+
+
+def test_an_image_is_edited_through_the_image_path_and_a_reference_is_refused(model):
+    import kiwi
+
+    image = moving_square(3, frames=1, size=64)
+    seen = []
+    original = model.mllm.encode
+    model.mllm.encode = lambda *a, **k: seen.append(k["task"]) or original(*a, **k)
+    try:
+        out = kiwi.edit(model, image, "Turn the box blue", steps=2)
+    finally:
+        model.mllm.encode = original
+    assert out.shape == (1, 64, 64, 3) and seen == ["image"]
+    with pytest.raises(ValueError, match="no reference"):
+        kiwi.edit(model, image, "Turn the box blue", image[0], steps=2)
+
+
+def test_the_wan_vae_tiles_above_upstreams_tile_size(model):
+    from kiwi.inference import VAE_TILE, tile_vae
+
+    tile_vae(model)
+    assert model.vae.use_tiling
+    assert (model.vae.tile_sample_min_height, model.vae.tile_sample_min_width) == VAE_TILE
+
+
+def test_the_full_shape_gpu_smoke_runs_its_path_at_toy_size_on_the_cpu():
+    """bench/gpu_smoke.py --full-shapes (run when a GPU is lent): the same edit + checkpointed training step at toy
+    size, so the GPU run does not fail on a path CI never took."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "bench" / "gpu_smoke.py"
+    spec = importlib.util.spec_from_file_location("gpu_smoke", path)
+    smoke = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(smoke)
+    result = smoke.full_shapes(tiny=True, device="cpu", sampler_steps=2)
+    assert result["frames"] == 9 and np.isfinite(result["loss"]) and result["trainable_params"] > 0
+
+
+def test_training_losses_carry_the_flows_weight_and_held_out_losses_do_not():
+    from kiwi.model.flow import FlowMatching
+
+    model = tiny(seed=4).eval()
+    b = batch("instruct")
+    with torch.no_grad():
+        plain = model.training_loss(b, torch.Generator().manual_seed(0), per_sample=True)
+        model.flow = FlowMatching(weighting="bell")
+        weighted = model.training_loss(b, torch.Generator().manual_seed(0), per_sample=True)
+        fixed = torch.tensor([0.3, 0.8])
+        held_out = model.training_loss(b, torch.Generator().manual_seed(0), per_sample=True, sigma=fixed)
+        model.flow = FlowMatching()
+        held_out_plain = model.training_loss(b, torch.Generator().manual_seed(0), per_sample=True, sigma=fixed)
+    sampled = FlowMatching().sample_sigma(2, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(weighted, plain * FlowMatching(weighting="bell").loss_weight(sampled))
+    assert torch.equal(held_out, held_out_plain)

@@ -97,6 +97,7 @@ def test_every_command_of_the_readme_tour_runs_on_a_fresh_lake(tmp_path):
     assert len(commands) > 30
     (tmp_path / "in.mp4").write_bytes(media.encode_video(moving_square(1, frames=10, size=64), fps=8))
     (tmp_path / "ball.png").write_bytes(media.encode_image(moving_square(2, frames=1, size=32)[0]))
+    (tmp_path / "photo.png").write_bytes(media.encode_image(moving_square(3, frames=1, size=64)[0]))
     (tmp_path / "instructions.txt").write_text("Remove the lamp\nMake it look like a pencil sketch\n")
     bin_dir = str(Path(sys.executable).parent)
     env = {k: v for k, v in os.environ.items() if k not in ("KIWI_LAKE", "RAY_ADDRESS")}

@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from kiwi.model.kiwi_edit import FULL_SAMPLER_STEPS
 from kiwi.model.mllm import VIDEO_MAX_PIXELS, VIDEO_MIN_PIXELS
 
 # upstream name in mllm_encoder/diffusion_pytorch_model.safetensors -> ours
@@ -124,26 +125,38 @@ def convert_diffusers_release(src: str | Path, out: str | Path, vae: str | Path 
     conversion.copied.append("mllm/ (Qwen2.5-VL shards from mllm_encoder/, tokenizer and processor from processor/)")
 
     ref_config = _json(src / "ref_embedder" / "config.json")
-    conversion.config = {
-        "queries": counts,
-        # upstream's ref_pad_first puts the reference latents before the video's
-        "reference_position": "prepend" if ref_config.get("ref_pad_first") else "append",
-        "flow_shift": float(_scheduler_shift(src)),
-        "max_frames": int(encoder_config.get("max_frames", 16)),
-        "frame_pixels": [VIDEO_MIN_PIXELS, int(encoder_config.get("max_pixels_per_frame") or VIDEO_MAX_PIXELS)],
-        "flow_prediction": "velocity",
-        "source_residual": False,
-        "source_gate": False,
-        "converted_from": str(src.resolve()),
-    }
+    conversion.config = release_config(counts, bool(ref_config.get("ref_pad_first")), float(_scheduler_shift(src)),
+                                       int(encoder_config.get("max_frames", 16)),
+                                       int(encoder_config.get("max_pixels_per_frame") or VIDEO_MAX_PIXELS), src)
+    write_kiwi_part(out, tensors, conversion)
+    return conversion
+
+
+def release_config(counts: dict[str, int], ref_pad_first: bool, shift: float, max_frames: int, max_pixels: int,
+                   source: Path) -> dict:
+    """kiwi/config.json of a converted release: velocity prediction, upstream's budgets and sampler steps."""
+    return {"queries": counts,
+            # upstream's ref_pad_first puts the reference latents before the video's
+            "reference_position": "prepend" if ref_pad_first else "append", "flow_shift": shift,
+            "max_frames": max_frames, "frame_pixels": [VIDEO_MIN_PIXELS, max_pixels], "flow_prediction": "velocity",
+            "flow_weighting": "bell",
+            "source_residual": False, "source_gate": False, "sampler_steps": FULL_SAMPLER_STEPS,
+            "converted_from": str(source.resolve())}
+
+
+def write_kiwi_part(out: Path, tensors: dict[str, torch.Tensor], conversion: Conversion) -> None:
+    """kiwi/ (the Kiwi-specific tensors and config) and model_index.json, the last part of a converted folder."""
     (out / "kiwi").mkdir()
     save_file({k: v.contiguous() for k, v in tensors.items()}, out / "kiwi" / "model.safetensors")
     (out / "kiwi" / "config.json").write_text(json.dumps(conversion.config, indent=1))
+    _write_index(out)
+
+
+def _write_index(out: Path) -> None:
     (out / "model_index.json").write_text(json.dumps(
         {"_class_name": "KiwiEdit", "mllm": ["transformers", "Qwen2_5_VLForConditionalGeneration"],
          "transformer": ["diffusers", "WanTransformer3DModel"], "vae": ["diffusers", "AutoencoderKLWan"],
          "kiwi": ["kiwi", "queries, connectors, embedders"]}, indent=1))
-    return conversion
 
 
 def _expected_shapes(dit: dict, hidden: int, counts: dict[str, int]) -> dict[str, tuple[int, ...]]:

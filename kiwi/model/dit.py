@@ -2,9 +2,9 @@
 
 - source video latents -> a zero-initialised patch embedder -> ADDED to the noisy video tokens, scaled by the
   noise level (at step 0 the model is exactly the base DiT);
-- reference image latents -> their own zero-initialised patch embedder -> APPENDED to the token sequence with
-  one extra RoPE frame index (after the video's frames; `prepend` puts them first, at index 0 before frame 0
-  shifts), and dropped before unpatchify.
+- reference image latents -> their own zero-initialised patch embedder -> APPENDED to the token sequence at the
+  RoPE frame index after the video's frames (`prepend`, upstream's `ref_pad_first`: first in the sequence at
+  frame index 0, the video's frames moved to 1..f), and dropped before unpatchify.
 Only this forward is written here; the blocks, rotary tables, norms and projections are diffusers' own."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.utils.checkpoint
 from diffusers import WanTransformer3DModel
 from diffusers.models.transformers.transformer_wan import WanAttnProcessor
 from torch import nn
@@ -48,6 +49,7 @@ class KiwiTransformer(nn.Module):
         self.source_embedder = zero_patch_embedder(transformer)
         self.reference_embedder = zero_patch_embedder(transformer)
         self.reference_position = reference_position
+        self.gradient_checkpointing = False  # recompute each block in backward: the 5B DiT's activations at 81 frames
         self.processors = []
         for block in transformer.blocks:
             processor = MaskableSelfAttention()
@@ -99,13 +101,17 @@ class KiwiTransformer(nn.Module):
             source = self.source_embedder(source_latents.to(tokens.dtype)).flatten(2).transpose(1, 2)
             tokens = tokens + scale.view(b, 1, 1).to(tokens.dtype) * source
         video_len = tokens.shape[1]
-        cos, sin = self.rotary(ppf, pph, ppw, torch.arange(ppf, device=device), device)
+        first_video_frame = 0
+        if reference_latents is not None and self.reference_position == "prepend":
+            first_video_frame = reference_latents.shape[2] // p_t  # the reference takes the first frame indices
+        cos, sin = self.rotary(ppf, pph, ppw, torch.arange(ppf, device=device) + first_video_frame, device)
 
         if reference_latents is not None:
             ref = self.reference_embedder(reference_latents.to(tokens.dtype)).flatten(2).transpose(1, 2)
             rf, rh, rw = (reference_latents.shape[2] // p_t, reference_latents.shape[3] // p_h,
                           reference_latents.shape[4] // p_w)
-            ref_cos, ref_sin = self.rotary(rf, rh, rw, torch.full((rf,), ppf, device=device), device)
+            ref_frames = torch.arange(rf, device=device) + (ppf if self.reference_position == "append" else 0)
+            ref_cos, ref_sin = self.rotary(rf, rh, rw, ref_frames, device)
             if self.reference_position == "append":
                 tokens = torch.cat([tokens, ref], dim=1)
                 cos, sin = torch.cat([cos, ref_cos], dim=1), torch.cat([sin, ref_sin], dim=1)
@@ -127,7 +133,11 @@ class KiwiTransformer(nn.Module):
         timestep_proj = timestep_proj.unflatten(1, (6, -1))
         try:
             for block in t.blocks:
-                tokens = block(tokens.contiguous(), context, timestep_proj, (cos, sin))
+                if self.gradient_checkpointing and torch.is_grad_enabled():
+                    tokens = torch.utils.checkpoint.checkpoint(block, tokens.contiguous(), context, timestep_proj,
+                                                               (cos, sin), use_reentrant=False)
+                else:
+                    tokens = block(tokens.contiguous(), context, timestep_proj, (cos, sin))
         finally:
             for processor in self.processors:
                 processor.mask = None

@@ -31,10 +31,27 @@ class FlowMatching:
     shift: float = 5.0
     num_train_timesteps: int = 1000
     prediction: str = "velocity"  # what the network outputs: "velocity" (noise - x0) or "x0"
+    weighting: str = "none"  # "bell": upstream's training weight over the timestep (see loss_weight)
 
     def __post_init__(self):
         if self.prediction not in ("velocity", "x0"):
             raise ValueError(f"prediction must be 'velocity' or 'x0', not {self.prediction!r}")
+        if self.weighting not in ("none", "bell"):
+            raise ValueError(f"weighting must be 'none' or 'bell', not {self.weighting!r}")
+
+    def loss_weight(self, sigma: torch.Tensor) -> torch.Tensor:
+        """Per-sample loss weights. "bell" is upstream's (DiffSynth's FlowMatchScheduler in training): on the
+        1000-step training grid of timesteps t_i = 1000 * shifted(1 - i/1000), y_i = exp(-2 ((t_i - 500) / 1000)^2),
+        weights (y_i - min y) rescaled to mean 1; a noise level takes the weight of its nearest grid timestep. It
+        peaks at t = 500 and is exactly 0 at sigma = 1."""
+        if self.weighting == "none":
+            return torch.ones_like(sigma, dtype=torch.float32)
+        n = self.num_train_timesteps
+        grid = self.shifted(torch.linspace(1.0, 0.0, n + 1)[:-1].double()) * n
+        y = torch.exp(-2 * ((grid - n / 2) / n) ** 2)
+        weights = (y - y.min()) * (n / (y - y.min()).sum())
+        nearest = (grid[None].to(sigma.device) - self.timestep(sigma.double())[:, None]).abs().argmin(1)
+        return weights.to(sigma.device)[nearest].float()
 
     def shifted(self, u: torch.Tensor) -> torch.Tensor:
         return self.shift * u / (1 + (self.shift - 1) * u)

@@ -74,8 +74,10 @@ def save_pretrained(model: KiwiEdit, folder: str | Path) -> Path:
     config = {"queries": {"image": counts.image, "video": counts.video, "reference": counts.reference},
               "reference_position": model.transformer.reference_position, "flow_shift": model.flow.shift,
               "max_frames": model.mllm.max_frames, "flow_prediction": model.flow.prediction,
+              "flow_weighting": model.flow.weighting,
               "frame_pixels": [getattr(model.mllm, "min_pixels", 0), getattr(model.mllm, "max_pixels", 0)],
-              "source_residual": model.source_residual, "source_gate": model.source_gate}
+              "source_residual": model.source_residual, "source_gate": model.source_gate,
+              "sampler_steps": model.sampler_steps}
     if conditioner:  # the sentence-embedding conditioner's MLP is saved with the kiwi tensors (mllm.queries.*)
         config["conditioner"] = {"hidden_size": model.mllm.hidden_size, "tokens": model.mllm.tokens}
     if codec:
@@ -121,9 +123,10 @@ def from_pretrained(folder: str | Path, device: str = "cpu", dtype: torch.dtype 
         vae, info = AutoencoderKLWan.from_pretrained(folder / "vae", dtype=dtype, output_loading_info=True)
         _refuse_missing(folder / "vae", info)
     model = KiwiEdit(mllm, transformer, vae, FlowMatching(shift=config["flow_shift"],
-                                                          prediction=config.get("flow_prediction", "velocity")),
+                                                          prediction=config.get("flow_prediction", "velocity"),
+                                                          weighting=config.get("flow_weighting", "none")),
                      source_residual=config.get("source_residual", False),
-                     source_gate=config.get("source_gate", False))
+                     source_gate=config.get("source_gate", False), sampler_steps=config.get("sampler_steps", 8))
     own = [k for k in model.state_dict() if k.startswith(KIWI_PREFIXES)]
     load_strictly(model, load_file(folder / "kiwi" / "model.safetensors"), folder / "kiwi" / "model.safetensors",
                   expected=own)

@@ -20,6 +20,7 @@ from kiwi.model.mllm import KiwiMLLM, QueryCounts
 from kiwi.model.text_conditioner import TextConditioner
 
 TASK_QUERIES = {"instruct": "video", "image": "image", "ref_subject": "reference", "ref_background": "reference"}
+FULL_SAMPLER_STEPS = 50  # upstream's default for the released model
 MIXED = "mixed"  # a stage whose rows each keep their own task: the reference task when they have one, else instruct
 
 
@@ -34,9 +35,10 @@ class EditBatch:
     instructions: list[str]
     source: Frames  # (B, T, H, W, 3) uint8
     target: Frames  # (B, T, H, W, 3) uint8
-    reference: Frames | None = None  # (B, H, W, 3) uint8, for reference tasks
+    reference: Frames | None = None  # (B, H, W, 3) uint8, for reference tasks: the VAE's letterboxed canvas
     task: str = "instruct"  # or "mixed": each row's own task in `tasks`
     tasks: list[str] | None = None
+    mllm_reference: list[np.ndarray] | None = None  # the raw reference images, for the MLLM (upstream's input)
 
     def by_task(self) -> list[tuple[list[int], EditBatch]]:
         """(row indices, single-task sub-batch) per task: a mixed batch split, anything else as itself. The
@@ -49,7 +51,9 @@ class EditBatch:
         for i, task in enumerate(self.tasks):
             groups.setdefault(task, []).append(i)
         return [(rows, EditBatch([self.instructions[i] for i in rows], self.source[rows], self.target[rows],
-                                 self.reference[rows] if task.startswith("ref") else None, task))
+                                 self.reference[rows] if task.startswith("ref") else None, task,
+                                 mllm_reference=[self.mllm_reference[i] for i in rows]
+                                 if task.startswith("ref") and self.mllm_reference is not None else None))
                 for task, rows in groups.items()]
 
 
@@ -59,13 +63,15 @@ def _numpy(frames: Frames) -> np.ndarray:
 
 class KiwiEdit(nn.Module):
     def __init__(self, mllm: KiwiMLLM | TextConditioner, transformer: KiwiTransformer, vae,
-                 flow: FlowMatching | None = None, source_residual: bool = False, source_gate: bool = False):
+                 flow: FlowMatching | None = None, source_residual: bool = False, source_gate: bool = False,
+                 sampler_steps: int = 8):
         """Two ways (x0-prediction only) to let a small DiT keep what it should not change, which it cannot
         reproduce through its narrow tokens otherwise (the tiny-edit model; the full model predicts velocity):
         `source_residual`: the network outputs the change, x0_hat = source + output (a zero output is an exact copy);
         `source_gate`: the network outputs content and a per-latent gate, x0_hat = g * source + (1 - g) * content,
         g = sigmoid(gate) — copy where nothing changes, free content where everything does (a new background,
-        a palette), without having to cancel the source first."""
+        a palette), without having to cancel the source first. `sampler_steps`: the default number of Euler
+        steps at inference (upstream samples the released model with 50)."""
         super().__init__()
         if (source_residual or source_gate) and (flow is None or flow.prediction != "x0"):
             raise ValueError("source_residual / source_gate need x0-prediction: FlowMatching(prediction='x0')")
@@ -74,6 +80,7 @@ class KiwiEdit(nn.Module):
         self.mllm, self.transformer, self.vae = mllm, transformer, vae
         self.flow = flow or FlowMatching()
         self.source_residual, self.source_gate = source_residual, source_gate
+        self.sampler_steps = sampler_steps
         hidden = mllm.hidden_size
         width = transformer.config.num_attention_heads * transformer.config.attention_head_dim
         self.query_connector = Connector(hidden, width)
@@ -85,7 +92,10 @@ class KiwiEdit(nn.Module):
     def encode_video(self, frames: np.ndarray) -> torch.Tensor:
         """uint8 (B, T, H, W, 3) -> normalised latents (B, C, T', H', W') of the VAE (or the pixel codec)."""
         device = next(self.transformer.parameters()).device
-        pixels = frames if isinstance(frames, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(frames))
+        if not isinstance(frames, torch.Tensor):
+            frames = np.ascontiguousarray(frames)
+            frames = frames if frames.flags.writeable else frames.copy()  # decoded images come read-only
+        pixels = frames if isinstance(frames, torch.Tensor) else torch.from_numpy(frames)
         x = pixels.to(device, non_blocking=True).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
         if isinstance(self.vae, PixelCodec):
             return self.vae.encode_pixels(x)
@@ -107,21 +117,30 @@ class KiwiEdit(nn.Module):
         return ((video.permute(0, 2, 3, 4, 1).float().clamp(-1, 1) + 1) * 127.5).round().byte().cpu().numpy()
 
     def context(self, batch: EditBatch) -> torch.Tensor:
-        """Query features (and reference features for reference tasks) through the connectors, concatenated."""
-        references = list(_numpy(batch.reference)) if batch.reference is not None else None
+        """Reference features (reference tasks) and query features through their connectors, concatenated in
+        upstream's order: reference first. The MLLM reads the raw reference when the batch carries it (as
+        upstream), else the VAE's canvas."""
+        references = None
+        if batch.reference is not None:
+            references = batch.mllm_reference if batch.mllm_reference is not None else list(_numpy(batch.reference))
         encoded = self.mllm.encode(batch.instructions, list(_numpy(batch.source)), references,
                                    task=TASK_QUERIES[batch.task])
         dtype = self.query_connector[0].weight.dtype
         parts = [self.query_connector(encoded.query_features.to(dtype))]
         if encoded.reference_features is not None:
-            parts.append(self.reference_connector(encoded.reference_features.to(dtype)))
+            parts.insert(0, self.reference_connector(encoded.reference_features.to(dtype)))
         return torch.cat(parts, dim=1)
+
+    def timestep(self, sigma: torch.Tensor) -> torch.Tensor:
+        """The DiT's timestep, 1000 * sigma, in the DiT's dtype: upstream casts it to bf16 before embedding, so a
+        bf16 model sees 936 where sigma says 937.1 (fp32 models are unaffected)."""
+        return self.flow.timestep(sigma).to(self.transformer.dtype)
 
     def predict(self, noisy: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor, source: torch.Tensor | None,
                 reference: torch.Tensor | None) -> torch.Tensor:
         """The network's output in the flow's parameterisation (velocity or x0) at noise level `sigma`."""
         dtype = self.transformer.dtype  # the DiT in its own dtype (bf16 on a GPU); the flow's arithmetic in fp32
-        output = self.transformer(noisy.to(dtype), self.flow.timestep(sigma), context.to(dtype),
+        output = self.transformer(noisy.to(dtype), self.timestep(sigma), context.to(dtype),
                                   source_latents=None if source is None else source.to(dtype), sigma=sigma,
                                   reference_latents=None if reference is None else reference.to(dtype),
                                   context_projected=True).to(noisy.dtype)
@@ -170,9 +189,13 @@ class KiwiEdit(nn.Module):
         else:
             sampled = self.flow.sample_sigma(x0.shape[0], generator, device=x0.device)
             noise = torch.randn(x0.shape, generator=generator, device="cpu").to(x0.device)
+        # training draws its noise levels and weights them as the recipe says; a held-out loss at given levels
+        # stays unweighted, comparable across models
+        weight = self.flow.loss_weight(sampled) if sigma is None else torch.ones_like(sampled)
         sigma = sampled if sigma is None else sigma.to(x0.device, x0.dtype)
         prediction = self.predict(self.flow.noisy(x0, noise, sigma), sigma, self.context(batch), source, reference)
-        return (prediction.float() - self.flow.target(x0, noise).float()).pow(2).flatten(1).mean(1)
+        error = (prediction.float() - self.flow.target(x0, noise).float()).pow(2).flatten(1).mean(1)
+        return error * weight.to(error.device)
 
 
 TINY_QUERIES = QueryCounts(image=4, video=8, reference=8)
@@ -240,8 +263,8 @@ def full(mllm_path: str, transformer_path: str, vae_path: str, queries: QueryCou
     if lora_rank:
         add_lora(qwen.model.language_model, rank=lora_rank)
     transformer = KiwiTransformer(WanTransformer3DModel.from_pretrained(transformer_path, dtype=dtype))
-    return cast_own_modules(KiwiEdit(mllm, transformer, AutoencoderKLWan.from_pretrained(vae_path, dtype=dtype)),
-                            dtype)
+    return cast_own_modules(KiwiEdit(mllm, transformer, AutoencoderKLWan.from_pretrained(vae_path, dtype=dtype),
+                                     FlowMatching(weighting="bell"), sampler_steps=FULL_SAMPLER_STEPS), dtype)
 
 
 def cast_own_modules(model: KiwiEdit, dtype: torch.dtype) -> KiwiEdit:
