@@ -115,6 +115,15 @@ def test_effects_are_paired_over_seeds_with_a_student_interval_and_a_detectable_
         effects(means, "adaptive")
 
 
+def test_an_experiment_of_the_baseline_arm_alone_has_no_effects_and_says_so():
+    """One arm (e.g. `--arms natural`, to measure it against copying the source) must not fail at the comparison."""
+    means = _means({"background_change": [1.0, 2.0]})
+    alone = means[means.index.get_level_values("arm") == "natural"]
+    table = effects(alone, "natural")
+    assert table.empty and list(table.index.names) == ["arm", "category"]
+    assert "Only `natural` was trained" in verdict(table, "natural")
+
+
 def test_the_verdict_says_what_the_intervals_allow_and_no_more():
     gain = verdict(effects(_means({"background_change": [1.0, 2.0, 3.0, 2.0, 2.0]},
                                   local=[-1.0, -1.2, -0.9, -1.1, -1.0]), "natural"), "natural")

@@ -55,7 +55,8 @@ def effects(means: pd.DataFrame, baseline: str, confidence: float = 0.95, power:
                 half = detectable = np.nan
             rows.append(dict(arm=arm, category=category, difference=mean, low=mean - half, high=mean + half,
                              seeds=n, detectable=detectable, clear=bool(n >= 2 and abs(mean) > half)))
-    return pd.DataFrame(rows).set_index(["arm", "category"])
+    columns = ["arm", "category", "difference", "low", "high", "seeds", "detectable", "clear"]
+    return pd.DataFrame(rows, columns=columns).set_index(["arm", "category"])  # empty: the baseline arm alone
 
 
 def with_fixed_arm(means: pd.DataFrame, arm: str, values: pd.Series) -> pd.DataFrame:
@@ -96,6 +97,8 @@ def verdict(table: pd.DataFrame, baseline: str, unit: str = " dB", higher_is_bet
     there), and does each rebalancing close the gap without costing the local edits? Whatever the answer."""
     sign = 1 if higher_is_better else -1
     arms = list(dict.fromkeys(table.index.get_level_values("arm")))
+    if not arms:
+        return f"Only `{baseline}` was trained: no other mix to compare it with (see it against copying the source)."
     lines = arm_lines(table, baseline, unit)
     n = int(table["seeds"].max()) if len(table) else 0
     if n < 2:
