@@ -92,10 +92,11 @@ class KiwiEdit(nn.Module):
     def encode_video(self, frames: np.ndarray) -> torch.Tensor:
         """uint8 (B, T, H, W, 3) -> normalised latents (B, C, T', H', W') of the VAE (or the pixel codec)."""
         device = next(self.transformer.parameters()).device
-        if not isinstance(frames, torch.Tensor):
-            frames = np.ascontiguousarray(frames)
-            frames = frames if frames.flags.writeable else frames.copy()  # decoded images come read-only
-        pixels = frames if isinstance(frames, torch.Tensor) else torch.from_numpy(frames)
+        if isinstance(frames, torch.Tensor):
+            pixels = frames
+        else:
+            array = np.ascontiguousarray(frames)
+            pixels = torch.from_numpy(array if array.flags.writeable else array.copy())  # decoded images: read-only
         x = pixels.to(device, non_blocking=True).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
         if isinstance(self.vae, PixelCodec):
             return self.vae.encode_pixels(x)
