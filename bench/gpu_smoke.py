@@ -85,20 +85,15 @@ def main() -> None:
 def full_shapes(tiny: bool = False, device: str = "cuda", sampler_steps: int = 2, peak_tflops: float = 989.0,
                 frames: int = 81, height: int = 480, width: int = 832) -> dict:
     """The released architecture (or its toy twin with `tiny`): one reference edit and one training step."""
-    import json
-    from pathlib import Path
-
     import numpy as np
-    from diffusers import AutoencoderKLWan, WanTransformer3DModel
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2VLImageProcessorPil
 
     from kiwi.data import reference_on_white
     from kiwi.inference import edit
-    from kiwi.model.dit import KiwiTransformer, count_parameters
-    from kiwi.model.kiwi_edit import EditBatch, KiwiEdit, cast_own_modules
+    from kiwi.model.dit import count_parameters
+    from kiwi.model.kiwi_edit import EditBatch
     from kiwi.model.kiwi_edit import tiny as tiny_model
     from kiwi.model.lora import add_lora
-    from kiwi.model.mllm import SPECIAL_TOKENS, KiwiMLLM, QueryCounts, tiny_tokenizer
+    from kiwi.plan import published_model
 
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     if tiny:
@@ -106,22 +101,7 @@ def full_shapes(tiny: bool = False, device: str = "cuda", sampler_steps: int = 2
         add_lora(model.mllm.model.model.language_model, rank=4)
         frames, height, width = 9, 64, 64
     else:
-        configs = Path(__file__).resolve().parent.parent / "kiwi" / "configs"
-        tokenizer = tiny_tokenizer(["Replace the background with a beach"])  # Qwen's own files cannot be fetched
-        qwen_config = json.loads((configs / "qwen2.5-vl-3b-instruct.json").read_text())
-        ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
-        qwen_config.update(image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-                           vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
-        with torch.device(device):
-            qwen = Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(**qwen_config)).to(dtype)
-            dit = WanTransformer3DModel(**json.loads((configs / "wan2.2-ti2v-5b.transformer.json").read_text()))
-            vae = AutoencoderKLWan.from_config(json.loads((configs / "wan2.2.vae.json").read_text()))
-        processor = Qwen2VLImageProcessorPil(patch_size=14, merge_size=2, temporal_patch_size=2, min_pixels=3136,
-                                             max_pixels=12845056)
-        mllm = KiwiMLLM(qwen, tokenizer, processor, QueryCounts())
-        add_lora(qwen.model.language_model, rank=64)
-        model = cast_own_modules(KiwiEdit(mllm, KiwiTransformer(dit.to(dtype)), vae.to(dtype), sampler_steps=50),
-                                 dtype).to(device)
+        model = published_model(device, dtype)
     rng = np.random.default_rng(0)
     video = rng.integers(0, 255, (frames, height, width, 3), dtype=np.uint8)
     reference = rng.integers(0, 255, (height, height, 3), dtype=np.uint8)

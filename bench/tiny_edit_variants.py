@@ -45,6 +45,7 @@ def main() -> None:
     p.add_argument("--cosine", action="store_true", help="cosine decay to a tenth (the experiment's default)")
     p.add_argument("--gate", action="store_true")
     p.add_argument("--residual", action="store_true")
+    p.add_argument("--refiner", type=int, default=0, help="a source refiner of this kernel size (0: none)")
     p.add_argument("--pairs", type=int, default=1500)
     p.add_argument("--patch", type=int, default=4, help="the pixel codec's patch (2: four times the DiT tokens)")
     p.add_argument("--width", type=int, default=128)
@@ -56,7 +57,7 @@ def main() -> None:
     train, test = clips(0, a.pairs), clips(777, 100)
     white = np.full((32, 32, 3), 255, np.uint8)
     model = tiny_edit(seed=0, width=a.width, layers=a.layers, patch=a.patch, source_residual=a.residual,
-                      source_gate=a.gate)
+                      source_gate=a.gate, source_refiner=a.refiner)
     optimiser = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=a.lr, weight_decay=0.01)
     rng, started = np.random.default_rng(0), time.perf_counter()
     for step in range(a.steps):
@@ -74,6 +75,7 @@ def main() -> None:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimiser.step()
     variant = "gate" if a.gate else "residual" if a.residual else "x0"
+    variant += f" + refiner {a.refiner}" if a.refiner else ""
     print(f"{variant} (patch {a.patch}, width {a.width}, {a.layers} layers), {a.steps} steps of batch 8, "
           f"lr {a.lr:g}{' cosine' if a.cosine else ''}: "
           f"trained in {time.perf_counter() - started:.0f} s, last loss {loss.item():.4f}")

@@ -179,10 +179,12 @@ def edit_command(model_dir, video, instruction, reference, out, steps, max_frame
                    "held-out loss of validation rows (0: the slice's static mix). Weights land in mix_weights.")
 @click.option("--workers", type=int, default=1, show_default=True, help="Ray Train workers (1: this process).")
 @click.option("--gpu", is_flag=True, help="One GPU per Ray Train worker.")
+@click.option("--fsdp", is_flag=True, help="With --workers: shard parameters, gradients and optimizer state over the "
+              "workers (FSDP2, sharded checkpoints) instead of a whole model on each (DDP).")
 @click.option("--ray-address", default=None, envvar="RAY_ADDRESS", help="Ray cluster for --workers > 1.")
 @lake_option
 def train(recipe, video_slice, reference_slice, model_dir, out, steps, seed, no_resume, adaptive_every, workers, gpu,
-          ray_address, lake_uri) -> None:
+          fsdp, ray_address, lake_uri) -> None:
     """Train through a staged curriculum, streaming slices from the lake; resumes from OUT's checkpoint."""
     from kiwi import curriculum
     from kiwi.model.io import from_pretrained, save_pretrained
@@ -213,6 +215,10 @@ def train(recipe, video_slice, reference_slice, model_dir, out, steps, seed, no_
         reference_slice = save_slice(db, build_slice(db, where=f"split = 'train' AND task IN {tasks}",
                                                      seed=seed, name=f"train-reference-{recipe}"))
     run = recipe_fn(video_slice, reference_slice, counts, seed=seed)
+    if model_dir is not None:  # the run's origin, in its lineage (the model is built from the folder below)
+        from dataclasses import replace
+
+        run = replace(run, init_from=str(Path(model_dir).resolve()))
     if adaptive_every:
         from dataclasses import replace
 
@@ -229,7 +235,7 @@ def train(recipe, video_slice, reference_slice, model_dir, out, steps, seed, no_
         init_ray(ray_address)
         result = train_distributed(db.uri, run, out, num_workers=workers, use_gpu=gpu,
                                    storage_options=db.storage_options, model_dir=str(model_dir) if model_dir else None,
-                                   resume=not no_resume)
+                                   resume=not no_resume, parallel="fsdp" if fsdp else "ddp")
         if result.error is not None:
             raise click.ClickException(f"training failed on a worker: {result.error}")
         state = Path(out) / "checkpoint" / "state.json"
@@ -254,10 +260,45 @@ def train(recipe, video_slice, reference_slice, model_dir, out, steps, seed, no_
     from kiwi.eval.contamination import write_lineage
     from lake.slices import load_slice
 
-    write_lineage(Path(out) / "model", summary.run_id, [load_slice(db, s.slice).slice_id for s in run.stages])
+    write_lineage(Path(out) / "model", summary.run_id,
+                  sorted({load_slice(db, source.slice).slice_id for s in run.stages for source in s.mixture}))
     losses = f"loss {first:.4f} -> {last:.4f}" if summary.history else "nothing left to train"
     click.echo(f"run {summary.run_id}: {summary.steps} steps, {losses}; model in {Path(out) / 'model'}; "
                f"TensorBoard logs in {Path(out) / 'tensorboard'}")
+
+
+@cli.command()
+@click.option("--config", "recipe", type=click.Choice(["kiwi-paper", "kiwi-paper-refvid-only"]), default="kiwi-paper",
+              show_default=True, help="The published recipe, or its reference-only stage-3 variant.")
+@click.option("--gpus", type=click.IntRange(min=1), default=8, show_default=True,
+              help="GPUs the run is sharded over (FSDP2).")
+@click.option("--gpu-memory", type=click.FloatRange(min=1), default=80.0, show_default=True, help="GiB per GPU.")
+@click.option("--clip", default="720x1280", show_default=True, metavar="HxW",
+              help="The training clips' size before the stage's resize.")
+def plan(recipe, gpus, gpu_memory, clip) -> None:
+    """Memory per GPU for each stage of the full-size recipe, from the model's real shapes (nothing is loaded)."""
+    from kiwi.curriculum import kiwi_paper
+    from kiwi.plan import OVERHEAD_GIB, published_model
+    from kiwi.plan import plan as plan_run
+
+    try:
+        height, width = (int(x) for x in clip.lower().split("x"))
+    except ValueError:
+        raise click.BadParameter(f"{clip!r} is not HxW, e.g. 720x1280", param_hint="--clip") from None
+    variant = "refvid-only" if recipe.endswith("refvid-only") else "img-vid-refvid"
+    run = kiwi_paper("images", "videos", "references", variant=variant)
+    plans = plan_run(published_model(), run, gpus, gpu_memory, (height, width))
+    click.echo(f"{run.name} on {gpus} GPU(s) of {gpu_memory:g} GiB, FSDP2 (parameters, gradients and AdamW state "
+               f"sharded), fp32 master weights, activation checkpointing, {height}x{width} clips; GiB per GPU:")
+    header = (f"{'stage':24s} {'trained':>8s} {'tokens DiT/LM':>14s} {'weights':>8s} {'grads':>7s} {'adam':>7s} "
+              f"{'gather':>7s} {'activ.':>7s} {'total':>7s}  fits")
+    click.echo(header)
+    for p in plans:
+        click.echo(f"{p.stage:24s} {p.trained_params / 1e9:7.2f}B {f'{p.dit_tokens}/{p.mllm_tokens}':>14s} "
+                   f"{p.weights_gib:8.1f} {p.gradients_gib:7.1f} {p.optimizer_gib:7.1f} {p.gathered_gib:7.1f} "
+                   f"{p.activations_gib:7.1f} {p.total_gib:7.1f}  {'yes' if p.fits else 'NO'}")
+    click.echo(f"(total includes {OVERHEAD_GIB:g} GiB for the CUDA context and fragmentation; the VAE is replicated, "
+               f"frozen parts are bf16)")
 
 
 @cli.group()
@@ -442,10 +483,13 @@ def eval_command(model_dir, bench_name, steps, frames, size, seed, instruct_only
               help="Sampler steps when scoring (1: the x0 model's conditional mean, what PSNR rewards).")
 @click.option("--where", "train_where", default="split = 'train'", show_default=True,
               help="SQL filter of the training rows (keep the bench's pairs out).")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Runs trained at once, each in its own process with an equal share of the cores (a small model "
+                   "trains faster as two one-thread runs than as one two-thread run).")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder for runs, report.md and charts.")
 @lake_option
 def experiment_command(bench_name, arms, baseline, seeds, steps, batch_size, lr, lr_schedule, model, size,
-                       sampler_steps, train_where, out, lake_uri) -> None:
+                       sampler_steps, train_where, jobs, out, lake_uri) -> None:
     """Train every arm with the same budget and seeds, evaluate each per category on a frozen bench, and say
     with intervals over seeds whether rebalancing changed what the model learnt (resumable: reruns skip what
     is done)."""
@@ -457,7 +501,7 @@ def experiment_command(bench_name, arms, baseline, seeds, steps, batch_size, lr,
     try:
         config = ExperimentConfig(bench_name, arm_list, baseline, train_where, model, steps, lr, batch_size,
                                   lr_schedule=lr_schedule, size=size, seeds=tuple(range(seeds)),
-                                  evaluation=EvalConfig(frames=5, size=size, steps=sampler_steps))
+                                  evaluation=EvalConfig(frames=5, size=size, steps=sampler_steps), jobs=jobs)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--arms") from None
     db = open_lake(lake_uri)

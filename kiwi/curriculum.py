@@ -1,15 +1,40 @@
-"""A run is a list of stages; each names its slice, its task, what trains, its learning rate, steps, frames and
-resolution (Kiwi-Edit's staged recipe, with slices chosen in SQL instead of a fixed round-robin of sources)."""
+"""A run is a list of stages; each names its slice and task (or a mixture of tasks, each from its own slice), what
+trains, its learning rate, steps, frames and resolution: Kiwi-Edit's staged recipe, with slices chosen in SQL.
+Upstream's stages 2 and 3 interleave image, video and reference samples 1:1(:1); a stage's `sources` say the same."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
 
+from kiwi.frames import SAMPLINGS
 from lake.adaptive import AdaptiveConfig
 
 TRAINABLE = ("queries", "query_connector", "reference_connector", "source_embedder", "reference_embedder", "dit",
              "lora")
+
+
+TASKS = ("image", "instruct", "ref_subject", "ref_background", "mixed")
+
+
+@dataclass(frozen=True)
+class TaskSource:
+    """One task of a stage's mixture, drawn from its own slice: `weight` micro-batches of it per round of the
+    stage's weighted round-robin; `frames` / `size` override the stage's (an image task reads 1 frame)."""
+
+    task: str
+    slice: str
+    weight: int = 1
+    frames: int | None = None
+    size: int | None = None
+    max_pixels: int | None = None
+
+    def __post_init__(self):
+        if self.task not in TASKS:
+            raise ValueError(f"task source {self.slice!r}: unknown task {self.task!r}; choose from {TASKS}")
+        if self.weight < 1:
+            raise ValueError(f"task source {self.task}/{self.slice}: weight must be a positive integer, "
+                             f"not {self.weight}")
 
 
 @dataclass(frozen=True)
@@ -35,13 +60,35 @@ class StageConfig:
     # held-out loss of `probe_per_category` validation rows per category; None keeps the slice's static mix
     adaptive: AdaptiveConfig | None = None
     probe_per_category: int = 4
+    # a mixture of tasks, each from its own slice, interleaved micro-batch by micro-batch (kiwi.feed); empty: the
+    # stage's own (slice, task) alone
+    sources: tuple[TaskSource, ...] = ()
+    # whether image-task samples get source latents: not in stage 1's alignment (None: by task, images without),
+    # always in upstream's stages 2-3 (True)
+    source_conditioning: bool | None = None
+    weight_decay: float = 0.01  # upstream's AdamW weight decay
+    # frame policy (kiwi.frames): "spread" over the clip or the first frames in a row ("prefix", upstream); a pixel
+    # budget keeps each clip's aspect (sides multiples of 32) instead of a `size` x `size` centre crop
+    frame_sampling: str = "spread"
+    max_pixels: int | None = None
 
     def __post_init__(self):
+        if self.frame_sampling not in SAMPLINGS:
+            raise ValueError(f"stage {self.name}: frame_sampling must be one of {SAMPLINGS}, "
+                             f"not {self.frame_sampling!r}")
+        if self.adaptive is not None and len(self.sources) > 1:
+            raise ValueError(f"stage {self.name}: adaptive rebalancing moves one slice's category mix; it cannot "
+                             f"run on a mixture of {len(self.sources)} task sources")
         if self.lr_schedule not in ("constant", "cosine"):
             raise ValueError(f"stage {self.name}: lr_schedule must be 'constant' or 'cosine', not {self.lr_schedule!r}")
         unknown = set(self.trains) - set(TRAINABLE)
         if unknown:
             raise ValueError(f"stage {self.name}: unknown trainable parts {sorted(unknown)}; choose from {TRAINABLE}")
+
+    @property
+    def mixture(self) -> tuple[TaskSource, ...]:
+        """The stage's task sources (its own slice and task when it names no mixture)."""
+        return self.sources or (TaskSource(self.task, self.slice),)
 
     def lr_at(self, step: int) -> float:
         """The learning rate of the stage's step `step` (0-based): linear warm-up, then constant or cosine."""
@@ -60,23 +107,62 @@ class RunConfig:
     stages: tuple[StageConfig, ...]
     seed: int = 0
     checkpoint_every: int = 10
+    # where the first stage starts: a model folder or a training checkpoint (e.g. a converted release to fine-tune,
+    # or another run's stage); each later stage starts from the stage before. Recorded in the run's lineage.
+    init_from: str | None = None
+    # the DiT's reference frame placement the run trains ("append" or "prepend"; None: the model's own). The
+    # reference-only stage-3 release was trained with the reference first (upstream's ref_pad_first).
+    reference_position: str | None = None
+    # "fp32": trainable parameters kept in fp32 (master weights) and the forward run under bf16 autocast; a bare
+    # bf16 AdamW step at lr 1e-5 rounds most updates away. None: the parameters' own dtype.
+    master_weights: str | None = None
+
+    def __post_init__(self):
+        if self.reference_position not in (None, "append", "prepend"):
+            raise ValueError(f"reference_position must be 'append' or 'prepend', not {self.reference_position!r}")
+        if self.master_weights not in (None, "fp32"):
+            raise ValueError(f"master_weights must be 'fp32' or None, not {self.master_weights!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-STAGE1 = ("queries", "query_connector")  # image-only query alignment, DiT frozen, no source conditioning
+# upstream's trainable sets (scripts/run_wan2.2_ti2v_5b_qwen25vl_3b_stage*.sh, --trainable_models and
+# --lora_base_model): LoRA on the language model's attention trains in every stage
+STAGE1 = ("queries", "query_connector", "lora")  # image-only query alignment, DiT frozen, no source conditioning
 STAGE2 = ("queries", "query_connector", "source_embedder", "dit", "lora")
 STAGE3 = ("queries", "query_connector", "reference_connector", "source_embedder", "reference_embedder", "dit", "lora")
+PAPER_VARIANTS = ("img-vid-refvid", "refvid-only")
 
 
-def kiwi_paper(image_slice: str, video_slice: str, reference_slice: str) -> RunConfig:
-    """The published recipe: 30K / 20K / 15K steps at LR 1e-5 / 1e-5 / 5e-6, 81 frames."""
-    return RunConfig("kiwi-paper", (
-        StageConfig("stage1-align", image_slice, "image", STAGE1, 30_000, 1e-5, frames=1, size=512),
-        StageConfig("stage2-instruct", video_slice, "instruct", STAGE2, 20_000, 1e-5, frames=81, size=480),
-        StageConfig("stage3-reference", reference_slice, "ref_subject", STAGE3, 15_000, 5e-6, frames=81, size=480),
-    ))
+def kiwi_paper(image_slice: str, video_slice: str, reference_slice: str, variant: str = "img-vid-refvid",
+               init_from: str | None = None) -> RunConfig:
+    """The published recipe (upstream's Wan2.2-TI2V-5B scripts): stage 1 aligns the image queries, query connector
+    and LoRA on images (30K steps, 1e-5); stage 2 interleaves image and video editing 1:1 with accumulation 2
+    (20K, 1e-5); stage 3 image, video and reference editing 1:1:1 with accumulation 3 (15K, 5e-6) — or, as the
+    `refvid-only` variant, reference editing alone for 30K steps with the reference frame first. Batch 1 per GPU,
+    AdamW weight decay 0.01, constant learning rate, the first 81 frames of each clip at up to 720x1280 pixels
+    with the aspect kept (1024x1024 for stage 1's images), images and videos in stages 2-3 conditioned on their
+    source, fp32 master weights under bf16 autocast."""
+    if variant not in PAPER_VARIANTS:
+        raise ValueError(f"unknown kiwi_paper variant {variant!r}; choose from {PAPER_VARIANTS}")
+    images = TaskSource("image", image_slice, frames=1)
+    videos = TaskSource("instruct", video_slice)
+    references = TaskSource("ref_subject", reference_slice)
+    common = dict(batch_size=1, frames=81, frame_sampling="prefix", max_pixels=720 * 1280)
+    stage1 = StageConfig("stage1-align", image_slice, "image", STAGE1, 30_000, 1e-5, batch_size=1, frames=1,
+                         frame_sampling="prefix", max_pixels=1024 * 1024)
+    stage2 = StageConfig("stage2-img-vid", video_slice, "instruct", STAGE2, 20_000, 1e-5, grad_accumulation=2,
+                         sources=(images, videos), source_conditioning=True, **common)
+    if variant == "refvid-only":
+        stage3 = StageConfig("stage3-refvid", reference_slice, "ref_subject", STAGE3, 30_000, 5e-6,
+                             source_conditioning=True, **common)
+    else:
+        stage3 = StageConfig("stage3-img-vid-refvid", reference_slice, "ref_subject", STAGE3, 15_000, 5e-6,
+                             grad_accumulation=3, sources=(images, videos, references), source_conditioning=True,
+                             **common)
+    return RunConfig(f"kiwi-paper-{variant}", (stage1, stage2, stage3), checkpoint_every=500, init_from=init_from,
+                     reference_position="prepend" if variant == "refvid-only" else None, master_weights="fp32")
 
 
 def tiny_edit(video_slice: str, reference_slice: str, steps: tuple[int, ...] = (1500, 300), seed: int = 0,

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset
 
+from kiwi.frames import SAMPLINGS, fit_frames, frame_shape, take_frames
 from kiwi.model.kiwi_edit import MIXED, EditBatch
 from lake import Lake, media
 from lake.adaptive import AdaptiveConfig, AdaptiveSampler
@@ -41,8 +42,17 @@ class DataConfig:
     workers: int = 2  # threads preparing them (PyAV and OpenCV release the GIL); order is kept
     ray: bool = False  # prepare batches in Ray Data tasks across the cluster instead of local threads
     pin_memory: bool = False  # page-locked tensors, for fast asynchronous copies to a GPU
+    # which frames: "spread" over the clip, or the first ones in a row ("prefix", upstream's training reader)
+    sampling: str = "spread"
+    # None: short side to `size`, centre-cropped square; a pixel budget: aspect kept (upstream's --max_pixels),
+    # sides multiples of 32 — a batch takes its first row's shape, the other rows centre-cropped to it
+    max_pixels: int | None = None
 
     def __post_init__(self):
+        if self.sampling not in SAMPLINGS:
+            raise ValueError(f"sampling={self.sampling!r}: use one of {SAMPLINGS}")
+        if self.max_pixels is not None and self.max_pixels < 32 * 32:
+            raise ValueError(f"max_pixels={self.max_pixels}: at least 32x32 = 1024 pixels")
         if (self.frames - 1) % 4:
             raise ValueError(f"frames={self.frames}: use 4k+1 (1, 5, 9, … 81)")
         if self.size % 32:
@@ -59,8 +69,7 @@ class LoadedBatch:
 
 def sample_frames(frames: np.ndarray, count: int) -> np.ndarray:
     """`count` frames evenly spaced over the clip (repeating frames of a short clip)."""
-    index = np.round(np.linspace(0, len(frames) - 1, count)).astype(int)
-    return frames[index]
+    return take_frames(frames, count, "spread")
 
 
 def resize_crop(frames: np.ndarray, size: int) -> np.ndarray:
@@ -213,19 +222,28 @@ def prepare_rows(db: Lake, slice_: Slice, ids: list[str], config: DataConfig, ta
     sources = db.read_blobs(table, "source_video", ids, version=version)
     targets = db.read_blobs(table, "target_video", ids, version=version)
     src, tgt, refs, tasks = [], [], [], []
+    shape = None  # with a pixel budget: the batch's frame shape, from its first row
     for row, s, t in zip(meta, sources, targets, strict=True):
         for blob, out in ((s, src), (t, tgt)):
-            frames = media.decode_video(blob, name=f"{table}/{row['id']}")
-            out.append(resize_crop(sample_frames(frames, config.frames), config.size))
+            frames = take_frames(media.decode_video(blob, name=f"{table}/{row['id']}"), config.frames,
+                                 config.sampling)
+            if config.max_pixels is None:
+                out.append(resize_crop(frames, config.size))
+                continue
+            shape = shape or frame_shape(*frames.shape[1:3], config.max_pixels)
+            if 0 in shape:
+                raise ValueError(f"{table}/{row['id']}: frames of {frames.shape[2]}x{frames.shape[1]} are smaller "
+                                 f"than 32 pixels")
+            out.append(fit_frames(frames, shape))
         row_task = row_task_of(row["task"], row["reference_image"] is not None) if task == MIXED else task
         tasks.append(row_task)
         if row_task.startswith("ref"):
             if row["reference_image"] is None:
                 raise ValueError(f"{row['id']} has no reference image but the stage's task is {task}")
             shrink = _shrink(seed, epoch, row["id"], *config.reference_shrink) if config.train else 1.0
-            refs.append(reference_on_white(media.decode_image(row["reference_image"]), config.size, shrink))
+            refs.append(reference_on_white(media.decode_image(row["reference_image"]), shape or config.size, shrink))
         elif task == MIXED:  # a white placeholder keeps the batch one array; the row's task says it is unused
-            refs.append(np.full((config.size, config.size, 3), 255, np.uint8))
+            refs.append(np.full((*(shape or (config.size, config.size)), 3), 255, np.uint8))
     return dict(instructions=[r["instruction"] for r in meta], edit_types=[r["edit_type"] for r in meta],
                 source=np.stack(src), target=np.stack(tgt), reference=np.stack(refs) if refs else None,
                 tasks=tasks if task == MIXED else None)

@@ -10,25 +10,15 @@ upstream's image path: the image queries, with source conditioning."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
-from PIL import Image
 
 from kiwi.data import reference_on_white
+from kiwi.frames import MAX_PIXELS, fit_frames, frame_shape
 from kiwi.model.kiwi_edit import EditBatch, KiwiEdit
 
-MAX_FRAMES, MAX_PIXELS = 81, 720 * 1280
+MAX_FRAMES = 81
 VAE_TILE, VAE_STRIDE = (480, 832), (240, 416)  # upstream's tile_size (30, 52) / stride (15, 26) latents, x16
-
-
-def frame_shape(height: int, width: int, max_pixels: int | None = MAX_PIXELS) -> tuple[int, int]:
-    """The frame size a clip is sampled at: scaled down to `max_pixels` (aspect kept), sides floored to 32."""
-    if max_pixels and height * width > max_pixels:
-        scale = math.sqrt(height * width / max_pixels)
-        height, width = int(height / scale), int(width / scale)
-    return height // 32 * 32, width // 32 * 32
 
 
 def prepare_video(frames: np.ndarray, max_frames: int | None = MAX_FRAMES,
@@ -43,15 +33,7 @@ def prepare_video(frames: np.ndarray, max_frames: int | None = MAX_FRAMES,
     h, w = frame_shape(height, width, max_pixels)
     if h == 0 or w == 0:
         raise ValueError(f"frames of {width}x{height} are smaller than 32 pixels")
-    if (h, w) == (height, width):
-        return frames
-    if height / width < h / w:  # wider than the target: crop the sides
-        keep = int(height / h * w)
-        frames = frames[:, :, (width - keep) // 2: (width - keep) // 2 + keep]
-    else:
-        keep = int(width / w * h)
-        frames = frames[:, (height - keep) // 2: (height - keep) // 2 + keep]
-    return np.stack([np.asarray(Image.fromarray(f).resize((w, h), Image.BICUBIC)) for f in frames])
+    return fit_frames(frames, (h, w))
 
 
 def tile_vae(model: KiwiEdit) -> None:

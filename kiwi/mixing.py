@@ -58,7 +58,8 @@ class HeldOutProbe:
         for level in PROBE_SIGMAS:
             generators = [keyed_generator("probe", row_id, level) for row_id in self.ids]
             sigma = torch.full((len(self.ids),), level)
-            values = model.training_loss(batch, generators, per_sample=True, sigma=sigma).float().cpu().tolist()
+            # through forward: a sharded (FSDP2) model gathers its weights in forward hooks
+            values = model(batch, generators, per_sample=True, sigma=sigma).float().cpu().tolist()
             for category, value in zip(a["edit_types"], values, strict=True):
                 per_category.setdefault(category, []).append(value)
         model.train(was_training)

@@ -13,6 +13,7 @@ import hashlib
 import json
 import shutil
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,12 +26,13 @@ from safetensors.torch import load_file, save_file
 
 from kiwi.curriculum import RunConfig, StageConfig
 from kiwi.data import DataConfig, SliceLoader
+from kiwi.feed import StageFeed
 from kiwi.mixing import HeldOutProbe, record_weights
 from kiwi.model.flow import keyed_generator
 from kiwi.model.io import load_strictly
 from kiwi.model.kiwi_edit import KiwiEdit
+from kiwi.sharding import is_sharded, load_sharded, save_sharded, shard_model
 from lake import Lake
-from lake.adaptive import AdaptiveSampler
 from lake.slices import load_slice
 from lake.version import code_version
 
@@ -116,7 +118,11 @@ def set_trainable(model: KiwiEdit, trains: tuple[str, ...]) -> list[torch.nn.Par
 
 
 def load_weights(model: KiwiEdit, checkpoint: str | Path) -> KiwiEdit:
-    """A training checkpoint's weights into a model built alike (the frozen VAE and vision tower are not saved)."""
+    """A training checkpoint's weights into a model built alike (the frozen VAE and vision tower are not saved);
+    a sharded checkpoint (FSDP runs) is gathered into it."""
+    if is_sharded(Path(checkpoint)):
+        load_sharded(model, None, Path(checkpoint), NOT_CHECKPOINTED)
+        return model
     path = Path(checkpoint) / "model.safetensors"
     if not path.exists():
         raise FileNotFoundError(f"{checkpoint}: no model.safetensors (is it a kiwi training checkpoint?)")
@@ -134,17 +140,22 @@ def sample_generators(seed: int, step: int, micro: int, size: int, rank: int = 0
 
 class Trainer:
     def __init__(self, model: KiwiEdit, db: Lake, run: RunConfig, out_dir: str | Path, rank: int = 0,
-                 world_size: int = 1):
+                 world_size: int = 1, parallel: str = "ddp"):
         """With world_size > 1 (under Ray Train / torch.distributed), each rank reads its shard of the slice's
-        sequence and the model is wrapped in DistributedDataParallel for each stage (gradients averaged across
-        ranks); rank 0 writes weights and the runs table, every rank its own loader state."""
+        sequence and gradients are averaged across ranks: `parallel="ddp"` wraps the model in
+        DistributedDataParallel for each stage (rank 0 writes the weights), `"fsdp"` shards it once with FSDP2
+        (`kiwi.sharding`; every rank writes its shards). Rank 0 writes the runs table, every rank its own loader
+        state."""
+        if parallel not in ("ddp", "fsdp"):
+            raise ValueError(f"parallel must be 'ddp' or 'fsdp', not {parallel!r}")
         self.model, self.db, self.run, self.out = model, db, run, Path(out_dir)
         self.rank, self.world_size = rank, world_size
+        self.sharded = parallel == "fsdp" and world_size > 1
         self.run_id = hashlib.blake2b(json.dumps(run.to_dict(), sort_keys=True).encode(), digest_size=8).hexdigest()
         self.device = next(model.parameters()).device
 
     # ------------------------------------------------------------------------------------------- checkpoints
-    def checkpoint(self, stage_index: int, step: int, global_step: int, optimizer, loader: SliceLoader,
+    def checkpoint(self, stage_index: int, step: int, global_step: int, optimizer, feed: StageFeed,
                    summary: RunSummary, stage_start: bool = False) -> Path:
         """Model weights (safetensors), optimizer tensors (safetensors) and the rest (JSON). A `stage_start`
         checkpoint (written at a stage's end) resumes at the next stage with a fresh optimizer and loader.
@@ -157,8 +168,15 @@ class Trainer:
             shutil.rmtree(staging, ignore_errors=True)  # a checkpoint killed half-written
             staging.mkdir(parents=True)
         self._barrier()
+        if self.sharded:  # a collective: every rank writes its shards of the weights and optimizer state
+            save_sharded(self.model, optimizer, staging, NOT_CHECKPOINTED)
         if self.rank != 0:
-            (staging / f"state.rank{self.rank}.json").write_text(json.dumps({"loader": loader.state_dict()}))
+            (staging / f"state.rank{self.rank}.json").write_text(json.dumps({"loader": feed.state_dict()}))
+        elif self.sharded:
+            state = dict(stage_index=stage_index, step=step, global_step=global_step, loader=feed.state_dict(),
+                         consumed=dict(summary.consumed), run_id=self.run_id, run=self.run.to_dict(),
+                         stage_start=stage_start)
+            (staging / "state.json").write_text(json.dumps(state, indent=1))
         else:
             weights = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()
                        if not k.startswith(NOT_CHECKPOINTED)}
@@ -167,7 +185,7 @@ class Trainer:
             tensors = {f"{i}.{k}": v.detach().cpu().contiguous() for i, s in opt["state"].items()
                        for k, v in s.items() if torch.is_tensor(v)}
             save_file(tensors or {"_empty": torch.zeros(1)}, staging / "optimizer.safetensors")
-            state = dict(stage_index=stage_index, step=step, global_step=global_step, loader=loader.state_dict(),
+            state = dict(stage_index=stage_index, step=step, global_step=global_step, loader=feed.state_dict(),
                          param_groups=opt["param_groups"], consumed=dict(summary.consumed), run_id=self.run_id,
                          run=self.run.to_dict(), stage_start=stage_start)
             (staging / "state.json").write_text(json.dumps(state, indent=1))
@@ -184,11 +202,18 @@ class Trainer:
 
             dist.barrier()
 
-    def _restore(self, optimizer, loader: SliceLoader, state: dict, summary: RunSummary) -> None:
+    def _restore(self, optimizer, feed: StageFeed, state: dict, summary: RunSummary) -> None:
         folder = self.out / "checkpoint"
-        load_weights(self.model, folder)
         summary.consumed.update(state["consumed"])
+        if is_sharded(folder):
+            load_sharded(self.model, None if state["stage_start"] else optimizer, folder, NOT_CHECKPOINTED)
+        else:
+            load_weights(self.model, folder)
         if state["stage_start"]:
+            return
+        if is_sharded(folder):
+            mine = folder / f"state.rank{self.rank}.json"
+            feed.load_state_dict(json.loads(mine.read_text())["loader"] if self.rank else state["loader"])
             return
         tensors = load_file(folder / "optimizer.safetensors")
         opt_state: dict[int, dict] = {}
@@ -199,13 +224,14 @@ class Trainer:
             opt_state.setdefault(int(index), {})[name] = value.to(self.device)
         optimizer.load_state_dict({"state": opt_state, "param_groups": state["param_groups"]})
         mine = folder / f"state.rank{self.rank}.json"
-        loader.load_state_dict(json.loads(mine.read_text())["loader"] if self.rank else state["loader"])
+        feed.load_state_dict(json.loads(mine.read_text())["loader"] if self.rank else state["loader"])
 
     # ------------------------------------------------------------------------------------------- lineage
     def record(self, status: str, summary: RunSummary) -> None:
         if self.rank != 0:
             return
-        slices = [load_slice(self.db, s.slice) for s in self.run.stages]
+        # every stage's slices in order (a mixture's one per task source)
+        slices = [load_slice(self.db, source.slice) for stage in self.run.stages for source in stage.mixture]
         now = datetime.now(UTC)
         last = summary.history[-1] if summary.history else {}
         self.db.upsert("runs", [dict(
@@ -213,7 +239,8 @@ class Trainer:
             slice_ids=[s.slice_id for s in slices],
             lake_versions={s.slice_id: {"table": s.table, "version": s.table_version} for s in slices},
             code_version=code_version(), seed=self.run.seed, checkpoint_uri=str(self.out / "checkpoint"),
-            metrics=dict(steps=summary.steps, last_loss=last.get("loss"), consumed=dict(summary.consumed)),
+            metrics=dict(steps=summary.steps, last_loss=last.get("loss"), consumed=dict(summary.consumed),
+                         starts_from=self.starts_from()),
             created_at=now, updated_at=now)])
 
     # ------------------------------------------------------------------------------------------- the loop
@@ -236,6 +263,13 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         log = (self.out / ("metrics.jsonl" if self.rank == 0 else f"metrics.rank{self.rank}.jsonl")).open("a")
         writer = SummaryWriter(str(self.out / "tensorboard" / f"rank{self.rank}"))
+        self._master_weights()
+        if state is None:
+            self._init_weights()
+        if self.sharded:
+            shard_model(self.model, bf16_compute=self.device.type == "cuda")
+        if self.run.reference_position is not None:
+            self.model.transformer.reference_position = self.run.reference_position
         self.record("running", summary)
         global_step = state["global_step"] if state else 0
         summary.steps = global_step
@@ -249,31 +283,31 @@ class Trainer:
                     continue
                 params = set_trainable(self.model, stage.trains)
                 forward = self._wrap(self.model)
-                optimizer = torch.optim.AdamW(params, lr=stage.lr)
-                loader = self._loader(stage, epoch=0)
+                optimizer = torch.optim.AdamW(params, lr=stage.lr, weight_decay=stage.weight_decay)
+                feed = self._feed(stage)
                 step = 0
                 if state and index == state["stage_index"]:
-                    self._restore(optimizer, loader, state, summary)
+                    self._restore(optimizer, feed, state, summary)
                     step = state["step"]
                     state = None
-                batches = iter(loader)
-                probe = self._probe(stage, loader)
+                probe = self._probe(stage, feed.primary)
                 while step < stage.steps:
                     stop = should_stop is not None and should_stop()
                     if stop or (stop_after is not None and global_step >= stop_after):  # graceful: checkpoint first
-                        self.checkpoint(index, step, global_step, optimizer, loader, summary)
+                        self.checkpoint(index, step, global_step, optimizer, feed, summary)
                         self.record("stopped", summary)
                         return summary
                     started = time.perf_counter()
                     optimizer.zero_grad(set_to_none=True)
                     ids, types, losses = [], [], []
                     for micro in range(stage.grad_accumulation):
-                        loaded, batches, loader = self._next(batches, loader, stage)
+                        loaded = feed.next()
+                        if stage.source_conditioning is not None:
+                            loaded.batch.source_conditioning = stage.source_conditioning
                         generators = sample_generators(self.run.seed, global_step, micro, len(loaded.ids), self.rank,
                                                        self.world_size)
                         last = micro == stage.grad_accumulation - 1
-                        with self._sync(forward, last), torch.autocast("cuda", dtype=torch.bfloat16,
-                                                                       enabled=self.device.type == "cuda"):
+                        with self._sync(forward, last), self._autocast():
                             per_sample = forward(loaded.batch, generators, per_sample=True)
                             (per_sample.mean() / stage.grad_accumulation).backward()
                         ids += loaded.ids
@@ -294,7 +328,7 @@ class Trainer:
                                  per_type={t: sum(v) / len(v) for t, v in per_type.items()},
                                  samples_per_s=len(ids) / (time.perf_counter() - started))
                     if probe is not None:
-                        self._adapt(probe, loader, stage, global_step, entry, writer)
+                        self._adapt(probe, feed.primary, stage, global_step, entry, writer)
                     summary.history.append(entry)
                     bar.update(1)
                     bar.set_postfix(loss=f"{entry['loss']:.4f}", refresh=False)
@@ -305,10 +339,10 @@ class Trainer:
                         writer.add_scalar(f"loss/{t}", value, global_step)
                     writer.add_scalar("samples_per_s", entry["samples_per_s"], global_step)
                     if step == stage.steps:
-                        self.checkpoint(index + 1, 0, global_step, optimizer, loader, summary, stage_start=True)
+                        self.checkpoint(index + 1, 0, global_step, optimizer, feed, summary, stage_start=True)
                         self.record("running", summary)
                     elif step % self.run.checkpoint_every == 0:
-                        self.checkpoint(index, step, global_step, optimizer, loader, summary)
+                        self.checkpoint(index, step, global_step, optimizer, feed, summary)
                         self.record("running", summary)
             summary.finished = True
             self.record("finished", summary)
@@ -318,11 +352,62 @@ class Trainer:
             log.close()
             writer.close()
 
-    def _loader(self, stage: StageConfig, epoch: int) -> SliceLoader:
-        data = DataConfig(frames=stage.frames, size=stage.size, pin_memory=self.device.type == "cuda")
-        return SliceLoader(self.db, load_slice(self.db, stage.slice), data,
-                           stage.batch_size, self.run.seed, stage.task, epoch=epoch, rank=self.rank,
-                           world_size=self.world_size, mode=stage.mode, adaptive=stage.adaptive)
+    def _feed(self, stage: StageConfig) -> StageFeed:
+        """The stage's task sources, each from its own slice, interleaved as the stage's weights say."""
+        sources = stage.mixture
+        slices = [load_slice(self.db, source.slice) for source in sources]
+
+        def make_loader(index: int, epoch: int) -> SliceLoader:
+            source = sources[index]
+            data = DataConfig(frames=source.frames or stage.frames, size=source.size or stage.size,
+                              pin_memory=self.device.type == "cuda", sampling=stage.frame_sampling,
+                              max_pixels=source.max_pixels or stage.max_pixels)
+            return SliceLoader(self.db, slices[index], data, stage.batch_size, self.run.seed, source.task,
+                               epoch=epoch, rank=self.rank, world_size=self.world_size, mode=stage.mode,
+                               adaptive=stage.adaptive)
+
+        return StageFeed(make_loader, [source.weight for source in sources])
+
+    @contextlib.contextmanager
+    def _autocast(self):
+        """bf16 autocast on a GPU, and wherever the run keeps fp32 master weights (the forward in bf16, the update
+        in fp32); otherwise the parameters' own dtype."""
+        enabled = self.device.type == "cuda" or self.run.master_weights == "fp32"
+        with warnings.catch_warnings():
+            # fp32 norm weights on bf16 activations: torch remarks that RMSNorm's fused kernel wants one dtype (a
+            # note on the unfused path it takes, nothing the user can act on)
+            warnings.filterwarnings("ignore", message="Mismatch dtype between input and weight", category=UserWarning)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled):
+                yield
+
+    def _master_weights(self) -> None:
+        """With master_weights="fp32", every parameter that any stage trains is kept in fp32 before anything is
+        loaded into it (a resumed run then holds the same fp32 values as an uninterrupted one)."""
+        if self.run.master_weights != "fp32":
+            return
+        groups = trainable_groups(self.model)
+        for name in {n for stage in self.run.stages for n in stage.trains}:
+            for param in groups[name]:
+                param.data = param.data.float()
+
+    def _init_weights(self) -> None:
+        """A run's first stage starts from `init_from`: a training checkpoint's weights are loaded here; a model
+        folder is what the caller built the model from (kiwi train --model), recorded as the run's origin."""
+        origin = self.run.init_from
+        if origin is None:
+            return
+        if (Path(origin) / "model.safetensors").is_file():
+            load_weights(self.model, origin)
+        elif not (Path(origin) / "model_index.json").is_file():
+            raise FileNotFoundError(f"init_from {origin}: neither a training checkpoint (model.safetensors) nor a "
+                                    f"model folder (model_index.json)")
+
+    def starts_from(self) -> list[dict[str, str]]:
+        """Each stage's starting weights, for the run's lineage: the first stage's origin (a fresh model, a model
+        folder or a checkpoint), every later stage the stage before it."""
+        first = self.run.init_from or "fresh model"
+        return [dict(stage=stage.name, starts_from=first if i == 0 else f"stage {self.run.stages[i - 1].name}")
+                for i, stage in enumerate(self.run.stages)]
 
     def _probe(self, stage: StageConfig, loader: SliceLoader) -> HeldOutProbe | None:
         if stage.adaptive is None:
@@ -349,7 +434,7 @@ class Trainer:
     def _wrap(self, model: KiwiEdit) -> torch.nn.Module:
         """DistributedDataParallel over this stage's trainable parameters when there are several ranks (DDP
         registers the parameters that require grad when it is built, so each stage wraps anew)."""
-        if self.world_size == 1:
+        if self.world_size == 1 or self.sharded:  # FSDP2 shards the model itself, once
             return model
         from torch.nn.parallel import DistributedDataParallel
 
@@ -363,15 +448,3 @@ class Trainer:
         if last_micro_batch or not hasattr(forward, "no_sync"):
             return contextlib.nullcontext()
         return forward.no_sync()
-
-    def _next(self, batches, loader: SliceLoader, stage: StageConfig):
-        try:
-            return next(batches), batches, loader
-        except StopIteration:
-            previous = loader.sampler
-            loader = self._loader(stage, epoch=previous.epoch + 1)
-            if isinstance(previous, AdaptiveSampler):  # the mix carries over into the next epoch, history and all
-                previous.set_epoch(previous.epoch + 1)
-                loader.sampler = previous
-            batches = iter(loader)
-            return next(batches), batches, loader

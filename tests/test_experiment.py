@@ -180,3 +180,25 @@ def test_kiwi_experiment_trains_every_arm_and_seed_reports_and_resumes(db, tmp_p
     assert db.count("eval_outputs", "bench = 'xb'") == outputs  # nothing ran twice
     bad = CliRunner().invoke(cli, [*args[:4], "natural,warm", *args[5:]])
     assert bad.exit_code == 2 and "arm 'warm'" in bad.output
+
+
+def test_another_model_trained_under_the_same_settings_is_scored_anew_and_jobs_train_in_processes(
+        db, tmp_path, monkeypatch):
+    """Results are keyed by the trained weights, not only by the run's settings: the same arm, seed and budget
+    run again with another architecture (here: no source refiner) into a fresh folder is evaluated again, not
+    handed the first model's scores. Runs trained by worker processes (--jobs 2) are found done by the parent."""
+    from kiwi.cli import cli
+    from kiwi.model import kiwi_edit
+
+    args = ["experiment", "--bench", "xb", "--arms", "natural", "--seeds", "2", "--steps", "2", "--batch-size", "2",
+            "--where", "split = 'train' AND dataset <> 'held-out'", "--sampler-steps", "2", "--lake", db.uri]
+    first = CliRunner().invoke(cli, [*args, "--jobs", "2", "--out", str(tmp_path / "a")])
+    assert first.exit_code == 0, first.output
+    assert "training 2 runs, 2 at a time" in first.output and "(2/2)" in first.output
+    outputs = db.count("eval_outputs", "bench = 'xb'")
+    monkeypatch.setattr(kiwi_edit, "tiny_edit", lambda seed=0, **kw: tiny_edit(seed=seed, source_refiner=0))
+    second = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "b")])
+    assert second.exit_code == 0, second.output
+    from kiwi.eval.bench import load_bench
+
+    assert db.count("eval_outputs", "bench = 'xb'") == outputs + 2 * len(load_bench(db, "xb"))

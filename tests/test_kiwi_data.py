@@ -91,3 +91,22 @@ def test_the_ray_data_path_delivers_the_thread_path_batches_and_resumes_alike(db
     one = next(iter(SliceLoader(db, reference, DataConfig(ray=True), batch_size=2, seed=3, task="ref_subject")))
     same = next(iter(SliceLoader(db, reference, DataConfig(), batch_size=2, seed=3, task="ref_subject")))
     assert signature(one) == signature(same) and isinstance(one.batch.reference, torch.Tensor)
+
+
+def test_frame_policy_takes_a_consecutive_prefix_and_keeps_the_aspect_within_a_pixel_budget(db):
+    from kiwi.frames import fit_frames, frame_shape, take_frames
+
+    clip = np.arange(12)[:, None, None, None] * np.ones((12, 4, 4, 3), np.uint8)
+    assert take_frames(clip, 5, "prefix")[:, 0, 0, 0].tolist() == [0, 1, 2, 3, 4]  # upstream: the first frames
+    assert take_frames(clip, 5, "spread")[:, 0, 0, 0].tolist() == [0, 3, 6, 8, 11]
+    assert take_frames(clip[:3], 5, "prefix")[:, 0, 0, 0].tolist() == [0, 1, 2, 2, 2]  # short: the last repeats
+    assert frame_shape(720, 1280, 720 * 1280) == (704, 1280) and frame_shape(1080, 1920, 480 * 832) == (448, 832)
+    wide = np.zeros((2, 90, 160, 3), np.uint8)
+    wide[:, :, :30] = 255  # a white band at the left edge: cropped away when the frame is made narrower
+    assert fit_frames(wide, (64, 64)).shape == (2, 64, 64, 3) and fit_frames(wide, (64, 64))[0, 32, 0, 0] == 0
+    with pytest.raises(ValueError, match="sampling='middle'"):
+        DataConfig(sampling="middle")
+    s = build_slice(db, where="task = 'ref_subject'", strategy=Strategy("uniform"), seed=1)
+    budget = DataConfig(max_pixels=64 * 64, sampling="prefix")  # 96x96 clips -> 64x64, whole frame, no crop
+    batch = next(iter(SliceLoader(db, s, budget, batch_size=2, seed=1, task="ref_subject"))).batch
+    assert tuple(batch.source.shape) == (2, 5, 64, 64, 3) and tuple(batch.reference.shape) == (2, 64, 64, 3)

@@ -226,6 +226,36 @@ def test_a_stopped_two_worker_run_resumes_to_the_uninterrupted_sequence_and_weig
     _assert_same_training(_weights(out), _weights(single_out))
 
 
+def _sharded_weights(folder):
+    from kiwi.train import NOT_CHECKPOINTED, load_weights
+
+    model = load_weights(tiny(seed=7), folder / "checkpoint")  # gathered from the shards into one process
+    return {k: v for k, v in model.state_dict().items() if not k.startswith(NOT_CHECKPOINTED)}
+
+
+def test_two_fsdp_workers_shard_the_model_and_train_what_one_worker_trains(db, tmp_path, ray_local, single_worker):
+    """FSDP2 over two CPU workers (gloo): each rank holds half of every parameter, the checkpoint is written in
+    shards by both ranks, and the losses and gathered weights equal the single worker's; a run stopped after one
+    step resumes from its shards to the same sequence and weights."""
+    from kiwi.distributed import train_distributed
+    from kiwi.runs import read_history
+
+    single, single_out = single_worker
+    out = tmp_path / "fsdp"
+    first = train_distributed(db.uri, _two_worker_run("two"), out, num_workers=2, stop_after=1, parallel="fsdp")
+    assert first.error is None
+    shards = sorted(p.name for p in (out / "checkpoint" / "sharded").iterdir())
+    assert "__0_0.distcp" in shards and "__1_0.distcp" in shards  # each rank wrote its own shards
+    assert not (out / "checkpoint" / "model.safetensors").exists()
+    second = train_distributed(db.uri, _two_worker_run("two"), out, num_workers=2, parallel="fsdp")
+    assert second.error is None
+    assert _two_worker_ids(out) == [h["ids"] for h in single.history]
+    rank1 = [json.loads(line) for line in (out / "metrics.rank1.jsonl").read_text().splitlines()]
+    for h, r0, r1 in zip(single.history, read_history(out), rank1, strict=True):
+        assert (r0["loss"] + r1["loss"]) / 2 == pytest.approx(h["loss"], rel=1e-4)
+    _assert_same_training(_sharded_weights(out), _weights(single_out))
+
+
 def _assert_same_training(mine, theirs):
     """The two runs moved the weights the same way: their difference is a rounding-sized fraction of the update
     (AdamW amplifies float differences in tiny gradients a little; a rank stepping on its own half batch instead

@@ -59,7 +59,7 @@ def test_a_source_residual_model_starts_as_an_exact_copy_and_keeps_the_flag_on_d
     assert psnr(edit(plain, video, "Make it look like a pencil sketch", steps=4), video) < 20  # no copy without it
     loaded = from_pretrained(save_pretrained(model, tmp_path / "m"))
     assert loaded.source_residual and np.array_equal(edit(loaded, video, "Make it", steps=4), video)
-    with pytest.raises(ValueError, match="source_residual / source_gate need x0-prediction"):
+    with pytest.raises(ValueError, match="source_residual / source_gate / source_refiner need x0-prediction"):
         KiwiEdit(model.mllm, model.transformer, model.vae, FlowMatching(), source_residual=True)
 
 
@@ -130,3 +130,29 @@ def test_a_minute_of_training_beats_copying_the_source_on_background_changes():
     print(f"\nbackground_change on {len(held_out)} held-out clips: model {np.mean(ours):.1f} dB, "
           f"copying the source {np.mean(copying):.1f} dB (last loss {loss.item():.3f})")
     assert np.mean(ours) > np.mean(copying) + 5.0
+
+
+def test_the_source_refiner_starts_as_the_identity_works_cell_by_cell_and_keeps_its_kernel_on_disk(tmp_path):
+    """tiny-edit's default refiner: zero-initialised, so an untrained one changes nothing; kernel 1 maps each
+    latent cell (4x4 pixels) from that cell's estimate and source alone, kernel 3 from its 3x3 neighbourhood."""
+    from kiwi.model.refiner import SourceRefiner
+
+    model, bare = tiny_edit(seed=4), tiny_edit(seed=4, source_refiner=0)
+    assert model.refiner is not None and model.refiner.kernel == 1
+    bare.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("refiner.")})
+    video = SyntheticWorld(SyntheticConfig(frames=5, height=32, width=32, seed=6)).sample(0).source
+    assert np.array_equal(edit(model, video, "Make it a flat poster", steps=3),
+                          edit(bare, video, "Make it a flat poster", steps=3))
+    for kernel, reach in ((1, 0), (3, 1)):
+        refiner = SourceRefiner(48, kernel=kernel)
+        torch.nn.init.normal_(refiner.net[-1].weight)
+        estimate, source = torch.randn(1, 48, 2, 8, 8), torch.randn(1, 48, 2, 8, 8)
+        moved = source.clone()
+        moved[..., 1, 4, 4] += 1.0
+        changed = (refiner(estimate, moved) - refiner(estimate, source)).abs().sum(dim=(0, 1)) > 0
+        expected = torch.zeros(2, 8, 8, dtype=torch.bool)
+        expected[1, 4 - reach: 5 + reach, 4 - reach: 5 + reach] = True
+        assert torch.equal(changed, expected), kernel
+    loaded = from_pretrained(save_pretrained(tiny_edit(seed=4, source_refiner=3), tmp_path / "m"))
+    assert loaded.refiner.kernel == 3
+    assert from_pretrained(save_pretrained(bare, tmp_path / "bare")).refiner is None

@@ -82,8 +82,13 @@ class ExperimentConfig:
     adaptive_every: int = 256  # samples between adaptive updates (an arm's ':EVERY' overrides)
     evaluation: EvalConfig = field(default_factory=lambda: EvalConfig(frames=5, size=32))
     metrics: tuple[str, ...] = ("psnr", "edit_psnr", "masked_psnr", "ssim", "reference_fidelity")
+    # runs trained at once, each in its own process with cores / jobs threads (small models scale better across
+    # processes than across threads); evaluation stays in this process
+    jobs: int = 1
 
     def __post_init__(self):
+        if self.jobs < 1:
+            raise ValueError(f"jobs must be at least 1, not {self.jobs}")
         if self.baseline not in self.arms:
             raise ValueError(f"the baseline arm {self.baseline!r} must be one of the arms {list(self.arms)}")
         if len(set(self.arms)) != len(self.arms):
@@ -136,7 +141,10 @@ def run_name(arm: Arm, seed: int, config: ExperimentConfig, slice_id: str) -> st
 
 
 def train_arm(db: Lake, arm: Arm, seed: int, config: ExperimentConfig, out: Path, progress: bool = False):
-    """One arm, one seed: its slice saved, one mixed-task stage trained (resumed if a run was cut short)."""
+    """One arm, one seed: its slice saved, one mixed-task stage trained (resumed if a run was cut short). The
+    name returned for evaluation carries the trained weights' fingerprint: results of another model that ran
+    under the same settings (an earlier architecture, say) are never taken for this one's."""
+    from kiwi.model.io import state_fingerprint
     from kiwi.model.kiwi_edit import KiwiConfig
     from kiwi.runs import read_history
     from kiwi.train import Trainer, load_weights
@@ -152,13 +160,46 @@ def train_arm(db: Lake, arm: Arm, seed: int, config: ExperimentConfig, out: Path
     summary = trainer.train(progress=progress)
     if not summary.history:  # trained before: its weights and curve are on disk
         load_weights(model, out / "runs" / name / "checkpoint")
-    return model, name, trainer.run_id, [h["loss"] for h in (summary.history or read_history(out / "runs" / name))]
+    losses = [h["loss"] for h in (summary.history or read_history(out / "runs" / name))]
+    return model, f"{name}@{state_fingerprint(model)}", trainer.run_id, losses
+
+
+def _train_one(uri: str, storage_options: dict, arm: Arm, seed: int, config: ExperimentConfig, out: Path,
+               threads: int) -> str:
+    """A worker process: one arm and seed trained to its checkpoint (the parent then finds it done)."""
+    import torch
+
+    import lake
+
+    torch.set_num_threads(threads)
+    train_arm(lake.open(uri, storage_options=storage_options, create=False), arm, seed, config, out)
+    return f"seed {seed}, arm {arm.label}"
+
+
+def train_in_parallel(db: Lake, arms: list[Arm], config: ExperimentConfig, out: Path,
+                      log: Callable[[str], None] = print) -> None:
+    """Every (seed, arm) run trained `config.jobs` at a time in spawned processes (Lance is not fork-safe), each
+    with an equal share of the cores; runs already trained finish at once."""
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    threads = max(1, (os.cpu_count() or 1) // config.jobs)
+    pairs = [(arm, seed) for seed in config.seeds for arm in arms]
+    log(f"training {len(pairs)} runs, {config.jobs} at a time ({threads} thread{'s' if threads > 1 else ''} each)")
+    with ProcessPoolExecutor(config.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_train_one, db.uri, db.storage_options, arm, seed, config, out, threads)
+                   for arm, seed in pairs]
+        for done, future in enumerate(as_completed(futures), 1):
+            log(f"  trained {future.result()} ({done}/{len(pairs)})")
 
 
 def run_experiment(db: Lake, config: ExperimentConfig, out_dir: str | Path, progress: bool = False,
                    log: Callable[[str], None] = print) -> ExperimentResult:
     out = Path(out_dir)
     arms = [parse_arm(a, config.adaptive_every) for a in config.arms]
+    if config.jobs > 1:
+        train_in_parallel(db, arms, config, out, log)
     frames, losses, training_runs, eval_runs = [], {}, {}, {}
     for seed in config.seeds:
         for arm in arms:

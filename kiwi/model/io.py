@@ -29,7 +29,7 @@ from kiwi.model.mllm import KiwiMLLM, QueryCounts
 from kiwi.model.text_conditioner import TextConditioner
 
 KIWI_PREFIXES = ("mllm.queries.", "query_connector.", "reference_connector.", "transformer.source_embedder.",
-                 "transformer.reference_embedder.")
+                 "transformer.reference_embedder.", "refiner.")
 
 
 @contextlib.contextmanager
@@ -77,7 +77,8 @@ def save_pretrained(model: KiwiEdit, folder: str | Path) -> Path:
               "flow_weighting": model.flow.weighting,
               "frame_pixels": [getattr(model.mllm, "min_pixels", 0), getattr(model.mllm, "max_pixels", 0)],
               "source_residual": model.source_residual, "source_gate": model.source_gate,
-              "sampler_steps": model.sampler_steps}
+              "sampler_steps": model.sampler_steps,
+              "source_refiner": model.refiner.kernel if model.refiner is not None else 0}
     if conditioner:  # the sentence-embedding conditioner's MLP is saved with the kiwi tensors (mllm.queries.*)
         config["conditioner"] = {"hidden_size": model.mllm.hidden_size, "tokens": model.mllm.tokens}
     if codec:
@@ -126,7 +127,8 @@ def from_pretrained(folder: str | Path, device: str = "cpu", dtype: torch.dtype 
                                                           prediction=config.get("flow_prediction", "velocity"),
                                                           weighting=config.get("flow_weighting", "none")),
                      source_residual=config.get("source_residual", False),
-                     source_gate=config.get("source_gate", False), sampler_steps=config.get("sampler_steps", 8))
+                     source_gate=config.get("source_gate", False), sampler_steps=config.get("sampler_steps", 8),
+                     source_refiner=config.get("source_refiner", 0))
     own = [k for k in model.state_dict() if k.startswith(KIWI_PREFIXES)]
     load_strictly(model, load_file(folder / "kiwi" / "model.safetensors"), folder / "kiwi" / "model.safetensors",
                   expected=own)
@@ -158,6 +160,19 @@ def _mismatch(source, missing: list[str], other: list[str], what: str = "unknown
     if other:
         parts.append(f"{len(other)} {what}: {', '.join(other[:5])}{' …' if len(other) > 5 else ''}")
     return f"{source}: does not fit the model — " + "; ".join(parts)
+
+
+def state_fingerprint(model: torch.nn.Module) -> str:
+    """A short key of a model's weights themselves (every tensor's name and bytes): results keyed by it belong to
+    these weights, whatever the run or the architecture was called. For models small enough to hash in a moment
+    (the experiment's); a model folder on disk is keyed by `fingerprint`."""
+    import hashlib
+
+    digest = hashlib.blake2b(digest_size=6)
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def fingerprint(folder: str | Path) -> str:

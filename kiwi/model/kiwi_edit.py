@@ -17,6 +17,7 @@ from kiwi.model.connector import Connector
 from kiwi.model.dit import KiwiTransformer
 from kiwi.model.flow import FlowMatching
 from kiwi.model.mllm import KiwiMLLM, QueryCounts
+from kiwi.model.refiner import SourceRefiner
 from kiwi.model.text_conditioner import TextConditioner
 
 TASK_QUERIES = {"instruct": "video", "image": "image", "ref_subject": "reference", "ref_background": "reference"}
@@ -39,6 +40,12 @@ class EditBatch:
     task: str = "instruct"  # or "mixed": each row's own task in `tasks`
     tasks: list[str] | None = None
     mllm_reference: list[np.ndarray] | None = None  # the raw reference images, for the MLLM (upstream's input)
+    # source latents for the DiT: None = by task (every task but "image": stage 1 aligns images without them);
+    # True = every task, as upstream's stages 2-3 (--extra_input source_input) condition images on their source too
+    source_conditioning: bool | None = None
+
+    def conditions_on_source(self) -> bool:
+        return self.source_conditioning if self.source_conditioning is not None else self.task != "image"
 
     def by_task(self) -> list[tuple[list[int], EditBatch]]:
         """(row indices, single-task sub-batch) per task: a mixed batch split, anything else as itself. The
@@ -53,7 +60,8 @@ class EditBatch:
         return [(rows, EditBatch([self.instructions[i] for i in rows], self.source[rows], self.target[rows],
                                  self.reference[rows] if task.startswith("ref") else None, task,
                                  mllm_reference=[self.mllm_reference[i] for i in rows]
-                                 if task.startswith("ref") and self.mllm_reference is not None else None))
+                                 if task.startswith("ref") and self.mllm_reference is not None else None,
+                                 source_conditioning=self.source_conditioning))
                 for task, rows in groups.items()]
 
 
@@ -64,23 +72,27 @@ def _numpy(frames: Frames) -> np.ndarray:
 class KiwiEdit(nn.Module):
     def __init__(self, mllm: KiwiMLLM | TextConditioner, transformer: KiwiTransformer, vae,
                  flow: FlowMatching | None = None, source_residual: bool = False, source_gate: bool = False,
-                 sampler_steps: int = 8):
+                 sampler_steps: int = 8, source_refiner: int = 0):
         """Two ways (x0-prediction only) to let a small DiT keep what it should not change, which it cannot
         reproduce through its narrow tokens otherwise (the tiny-edit model; the full model predicts velocity):
         `source_residual`: the network outputs the change, x0_hat = source + output (a zero output is an exact copy);
         `source_gate`: the network outputs content and a per-latent gate, x0_hat = g * source + (1 - g) * content,
         g = sigmoid(gate) — copy where nothing changes, free content where everything does (a new background,
-        a palette), without having to cancel the source first. `sampler_steps`: the default number of Euler
-        steps at inference (upstream samples the released model with 50)."""
+        a palette), without having to cancel the source first. `source_refiner` (a kernel size, 0 = none): a small
+        convolution over the estimate and the source at the latents' resolution (`kiwi.model.refiner`), for edits
+        finer than the DiT's tokens. `sampler_steps`: the default number of Euler steps at inference (upstream
+        samples the released model with 50)."""
         super().__init__()
-        if (source_residual or source_gate) and (flow is None or flow.prediction != "x0"):
-            raise ValueError("source_residual / source_gate need x0-prediction: FlowMatching(prediction='x0')")
+        if (source_residual or source_gate or source_refiner) and (flow is None or flow.prediction != "x0"):
+            raise ValueError("source_residual / source_gate / source_refiner need x0-prediction: "
+                             "FlowMatching(prediction='x0')")
         if source_residual and source_gate:
             raise ValueError("choose one of source_residual and source_gate")
         self.mllm, self.transformer, self.vae = mllm, transformer, vae
         self.flow = flow or FlowMatching()
         self.source_residual, self.source_gate = source_residual, source_gate
         self.sampler_steps = sampler_steps
+        self.refiner = SourceRefiner(transformer.config.in_channels, kernel=source_refiner) if source_refiner else None
         hidden = mllm.hidden_size
         width = transformer.config.num_attention_heads * transformer.config.attention_head_dim
         self.query_connector = Connector(hidden, width)
@@ -148,10 +160,12 @@ class KiwiEdit(nn.Module):
         if self.source_gate:
             content, gate = output.chunk(2, dim=1)
             if source is None:
-                return content
+                return self.refiner(content, None) if self.refiner is not None else content
             g = torch.sigmoid(gate.float()).to(content.dtype)
-            return g * source + (1 - g) * content
-        return output + source if self.source_residual and source is not None else output
+            output = g * source + (1 - g) * content
+        elif self.source_residual and source is not None:
+            output = output + source
+        return self.refiner(output, source) if self.refiner is not None else output
 
     # ------------------------------------------------------------------------------------------- training
     def forward(self, batch: EditBatch, generator: torch.Generator | Sequence[torch.Generator] | None = None,
@@ -180,7 +194,7 @@ class KiwiEdit(nn.Module):
     def _loss(self, batch: EditBatch, generator, sigma: torch.Tensor | None) -> torch.Tensor:
         """Per-sample flow-matching losses of a single-task batch."""
         x0 = self.encode_video(batch.target)
-        source = self.encode_video(batch.source) if batch.task != "image" else None
+        source = self.encode_video(batch.source) if batch.conditions_on_source() else None
         reference = self.encode_video(batch.reference[:, None]) if batch.reference is not None else None
         if isinstance(generator, Sequence):
             if len(generator) != x0.shape[0]:
@@ -226,11 +240,12 @@ def tiny(seed: int = 0, queries: QueryCounts = TINY_QUERIES) -> KiwiEdit:
 
 
 def tiny_edit(seed: int = 0, width: int = 128, layers: int = 4, patch: int = 4, tokens: int = 8,
-              source_residual: bool = False, source_gate: bool = False) -> KiwiEdit:
+              source_residual: bool = False, source_gate: bool = False, source_refiner: int = 1) -> KiwiEdit:
     """The CPU-sized model that learns to edit in minutes: a lossless pixel codec instead of the random tiny VAE, a
     frozen MiniLM + MLP instead of the tiny random MLLM, x0-prediction instead of velocity prediction (see
     `kiwi.model.flow`), and a from-scratch Wan DiT (width 128, 4 layers, ~2M parameters) with Kiwi's source and
-    reference embedders. Frames must be multiples of 2 * patch pixels (the codec's patch, then the DiT's 2x2)."""
+    reference embedders, and a pointwise source refiner (`source_refiner=1`, kiwi.model.refiner; 0 for none).
+    Frames must be multiples of 2 * patch pixels (the codec's patch, then the DiT's 2x2)."""
     from diffusers import WanTransformer3DModel
 
     torch.manual_seed(seed)
@@ -241,7 +256,8 @@ def tiny_edit(seed: int = 0, width: int = 128, layers: int = 4, patch: int = 4, 
                                 ffn_dim=4 * width, num_layers=layers, cross_attn_norm=True,
                                 qk_norm="rms_norm_across_heads", rope_max_seq_len=64)
     return KiwiEdit(TextConditioner(hidden_size=width, tokens=tokens), KiwiTransformer(dit), PixelCodec(patch),
-                    FlowMatching(prediction="x0"), source_residual=source_residual, source_gate=source_gate)
+                    FlowMatching(prediction="x0"), source_residual=source_residual, source_gate=source_gate,
+                    source_refiner=source_refiner)
 
 
 def full(mllm_path: str, transformer_path: str, vae_path: str, queries: QueryCounts | None = None,

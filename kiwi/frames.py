@@ -1,0 +1,48 @@
+"""Clip geometry shared by training and inference, as upstream reads clips: which frames (the first ones in a row,
+or spread over the clip), and the frame size (scaled down to a pixel budget with the aspect kept, sides floored to
+multiples of 32, centre-cropped to that shape, bicubic)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from PIL import Image
+
+SAMPLINGS = ("prefix", "spread")
+MAX_PIXELS = 720 * 1280  # upstream's budget for the released model (--max_pixels 921600)
+
+
+def frame_shape(height: int, width: int, max_pixels: int | None = MAX_PIXELS) -> tuple[int, int]:
+    """The frame size a clip is sampled at: scaled down to `max_pixels` (aspect kept), sides floored to 32."""
+    if max_pixels and height * width > max_pixels:
+        scale = math.sqrt(height * width / max_pixels)
+        height, width = int(height / scale), int(width / scale)
+    return height // 32 * 32, width // 32 * 32
+
+
+def fit_frames(frames: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(T, H, W, 3) frames centre-cropped to the aspect of `shape` = (height, width) and resized to it (bicubic)."""
+    h, w = shape
+    height, width = frames.shape[1:3]
+    if (h, w) == (height, width):
+        return frames
+    if height / width < h / w:  # wider than the target: crop the sides
+        keep = int(height / h * w)
+        frames = frames[:, :, (width - keep) // 2: (width - keep) // 2 + keep]
+    else:
+        keep = int(width / w * h)
+        frames = frames[:, (height - keep) // 2: (height - keep) // 2 + keep]
+    return np.stack([np.asarray(Image.fromarray(f).resize((w, h), Image.BICUBIC)) for f in frames])
+
+
+def take_frames(frames: np.ndarray, count: int, sampling: str = "spread") -> np.ndarray:
+    """`count` frames: the first ones in a row ("prefix", upstream's training reader; a shorter clip repeats its
+    last frame) or evenly spaced over the clip ("spread", repeating frames of a short clip)."""
+    if sampling == "prefix":
+        index = np.minimum(np.arange(count), len(frames) - 1)
+    elif sampling == "spread":
+        index = np.round(np.linspace(0, len(frames) - 1, count)).astype(int)
+    else:
+        raise ValueError(f"frame sampling must be one of {SAMPLINGS}, not {sampling!r}")
+    return frames[index]
