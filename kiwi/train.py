@@ -100,7 +100,9 @@ def trainable_groups(model: KiwiEdit) -> dict[str, list[torch.nn.Parameter]]:
         "reference_connector": list(model.reference_connector.parameters()),
         "source_embedder": list(model.transformer.source_embedder.parameters()),
         "reference_embedder": list(model.transformer.reference_embedder.parameters()),
-        "dit": list(model.transformer.transformer.parameters()),
+        # the denoiser: the DiT and, in tiny-edit, the source refiner that finishes its estimate
+        "dit": list(model.transformer.transformer.parameters())
+        + (list(model.refiner.parameters()) if model.refiner is not None else []),
         "lora": lora,
     }
 

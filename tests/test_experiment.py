@@ -196,6 +196,10 @@ def test_another_model_trained_under_the_same_settings_is_scored_anew_and_jobs_t
     assert first.exit_code == 0, first.output
     assert "training 2 runs, 2 at a time" in first.output and "(2/2)" in first.output
     outputs = db.count("eval_outputs", "bench = 'xb'")
+    from safetensors.torch import load_file
+
+    trained = [load_file(p) for p in (tmp_path / "a" / "runs").glob("*/checkpoint/model.safetensors")]
+    assert len(trained) == 2 and all(t["refiner.net.2.weight"].abs().sum() > 0 for t in trained)  # it trains
     monkeypatch.setattr(kiwi_edit, "tiny_edit", lambda seed=0, **kw: tiny_edit(seed=seed, source_refiner=0))
     second = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "b")])
     assert second.exit_code == 0, second.output
