@@ -161,7 +161,8 @@ class Trainer:
                    summary: RunSummary, stage_start: bool = False) -> Path:
         """Model weights (safetensors), optimizer tensors (safetensors) and the rest (JSON). A `stage_start`
         checkpoint (written at a stage's end) resumes at the next stage with a fresh optimizer and loader.
-        Under several ranks each writes its loader state (`state.rank{r}.json`); rank 0 the weights.
+        Under several ranks each writes its loader state (`state.rank{r}.json`); rank 0 the weights (every rank
+        its shards, under FSDP).
         Atomic: every file goes to `checkpoint.next`, which replaces `checkpoint` by renames only once complete,
         so a kill at any moment leaves the previous checkpoint or the new one whole, never a mix."""
         folder, staging = self.out / "checkpoint", self.out / "checkpoint.next"
@@ -174,22 +175,19 @@ class Trainer:
             save_sharded(self.model, optimizer, staging, NOT_CHECKPOINTED)
         if self.rank != 0:
             (staging / f"state.rank{self.rank}.json").write_text(json.dumps({"loader": feed.state_dict()}))
-        elif self.sharded:
+        else:
             state = dict(stage_index=stage_index, step=step, global_step=global_step, loader=feed.state_dict(),
                          consumed=dict(summary.consumed), run_id=self.run_id, run=self.run.to_dict(),
                          stage_start=stage_start)
-            (staging / "state.json").write_text(json.dumps(state, indent=1))
-        else:
-            weights = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()
-                       if not k.startswith(NOT_CHECKPOINTED)}
-            save_file(weights, staging / "model.safetensors")
-            opt = optimizer.state_dict()
-            tensors = {f"{i}.{k}": v.detach().cpu().contiguous() for i, s in opt["state"].items()
-                       for k, v in s.items() if torch.is_tensor(v)}
-            save_file(tensors or {"_empty": torch.zeros(1)}, staging / "optimizer.safetensors")
-            state = dict(stage_index=stage_index, step=step, global_step=global_step, loader=feed.state_dict(),
-                         param_groups=opt["param_groups"], consumed=dict(summary.consumed), run_id=self.run_id,
-                         run=self.run.to_dict(), stage_start=stage_start)
+            if not self.sharded:  # one process holds the whole model: weights and optimizer tensors as files
+                weights = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()
+                           if not k.startswith(NOT_CHECKPOINTED)}
+                save_file(weights, staging / "model.safetensors")
+                opt = optimizer.state_dict()
+                tensors = {f"{i}.{k}": v.detach().cpu().contiguous() for i, s in opt["state"].items()
+                           for k, v in s.items() if torch.is_tensor(v)}
+                save_file(tensors or {"_empty": torch.zeros(1)}, staging / "optimizer.safetensors")
+                state["param_groups"] = opt["param_groups"]
             (staging / "state.json").write_text(json.dumps(state, indent=1))
         self._barrier()
         if self.rank == 0:
@@ -207,24 +205,22 @@ class Trainer:
     def _restore(self, optimizer, feed: StageFeed, state: dict, summary: RunSummary) -> None:
         folder = self.out / "checkpoint"
         summary.consumed.update(state["consumed"])
-        if is_sharded(folder):
+        sharded = is_sharded(folder)
+        if sharded:  # weights and, mid-stage, optimizer state from every rank's shards
             load_sharded(self.model, None if state["stage_start"] else optimizer, folder, NOT_CHECKPOINTED)
         else:
             load_weights(self.model, folder)
         if state["stage_start"]:
             return
-        if is_sharded(folder):
-            mine = folder / f"state.rank{self.rank}.json"
-            feed.load_state_dict(json.loads(mine.read_text())["loader"] if self.rank else state["loader"])
-            return
-        tensors = load_file(folder / "optimizer.safetensors")
-        opt_state: dict[int, dict] = {}
-        for key, value in tensors.items():
-            if key == "_empty":
-                continue
-            index, name = key.split(".", 1)
-            opt_state.setdefault(int(index), {})[name] = value.to(self.device)
-        optimizer.load_state_dict({"state": opt_state, "param_groups": state["param_groups"]})
+        if not sharded:
+            tensors = load_file(folder / "optimizer.safetensors")
+            opt_state: dict[int, dict] = {}
+            for key, value in tensors.items():
+                if key == "_empty":
+                    continue
+                index, name = key.split(".", 1)
+                opt_state.setdefault(int(index), {})[name] = value.to(self.device)
+            optimizer.load_state_dict({"state": opt_state, "param_groups": state["param_groups"]})
         mine = folder / f"state.rank{self.rank}.json"
         feed.load_state_dict(json.loads(mine.read_text())["loader"] if self.rank else state["loader"])
 
