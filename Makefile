@@ -9,7 +9,7 @@ export RAY_USAGE_STATS_ENABLED := 0
 export LANCE_LOG := error
 export LANCEDB_LOG := error
 
-.PHONY: demo test test-fast faults bench lab notebooks lint clean
+.PHONY: demo test test-fast faults bench scale lab notebooks lint clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ bench: $(STAMP)
 	$(PY) bench/loader_bench.py
 	$(PY) bench/label_bench.py
 	$(PY) bench/experiment_bench.py
+
+# growth curves: dedup + write from 1k to 20k rows, category SQL at 100k, 1M and 10M rows (~15 min, ~6 GB disk)
+scale: $(STAMP)
+	$(PY) bench/scale_bench.py
 
 # containers and CI run as root, which Jupyter refuses without --allow-root
 lab: $(STAMP)

@@ -28,6 +28,7 @@ from kiwi.model.kiwi_edit import MIXED, EditBatch
 from lake import Lake, media
 from lake.adaptive import AdaptiveConfig, AdaptiveSampler
 from lake.sampler import SliceSampler
+from lake.schema import spec_for
 from lake.slices import Slice
 from lake.taxonomy import Task
 
@@ -47,6 +48,9 @@ class DataConfig:
     # None: short side to `size`, centre-cropped square; a pixel budget: aspect kept (upstream's --max_pixels),
     # sides multiples of 32 — a batch takes its first row's shape, the other rows centre-cropped to it
     max_pixels: int | None = None
+    # with a pixel budget and batches of more than one: batches grouped by the frame shape each clip trains at
+    # (aspect-ratio buckets, from the table's width / height), so no row is cropped to another's shape
+    bucket_by_shape: bool = True
 
     def __post_init__(self):
         if self.sampling not in SAMPLINGS:
@@ -111,6 +115,9 @@ class SliceLoader(IterableDataset):
         self.db, self.slice, self.config, self.batch_size, self.task = db, slice_, config, batch_size, task
         self.sampler: SliceSampler | AdaptiveSampler
         if adaptive is not None:
+            if config.max_pixels is not None and config.bucket_by_shape and batch_size * world_size > 1:
+                raise ValueError("adaptive sampling does not bucket batches by frame shape: use batch 1 (upstream's), "
+                                 "no pixel budget, or DataConfig(bucket_by_shape=False)")
             lookahead = (config.prefetch + 1) * batch_size * world_size
             if config.ray or adaptive.update_every < lookahead:
                 raise ValueError(f"adaptive sampling needs the thread loader and update_every >= {lookahead} "
@@ -118,8 +125,11 @@ class SliceLoader(IterableDataset):
                                  f"an update; got update_every={adaptive.update_every}, ray={config.ray}")
             self.sampler = AdaptiveSampler(slice_, seed, adaptive, epoch=epoch, rank=rank, world_size=world_size)
         else:
+            buckets = None
+            if config.max_pixels is not None and config.bucket_by_shape and batch_size * world_size > 1:
+                buckets = shape_buckets(db, slice_, config.max_pixels)
             self.sampler = slice_.sampler(seed=seed, epoch=epoch, rank=rank, world_size=world_size, mode=mode,
-                                          batch_size=batch_size * world_size)
+                                          batch_size=batch_size * world_size, buckets=buckets)
         self.step = 0
 
     def state_dict(self) -> dict[str, Any]:
@@ -134,14 +144,17 @@ class SliceLoader(IterableDataset):
         if isinstance(self.sampler, AdaptiveSampler):
             yield from self._adaptive_batches()
             return
-        ids = list(self.sampler.remaining_ids())
-        position = self.sampler.position  # the end of the epoch; we move it back batch by batch as we deliver
-        start_position = position - len(ids) * self.sampler.world_size
-        chunks = [ids[i : i + self.batch_size] for i in range(0, len(ids) - self.batch_size + 1, self.batch_size)]
+        start_position = self.sampler.position  # a multiple of the global batch: rank r's ids start at it + r
+        span = self.batch_size * self.sampler.world_size
+        full = (len(self.sampler.sequence()) - start_position) // span  # whole global batches left this epoch
+        ids = list(self.sampler.remaining_ids())  # moves the position to the end; set back batch by batch below
+        # every rank stops after the same number of batches (a rank with a micro-batch of the partial global batch
+        # would otherwise step once more than the others)
+        chunks = [ids[i * self.batch_size : (i + 1) * self.batch_size] for i in range(full)]
         prepared = self._ray_prepared(chunks) if self.config.ray else self._thread_prepared(chunks)
         for i, arrays in enumerate(prepared):
             self.step += 1
-            self.sampler.position = start_position + (i + 1) * self.batch_size * self.sampler.world_size
+            self.sampler.position = start_position + (i + 1) * span
             yield LoadedBatch(self.step, chunks[i], arrays["edit_types"], self._batch(arrays))
 
     def _adaptive_batches(self) -> Iterator[LoadedBatch]:
@@ -210,6 +223,29 @@ class SliceLoader(IterableDataset):
             array = array.copy()
         tensor = torch.from_numpy(np.ascontiguousarray(array))
         return tensor.pin_memory() if self.config.pin_memory else tensor
+
+
+_BUCKETS: dict[tuple, np.ndarray] = {}
+
+
+def shape_buckets(db: Lake, slice_: Slice, max_pixels: int) -> np.ndarray:
+    """Each slice row's bucket: the frame shape its clip trains at under the pixel budget, as one integer
+    (height * 2**16 + width; -1 where the table does not know the clip's size). Read once per slice and budget."""
+    key = (db.uri, slice_.slice_id, slice_.table_version, max_pixels)
+    if key not in _BUCKETS:
+        id_column = spec_for(slice_.table).key[0]
+        sizes = db.sql(f'SELECT "{id_column}" AS id, width, height FROM {slice_.table}',
+                       version={slice_.table: slice_.table_version}).to_pandas().set_index("id")
+        sizes = sizes.reindex(list(slice_.ids))
+        keys = np.full(len(sizes), -1, np.int64)
+        for i, (width, height) in enumerate(zip(sizes["width"], sizes["height"], strict=True)):
+            if width == width and height == height:  # not NaN
+                h, w = frame_shape(int(height), int(width), max_pixels)
+                keys[i] = h * 2**16 + w
+        if len(_BUCKETS) >= 8:  # a few slices' worth: a run reopens the same ones every epoch
+            _BUCKETS.clear()
+        _BUCKETS[key] = keys
+    return _BUCKETS[key]
 
 
 def prepare_rows(db: Lake, slice_: Slice, ids: list[str], config: DataConfig, task: str, seed: int,

@@ -86,3 +86,26 @@ def load_sharded(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None
 
 def is_sharded(folder: Path) -> bool:
     return (Path(folder) / SHARDED).is_dir()
+
+
+def load_whole_into_sharded(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
+                            weights: dict[str, torch.Tensor], moments: dict[int, dict[str, torch.Tensor]],
+                            param_groups: list[dict] | None) -> None:
+    """A whole checkpoint (one process's or DDP rank 0's files) into a sharded model: every rank reads the full
+    tensors and keeps its shards. The optimizer moments, saved by parameter index, are named by the parameters
+    the optimizer holds (the same order: the stage's trainable groups), which is how a sharded load finds them."""
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        set_model_state_dict,
+        set_optimizer_state_dict,
+    )
+
+    options = StateDictOptions(full_state_dict=True, strict=False)  # strict=False: frozen parts are not saved
+    set_model_state_dict(model, weights, options=options)
+    if optimizer is None:
+        return
+    names = {id(p): n for n, p in model.named_parameters()}
+    order = [names[id(p)] for group in optimizer.param_groups for p in group["params"]]
+    groups = [{**group, "params": [order[i] for i in group["params"]]} for group in param_groups or []]
+    set_optimizer_state_dict(model, optimizer, {"state": {order[i]: v for i, v in moments.items()},
+                                                "param_groups": groups}, options=options)

@@ -31,7 +31,7 @@ from kiwi.mixing import HeldOutProbe, record_weights
 from kiwi.model.flow import keyed_generator
 from kiwi.model.io import load_strictly
 from kiwi.model.kiwi_edit import KiwiEdit
-from kiwi.sharding import is_sharded, load_sharded, save_sharded, shard_model
+from kiwi.sharding import is_sharded, load_sharded, load_whole_into_sharded, save_sharded, shard_model
 from lake import Lake
 from lake.slices import load_slice
 from lake.version import code_version
@@ -133,6 +133,28 @@ def load_weights(model: KiwiEdit, checkpoint: str | Path) -> KiwiEdit:
     return model
 
 
+def _saved_moments(folder: Path, device: torch.device) -> dict[int, dict[str, torch.Tensor]]:
+    """An unsharded checkpoint's optimizer moments by parameter index, as `optimizer.state_dict()["state"]`."""
+    moments: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in load_file(folder / "optimizer.safetensors").items():
+        if key != "_empty":
+            index, name = key.split(".", 1)
+            moments.setdefault(int(index), {})[name] = value.to(device)
+    return moments
+
+
+def rank_batch(stage: StageConfig, ranks_at_start: int, ranks: int) -> int:
+    """A rank's micro-batch: the stage's batch is per rank as the run started. A run resumed on another number of
+    ranks keeps the global batch (batch x first ranks) and splits it over the ranks it has now, so it reads the
+    same samples into the same optimizer steps; a global batch that does not divide is refused."""
+    total = stage.batch_size * ranks_at_start
+    if total % ranks:
+        raise ValueError(f"stage {stage.name!r}: its global batch of {total} samples ({stage.batch_size} per rank x "
+                         f"{ranks_at_start} ranks at the run's start) does not split over {ranks} ranks; resume on a "
+                         f"number of ranks that divides {total}")
+    return total // ranks
+
+
 def sample_generators(seed: int, step: int, micro: int, size: int, rank: int = 0,
                       world_size: int = 1) -> list[torch.Generator]:
     """One generator per sample of this rank's micro-batch, keyed by the sample's place in the global batch (the
@@ -153,6 +175,7 @@ class Trainer:
         self.model, self.db, self.run, self.out = model, db, run, Path(out_dir)
         self.rank, self.world_size = rank, world_size
         self.sharded = parallel == "fsdp" and world_size > 1
+        self.ranks_at_start = world_size  # a resumed run keeps its first ranks' global batch (see rank_batch)
         self.run_id = hashlib.blake2b(json.dumps(run.to_dict(), sort_keys=True).encode(), digest_size=8).hexdigest()
         self.device = next(model.parameters()).device
 
@@ -178,7 +201,7 @@ class Trainer:
         else:
             state = dict(stage_index=stage_index, step=step, global_step=global_step, loader=feed.state_dict(),
                          consumed=dict(summary.consumed), run_id=self.run_id, run=self.run.to_dict(),
-                         stage_start=stage_start)
+                         stage_start=stage_start, ranks=self.world_size, ranks_at_start=self.ranks_at_start)
             if not self.sharded:  # one process holds the whole model: weights and optimizer tensors as files
                 weights = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()
                            if not k.startswith(NOT_CHECKPOINTED)}
@@ -202,27 +225,32 @@ class Trainer:
 
             dist.barrier()
 
+    def rank_batch(self, stage: StageConfig) -> int:
+        return rank_batch(stage, self.ranks_at_start, self.world_size)
+
     def _restore(self, optimizer, feed: StageFeed, state: dict, summary: RunSummary) -> None:
+        """Weights, optimizer state and loader positions from the checkpoint, whatever number of ranks wrote it:
+        shards are resharded for the ranks reading them, whole files are split over FSDP ranks, and the loader
+        state — global sampler positions, the same on every rank — is rank 0's when the number of ranks changed."""
         folder = self.out / "checkpoint"
         summary.consumed.update(state["consumed"])
-        sharded = is_sharded(folder)
-        if sharded:  # weights and, mid-stage, optimizer state from every rank's shards
-            load_sharded(self.model, None if state["stage_start"] else optimizer, folder, NOT_CHECKPOINTED)
+        moments = None if state["stage_start"] else optimizer
+        if is_sharded(folder):  # weights and, mid-stage, optimizer state from every rank's shards
+            load_sharded(self.model, moments, folder, NOT_CHECKPOINTED)
         else:
-            load_weights(self.model, folder)
+            saved = _saved_moments(folder, self.device) if moments is not None else {}
+            if self.sharded:  # a checkpoint of one process or of DDP ranks, spread over FSDP ranks
+                load_whole_into_sharded(self.model, moments, load_file(folder / "model.safetensors"), saved,
+                                        state.get("param_groups"))
+            else:
+                load_weights(self.model, folder)
+                if moments is not None:
+                    optimizer.load_state_dict({"state": saved, "param_groups": state["param_groups"]})
         if state["stage_start"]:
             return
-        if not sharded:
-            tensors = load_file(folder / "optimizer.safetensors")
-            opt_state: dict[int, dict] = {}
-            for key, value in tensors.items():
-                if key == "_empty":
-                    continue
-                index, name = key.split(".", 1)
-                opt_state.setdefault(int(index), {})[name] = value.to(self.device)
-            optimizer.load_state_dict({"state": opt_state, "param_groups": state["param_groups"]})
         mine = folder / f"state.rank{self.rank}.json"
-        feed.load_state_dict(json.loads(mine.read_text())["loader"] if self.rank else state["loader"])
+        same_ranks = state.get("ranks", self.world_size) == self.world_size
+        feed.load_state_dict(json.loads(mine.read_text())["loader"] if self.rank and same_ranks else state["loader"])
 
     # ------------------------------------------------------------------------------------------- lineage
     def record(self, status: str, summary: RunSummary) -> None:
@@ -258,6 +286,8 @@ class Trainer:
         state = json.loads(state_file.read_text()) if resume and state_file.exists() else None
         if state and state.get("run_id", self.run_id) != self.run_id:
             raise RunMismatch(self.out, state, self.run)
+        if state:
+            self.ranks_at_start = state.get("ranks_at_start", self.world_size)
         self.out.mkdir(parents=True, exist_ok=True)
         log = (self.out / ("metrics.jsonl" if self.rank == 0 else f"metrics.rank{self.rank}.jsonl")).open("a")
         writer = SummaryWriter(str(self.out / "tensorboard" / f"rank{self.rank}"))
@@ -360,7 +390,7 @@ class Trainer:
             data = DataConfig(frames=source.frames or stage.frames, size=source.size or stage.size,
                               pin_memory=self.device.type == "cuda", sampling=stage.frame_sampling,
                               max_pixels=source.max_pixels or stage.max_pixels)
-            return SliceLoader(self.db, slices[index], data, stage.batch_size, self.run.seed, source.task,
+            return SliceLoader(self.db, slices[index], data, self.rank_batch(stage), self.run.seed, source.task,
                                epoch=epoch, rank=self.rank, world_size=self.world_size, mode=stage.mode,
                                adaptive=stage.adaptive)
 
@@ -417,7 +447,7 @@ class Trainer:
         """At each block boundary the sampler crossed: probe the held-out loss per category and move the mix.
         Every rank probes the same rows with the same (synchronised) weights, so all make the same update."""
         sampler, block = loader.sampler, stage.adaptive.update_every
-        consumed, span = sampler.position, stage.batch_size * self.world_size * stage.grad_accumulation
+        consumed, span = sampler.position, self.rank_batch(stage) * self.world_size * stage.grad_accumulation
         if consumed // block == (consumed - span) // block:
             return
         losses = probe.losses(self.model)

@@ -99,6 +99,11 @@ class Lake:
             os.makedirs(self.uri, exist_ok=True)
         self._db = lancedb.connect(self.uri, storage_options=self.storage_options or None)
         self._write_lock = threading.Lock()  # one commit at a time from this handle; other writers meet the key check
+        self._duckdb = None  # one in-memory DuckDB per handle; each query runs on its own cursor (lake.sql)
+        self._duckdb_lock = threading.Lock()
+        from lake.snapshots import Snapshots
+
+        self.snapshots = Snapshots(self)  # SQL over large tables at Parquet speed (lake/snapshots.py)
         self._tables: dict[str, LanceTable] = {}
         existing = set(self._db.list_tables().tables)
         for name, spec in TABLES.items():
@@ -121,19 +126,24 @@ class Lake:
         return spec_for(table)
 
     def table(self, name: str, version: Version | None = None) -> LanceTable:
-        """The LanceDB table, at its latest version or checked out at `version` (a number or a tag)."""
+        """The LanceDB table, at its latest version or checked out at `version` (a number or a tag). The latest is
+        kept open: a later call only checks out the newest version (listing the lake's tables per call cost one
+        LIST request per read on object storage)."""
         spec_for(name)
-        if name not in self.table_names:
-            raise LakeError(f"table {name!r} does not exist in the lake at {self.uri}")
         if version is None:
             table = self._tables.get(name)
             if table is None:
-                table = self._tables[name] = self._db.open_table(name)
+                table = self._tables[name] = self._open(name)
             table.checkout_latest()
             return table
-        table = self._db.open_table(name)
+        table = self._open(name)
         table.checkout(self.resolve_version(name, version))
         return table
+
+    def _open(self, name: str) -> LanceTable:
+        if name not in self.table_names:
+            raise LakeError(f"table {name!r} does not exist in the lake at {self.uri}")
+        return self._db.open_table(name)
 
     def dataset(self, name: str, version: Version | None = None) -> lance.LanceDataset:
         """The underlying Lance dataset (for scans with pushdown, `take`, `take_blobs`)."""
@@ -417,6 +427,17 @@ class Lake:
         return found.select([*columns, "_rowaddr"]), ds
 
     # ------------------------------------------------------------------------------------------- SQL and Daft
+
+    def duckdb_cursor(self):
+        """A fresh DuckDB connection (cursor) on this handle's one database: its own temp views and
+        registrations, opened in microseconds where a new database costs tens of milliseconds per query."""
+        with self._duckdb_lock:
+            if self._duckdb is None:
+                import duckdb
+
+                self._duckdb = duckdb.connect()
+                self._duckdb.execute("SET parquet_metadata_cache = true")  # snapshot footers parsed once
+            return self._duckdb.cursor()
 
     def sql(self, query: str, params: Mapping[str, Any] | None = None,
             version: Version | Mapping[str, Version] | None = None) -> pa.Table:

@@ -24,14 +24,21 @@ MODES = ("weighted", "stratified")
 
 
 class SliceSampler:
+    """`batch_size` is the global batch (all ranks together). `buckets` (one key per slice row, e.g. the frame
+    shape a clip is trained at) regroups the sequence so every global batch holds rows of one bucket
+    (`bucket_batches`): still one global sequence, so resume and elasticity hold as without."""
+
     def __init__(self, slice_: Slice, seed: int, epoch: int = 0, rank: int = 0, world_size: int = 1,
-                 mode: str = "weighted", batch_size: int = 32):
+                 mode: str = "weighted", batch_size: int = 32, buckets: np.ndarray | None = None):
         if mode not in MODES:
             raise ValueError(f"unknown sampling mode {mode!r}; choose {' or '.join(MODES)}")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside world_size {world_size}")
         self.slice, self.seed, self.epoch = slice_, int(seed), int(epoch)
         self.rank, self.world_size, self.mode, self.batch_size = rank, world_size, mode, int(batch_size)
+        if buckets is not None and len(buckets) != len(slice_.ids):
+            raise ValueError(f"buckets: {len(buckets)} keys for a slice of {len(slice_.ids)} rows")
+        self.buckets = buckets
         self.position = 0  # global positions of this epoch already handed out (by all ranks together)
         self._cache: tuple[int, np.ndarray] | None = None
 
@@ -43,6 +50,8 @@ class SliceSampler:
             return self._cache[1]
         rng = np.random.default_rng([self.seed, epoch, stable_hash(self.slice.slice_id)])
         seq = self._weighted(rng) if self.mode == "weighted" else self._stratified(rng)
+        if self.buckets is not None:
+            seq = seq[bucket_batches(self.buckets[seq], self.batch_size)]
         self._cache = (epoch, seq)
         return seq
 
@@ -94,16 +103,37 @@ class SliceSampler:
     # ------------------------------------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
         return dict(slice_id=self.slice.slice_id, table_version=self.slice.table_version, seed=self.seed,
-                    epoch=self.epoch, position=self.position, mode=self.mode, batch_size=self.batch_size)
+                    epoch=self.epoch, position=self.position, mode=self.mode, batch_size=self.batch_size,
+                    bucketed=self.buckets is not None)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Resume mid-epoch; refuses a state taken on another slice, table version, seed or mode."""
+        """Resume mid-epoch; refuses a state taken on another slice, table version, seed, mode, global batch or
+        bucketing (each makes another sequence)."""
         mine = self.state_dict()
-        for key in ("slice_id", "table_version", "seed", "mode", "batch_size"):
+        state = {"bucketed": False, **state}  # states from before buckets
+        for key in ("slice_id", "table_version", "seed", "mode", "batch_size", "bucketed"):
             if state.get(key) != mine[key]:
                 raise ValueError(f"cannot resume: the saved sampler has {key}={state.get(key)!r}, "
                                  f"this one {key}={mine[key]!r}")
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
+
+
+def bucket_batches(keys: np.ndarray, batch: int) -> np.ndarray:
+    """An order of positions 0..n-1 in which every run of `batch` holds one bucket key (aspect-ratio buckets, as
+    SDXL-style trainers batch mixed shapes): walking the sequence, each row joins its bucket's queue, and a queue
+    that fills a batch is emitted at once, so batches keep the sequence's order and mix. Rows left in unfilled
+    queues at the end follow in sequence order, as mixed batches (the loader crops those to their first row's
+    shape) and the epoch's last partial batch: nothing is dropped that the unbucketed sequence would keep."""
+    order: list[int] = []
+    queues: dict[Any, list[int]] = {}
+    for position, key in enumerate(keys.tolist()):
+        queue = queues.setdefault(key, [])
+        queue.append(position)
+        if len(queue) == batch:
+            order += queue
+            queue.clear()
+    leftovers = sorted(p for queue in queues.values() for p in queue)
+    return np.asarray(order + leftovers, np.int64)
 
 
 def _cycled_permutations(rng: np.random.Generator, members: np.ndarray, length: int) -> np.ndarray:

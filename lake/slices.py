@@ -57,10 +57,11 @@ class Slice:
         return self.allocation.report()
 
     def sampler(self, seed: int | None = None, epoch: int = 0, rank: int = 0, world_size: int = 1,
-                mode: str = "weighted", batch_size: int = 32) -> SliceSampler:
+                mode: str = "weighted", batch_size: int = 32, buckets: np.ndarray | None = None) -> SliceSampler:
         from lake.sampler import SliceSampler
 
-        return SliceSampler(self, self.seed if seed is None else seed, epoch, rank, world_size, mode, batch_size)
+        return SliceSampler(self, self.seed if seed is None else seed, epoch, rank, world_size, mode, batch_size,
+                            buckets)
 
 
 def build_slice(db: Lake, table: str = "quadruplets", by: str = "edit_type", strategy: Strategy | None = None,

@@ -1,6 +1,7 @@
-"""DuckDB over the lake: each query gets a fresh in-process connection on which the tables it names are views
-over their Lance datasets. The views list only metadata columns, so `SELECT *` can never pull video bytes, and
-DuckDB pushes projections and filters through the view into the Lance scan."""
+"""DuckDB over the lake: each query gets a fresh connection (a cursor on the lake handle's one in-memory database)
+on which the tables it names are views over their Lance datasets. The views list only metadata columns, so
+`SELECT *` can never pull video bytes, and DuckDB pushes projections and filters through the view into the Lance
+scan."""
 
 from __future__ import annotations
 
@@ -40,12 +41,20 @@ def referenced_tables(query: str) -> set[str]:
     return {n for n in names if n in TABLES}
 
 
-def connect(lake: Lake, tables: set[str], version: Version | Mapping[str, Version] | None = None):
-    """A DuckDB connection with each of `tables` registered as a metadata-only view, at the requested version."""
+def connect(lake: Lake, tables: set[str], version: Version | Mapping[str, Version] | None = None,
+            query: str = ""):
+    """A DuckDB connection with each of `tables` registered as a metadata-only view, at the requested version:
+    over the version's Parquet snapshot where the query allows one (`lake.snapshots`), else over the Lance
+    dataset."""
     versions = _versions_per_table(tables, version)
-    con = duckdb.connect()
+    con = lake.duckdb_cursor()
     for name in sorted(tables):
         dataset = lake.dataset(name, versions.get(name))
+        snapshot = lake.snapshots.for_query(name, dataset, query) if query else None
+        if snapshot is not None:
+            path = str(snapshot).replace("'", "''")
+            con.execute(f"CREATE TEMP VIEW \"{name}\" AS SELECT * FROM read_parquet('{path}')")
+            continue
         raw = f"__lance_{name}"
         con.register(raw, dataset)
         spec = lake.spec(name)
@@ -66,7 +75,7 @@ def _view_column(field: pa.Field, key: str) -> str:
 def run_sql(lake: Lake, query: str, params: Mapping[str, Any] | None = None,
             version: Version | Mapping[str, Version] | None = None) -> pa.Table:
     tables = referenced_tables(query)
-    con = connect(lake, tables, version)
+    con = connect(lake, tables, version, query)
     try:
         relation = con.sql(query, params=dict(params) if params else None)
         return relation.to_arrow_table() if relation is not None else pa.table({})

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 os.environ.setdefault("LANCE_LOG", "error")
 os.environ.setdefault("LANCEDB_LOG", "error")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# SQL snapshots (lake/snapshots.py) of this session's lakes go to a folder of their own, not the user's cache
+os.environ.setdefault("KIWI_LAKE_SQL_CACHE", tempfile.mkdtemp(prefix="kiwi-test-sql-"))
 
 import numpy as np
 import pytest

@@ -110,3 +110,59 @@ def test_frame_policy_takes_a_consecutive_prefix_and_keeps_the_aspect_within_a_p
     budget = DataConfig(max_pixels=64 * 64, sampling="prefix")  # 96x96 clips -> 64x64, whole frame, no crop
     batch = next(iter(SliceLoader(db, s, budget, batch_size=2, seed=1, task="ref_subject"))).batch
     assert tuple(batch.source.shape) == (2, 5, 64, 64, 3) and tuple(batch.reference.shape) == (2, 64, 64, 3)
+
+
+@pytest.fixture(scope="module")
+def two_shapes(tmp_path_factory):
+    """Landscape 64x96 and portrait 96x64 clips in one lake."""
+    import lake
+    from refvie.ingest import IngestConfig, ingest
+    from refvie.pipeline import build_local
+    from refvie.sources import SyntheticSource
+    from refvie.synthetic import SyntheticConfig
+
+    db = lake.open(tmp_path_factory.mktemp("shapes") / "lake")
+    for seed, (height, width) in ((11, (64, 96)), (12, (96, 64))):
+        config = SyntheticConfig(frames=5, height=height, width=width, seed=seed, dataset=f"shape{seed}")
+        ingest(SyntheticSource(12, config), db, IngestConfig(progress=False))
+    build_local(db)
+    return db
+
+
+def test_batches_are_bucketed_by_frame_shape_and_keep_order_resume_and_ranks(two_shapes):
+    """With a pixel budget and batches > 1, every batch holds clips of one shape (none cropped to another's);
+    bucketing is part of the one global sequence, so a resumed loader and two ranks read what one loader reads."""
+    from lake.sampler import bucket_batches
+
+    db = two_shapes
+    keys = np.array([0, 1, 1, 0, 1, 0, 0, 1, 1])
+    order = bucket_batches(keys, 2)
+    assert sorted(order.tolist()) == list(range(9))  # a permutation: nothing dropped
+    assert order.tolist() == [1, 2, 0, 3, 5, 6, 4, 7, 8]  # full batches as their bucket fills, leftovers last
+    native = dict(db.sql("SELECT id, height, width FROM quadruplets").to_pandas()
+                  .pipe(lambda f: zip(f["id"], zip(f["height"], f["width"], strict=True), strict=True)))
+    assert set(native.values()) == {(64, 96), (96, 64)}
+    s = build_slice(db, strategy=Strategy("natural"), seed=2)
+    config = DataConfig(max_pixels=64 * 96, sampling="prefix")
+    make = lambda **kw: SliceLoader(db, s, config, seed=2, task="instruct", **kw)  # noqa: E731
+    batches = list(make(batch_size=4))
+    pure = [len({native[i] for i in b.ids}) == 1 for b in batches]
+    assert all(pure[:-1]) and len(batches) == s.epoch_size // 4  # leftovers make at most the last batch mixed
+    for b in batches[:-1]:  # each at its own clips' shape: landscape and portrait batches both
+        assert tuple(b.batch.source.shape[2:4]) == native[b.ids[0]]
+    assert {tuple(b.batch.source.shape[2:4]) for b in batches} == {(64, 96), (96, 64)}
+    unbucketed = [b.ids for b in SliceLoader(db, s, DataConfig(max_pixels=64 * 96, bucket_by_shape=False), 4, 2,
+                                             "instruct")]
+    assert not all(len({native[i] for i in ids}) == 1 for ids in unbucketed)  # what bucketing prevents
+    interrupted = make(batch_size=4)
+    it = iter(interrupted)
+    head = [next(it).ids for _ in range(2)]
+    resumed = make(batch_size=4)
+    resumed.load_state_dict(interrupted.state_dict())
+    assert head + [b.ids for b in resumed] == [b.ids for b in batches]
+    ranks = [[b.ids for b in make(batch_size=2, rank=r, world_size=2)] for r in range(2)]
+    dealt = [[x for pair in zip(a, b, strict=True) for x in pair] for a, b in zip(*ranks, strict=True)]
+    assert dealt == [b.ids for b in batches]
+    with pytest.raises(ValueError, match="cannot resume: the saved sampler has bucketed=False"):
+        make(batch_size=4).load_state_dict(SliceLoader(db, s, DataConfig(max_pixels=64 * 96, bucket_by_shape=False),
+                                                       4, 2, "instruct").state_dict())

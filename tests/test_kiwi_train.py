@@ -1,11 +1,12 @@
 """Training: exact resume, stage freezing, lineage, and a curriculum that learns on the synthetic lake."""
 
 import json
+import shutil
 
 import pytest
 import torch
 
-from kiwi.curriculum import StageConfig
+from kiwi.curriculum import RunConfig, StageConfig
 from kiwi.curriculum import tiny as tiny_curriculum
 from kiwi.model.kiwi_edit import tiny
 from kiwi.train import Trainer, set_trainable
@@ -183,9 +184,12 @@ def _two_worker_ids(out):
 
 @pytest.fixture(scope="module")
 def single_worker(db, tmp_path_factory):
-    stage = StageConfig("s2", "video", "instruct", ("queries", "query_connector", "dit"), 4, 1e-3, batch_size=4)
     out = tmp_path_factory.mktemp("one")
-    return Trainer(tiny(seed=7), db, run_config().__class__("one", (stage,), seed=7), out).train(), out
+    return Trainer(tiny(seed=7), db, RunConfig("one", (_single_stage(),), seed=7), out).train(), out
+
+
+def _single_stage():
+    return StageConfig("s2", "video", "instruct", ("queries", "query_connector", "dit"), 4, 1e-3, batch_size=4)
 
 
 def _two_worker_run(name):
@@ -247,6 +251,11 @@ def test_two_fsdp_workers_shard_the_model_and_train_what_one_worker_trains(db, t
     shards = sorted(p.name for p in (out / "checkpoint" / "sharded").iterdir())
     assert "__0_0.distcp" in shards and "__1_0.distcp" in shards  # each rank wrote its own shards
     assert not (out / "checkpoint" / "model.safetensors").exists()
+    alone = tmp_path / "alone"  # the same shards resumed by one process: resharded, the same global batch of 4
+    shutil.copytree(out, alone)
+    resumed = Trainer(tiny(seed=7), db, _two_worker_run("two"), alone).train()
+    assert [h["ids"] for h in resumed.history] == [h["ids"] for h in single.history[1:]]
+    _assert_same_training(_weights(alone), _weights(single_out))
     second = train_distributed(db.uri, _two_worker_run("two"), out, num_workers=2, parallel="fsdp")
     assert second.error is None
     assert _two_worker_ids(out) == [h["ids"] for h in single.history]
@@ -254,6 +263,37 @@ def test_two_fsdp_workers_shard_the_model_and_train_what_one_worker_trains(db, t
     for h, r0, r1 in zip(single.history, read_history(out), rank1, strict=True):
         assert (r0["loss"] + r1["loss"]) / 2 == pytest.approx(h["loss"], rel=1e-4)
     _assert_same_training(_sharded_weights(out), _weights(single_out))
+
+
+def test_a_one_process_checkpoint_resumes_on_two_fsdp_workers(db, tmp_path, ray_local, single_worker):
+    """Elastic the other way: the single worker's run stopped after a step (whole files, batch 4) resumes on two
+    FSDP ranks, each taking 2 of the same global batch, spreading the whole weights and AdamW moments into shards;
+    it reads the same sequence and ends with the same weights."""
+    from kiwi.distributed import train_distributed
+
+    single, single_out = single_worker
+    out = tmp_path / "grow"
+    run = RunConfig("one", (_single_stage(),), seed=7)
+    Trainer(tiny(seed=7), db, run, out).train(stop_after=1)
+    assert json.loads((out / "checkpoint" / "state.json").read_text())["ranks"] == 1
+    result = train_distributed(db.uri, run, out, num_workers=2, parallel="fsdp")
+    assert result.error is None
+    rank0 = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    rank1 = [json.loads(line) for line in (out / "metrics.rank1.jsonl").read_text().splitlines()]
+    assert [len(h["ids"]) for h in rank0] == [4, 2, 2, 2]  # one process's step, then two ranks' halves
+    dealt = [[x for pair in zip(r0["ids"], r1["ids"], strict=True) for x in pair]
+             for r0, r1 in zip(rank0[1:], rank1, strict=True)]
+    assert dealt == [h["ids"] for h in single.history[1:]]
+    _assert_same_training(_sharded_weights(out), _weights(single_out))
+
+
+def test_a_global_batch_that_does_not_split_over_the_ranks_is_refused():
+    from kiwi.train import rank_batch
+
+    assert rank_batch(_single_stage(), ranks_at_start=1, ranks=2) == 2  # batch 4 started on one rank
+    assert rank_batch(_single_stage(), ranks_at_start=2, ranks=1) == 8
+    with pytest.raises(ValueError, match=r"'s2': its global batch of 4 samples .* does not split over 3 ranks"):
+        rank_batch(_single_stage(), ranks_at_start=1, ranks=3)
 
 
 def _assert_same_training(mine, theirs):

@@ -99,3 +99,40 @@ def test_extra_query_folders_come_first(filled_lake, tmp_path, monkeypatch):
     monkeypatch.setenv("KIWI_LAKE_QUERIES", str(tmp_path))
     assert filled_lake.query("long_instructions")["n"][0].as_py() == 200  # "edit number 100" .. "299"
     assert filled_lake.query("long_instructions", min_len=1)["n"][0].as_py() == 300
+
+
+
+def test_large_tables_are_queried_through_a_per_version_parquet_snapshot_that_is_never_stale(tmp_path):
+    """The snapshot answers as the Lance scan does (filters, parameters, joins, versions), is made at the second
+    query of a version, follows every write, and is skipped for `*` and for vector or image columns."""
+    import lake
+
+    db = lake.open(tmp_path / "lake")
+    lance_only = lake.open(tmp_path / "lake")
+    db.snapshots.min_rows, lance_only.snapshots.enabled = 1, False
+    db.upsert("quadruplets", quadruplet_rows(40, videos=False))
+    db.reject("decode", "p0-00003", "unreadable", dataset="fixture")
+    count = "SELECT edit_type, count(*) AS n FROM quadruplets GROUP BY 1 ORDER BY 1"
+    snapshots = lambda: sorted(p.name for p in db.snapshots.folder.glob("quadruplets-*.parquet"))  # noqa: E731
+    first = db.sql(count)
+    assert snapshots() == []  # a version queried once is not worth a file
+    assert db.sql(count).equals(first) and len(snapshots()) == 1
+    for query, params in [
+        ("SELECT id, edit_strength FROM quadruplets WHERE edit_type = $t AND edit_strength > 0.3 ORDER BY id",
+         {"t": "local_add"}),
+        ("SELECT q.edit_type, count(r.input_ref) AS rejected FROM quadruplets q "
+         "LEFT JOIN rejects r ON r.input_ref = q.pair_id GROUP BY 1 ORDER BY 1", None),
+        ("SELECT split, avg(num_frames) AS f, max(width) AS w FROM quadruplets GROUP BY 1", None),
+    ]:
+        assert db.sql(query, params=params).equals(lance_only.sql(query, params=params)), query
+    db.upsert("quadruplets", quadruplet_rows(5, videos=False, seed=9))  # a write: a new version, a new key
+    assert sum(db.sql(count)["n"].to_pylist()) == 45 and sum(db.sql(count)["n"].to_pylist()) == 45
+    assert len(snapshots()) == 2
+    assert sum(db.sql(count, version=2)["n"].to_pylist()) == 40  # a pinned version reads its own snapshot
+    dataset = db.dataset("quadruplets")
+    for bulky in ("SELECT * FROM quadruplets", "SELECT q.* FROM quadruplets q", "SELECT thumb_source FROM quadruplets",
+                  "SELECT id FROM quadruplets WHERE instruction_emb IS NOT NULL"):
+        assert db.snapshots.for_query("quadruplets", dataset, bulky) is None, bulky
+    assert "instruction_emb" in db.sql("SELECT * FROM quadruplets LIMIT 1").column_names
+    assert db.snapshots.for_query("quadruplets", dataset, count) is not None
+    assert lance_only.snapshots.for_query("quadruplets", dataset, count) is None  # switched off: the Lance scan

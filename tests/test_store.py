@@ -228,3 +228,16 @@ def test_nearest_by_a_key_holding_a_quote_leaves_that_row_out(empty_lake):
     empty_lake.upsert("quadruplets", rows)
     found = empty_lake.nearest("it's-0", k=2, columns=["id"])["id"].to_pylist()
     assert sorted(found) == sorted(r["id"] for r in rows[1:])
+
+
+def test_reading_a_table_does_not_list_the_lake_each_time(empty_lake):
+    """On object storage every listing is a LIST request: an open table is reused, only its version refreshed."""
+    calls = []
+    listing = empty_lake._db.list_tables
+    empty_lake._db.list_tables = lambda *a, **k: calls.append(1) or listing(*a, **k)
+    for _ in range(5):
+        empty_lake.count("quadruplets")
+        empty_lake.sql("SELECT count(*) AS n FROM quadruplets")
+    assert len(calls) <= 1
+    with pytest.raises(LakeError, match="table 'nope'|unknown table"):
+        empty_lake.table("nope")

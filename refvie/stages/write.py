@@ -8,8 +8,8 @@ when another writer committed while this one was writing, it settles any pair of
 built (the reject goes: a near-duplicate kept is no loss, a pair counted twice breaks `in = accepted + rejected`).
 
 Near-duplicates are caught here: a row whose (instruction, target) embedding is within `duplicate_cosine` of
-one already written is rejected as `duplicate`. The bank of written embeddings lives in memory (4 KB a row);
-past a few million rows, swap it for `Lake.nearest` on an index."""
+one already written is rejected as `duplicate` (`DuplicateBank`: exact, a projected prefilter, then the full keys;
+they live in memory, 2.6 KB a row)."""
 
 from __future__ import annotations
 
@@ -24,12 +24,16 @@ from lake import Lake
 from lake.embed import l2_normalise
 from lake.splits import DEFAULT_FRACTIONS, split_for
 from lake.sql import literal
-from lake.taxonomy import EditType
+from lake.taxonomy import EDIT_TYPES, EditType
 from refvie.stages.batch import missing
+from refvie.stages.dedup import DuplicateBank
 from refvie.stages.embed import vector_from
 
 STAGES = ("decode", "classify", "localise", "scaffold", "filter", "package", "embed", "dedup", "write")
 WRITTEN = ("quadruplets", "rejects")
+
+
+_ROW_CHANGES = {"Append", "Overwrite", "Delete", "Update", "Merge", "DataReplacement", "Restore"}
 
 
 def quadruplet_id(pair_id: str) -> str:
@@ -42,26 +46,31 @@ class Write:
     pipeline_version: str = "refvie-0.1"
     duplicate_cosine: float = 0.995
     split_fractions: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_FRACTIONS))
-    bank: np.ndarray | None = None
+    bank: DuplicateBank | None = None
     accepted: int = 0
     rejected: Counter = field(default_factory=Counter)
     rejected_by_stage: Counter = field(default_factory=Counter)
     seconds: Counter = field(default_factory=Counter)
     nodes: Counter = field(default_factory=Counter)
     taken: int = 0  # pairs another build settled first
-    bank_pairs: np.ndarray | None = None  # the pair of each bank row: a pair is no duplicate of itself
     # the tables' versions when the pending pairs were listed (None: unknown, check every batch); from then on,
     # what they would be had only this writer written
     expected_versions: dict[str, int] | None = None
     shared: bool = False  # another writer has committed since the listing: check every batch from now on
+    # every `compact_every` batches that wrote to a table, its small fragments (one per batch) are merged into
+    # fragments of up to `compact_rows` rows: a lake of a few large fragments keeps each upsert's key join and each
+    # manifest read from growing with the number of batches ever written (each row is rewritten a few times)
+    compact_every: int = 32
+    compact_rows: int = 4096
+    _writes: Counter = field(default_factory=Counter)
 
     def setup(self) -> None:
         existing = self.db.read("quadruplets", columns=["pair_id", "instruction_emb", "target_emb"],
                                 where="instruction_emb IS NOT NULL AND target_emb IS NOT NULL")
-        self.bank, self.bank_pairs = np.zeros((0, 0), np.float32), np.array([], dtype=object)
+        self.bank = DuplicateBank(capacity=max(1024, 2 * existing.num_rows))
         if existing.num_rows:
-            self.bank = _keys(existing["instruction_emb"].to_pylist(), existing["target_emb"].to_pylist())
-            self.bank_pairs = np.array(existing["pair_id"].to_pylist(), dtype=object)
+            self.bank.add(_keys(existing["instruction_emb"].to_pylist(), existing["target_emb"].to_pylist()),
+                          existing["pair_id"].to_pylist())
 
     def __call__(self, batch: dict) -> dict[str, int]:
         if self.bank is None:
@@ -96,7 +105,27 @@ class Write:
         self.expected_versions = {t: before[t] + int(bool(w)) for t, w in zip(WRITTEN, (rows, rejects), strict=True)}
         if self._versions() != self.expected_versions:  # another writer committed while this one wrote
             rejects = self._settle_as_built([str(p) for p in batch["pair_id"]], rejects)
+        for table, written in zip(WRITTEN, (rows, rejects), strict=True):
+            self._writes[table] += bool(written)
+            if written and self._writes[table] % self.compact_every == 0:
+                self._compact(table)
         return {"accepted": len(rows), "rejected": len(rejects), "taken": self.taken - taken_before}
+
+    def _compact(self, table: str) -> None:
+        """Merge the table's small fragments. Compaction commits a version of its own: expected, unless another
+        writer committed meanwhile (then every later batch is checked, as after any foreign commit)."""
+        dataset = self.db.dataset(table)
+        before = dataset.version
+        dataset.optimize.compact_files(target_rows_per_fragment=self.compact_rows)
+        after = self.db.table(table).version
+        if self.expected_versions is None or before != self.expected_versions[table]:
+            self.shared = True
+            return
+        # compaction commits a rewrite (and a fragment reservation): anything that changes rows is another writer's
+        commits = self.db.dataset(table).get_transactions(after - before) if after > before else []
+        foreign = [c for c in commits if type(c.operation).__name__ in _ROW_CHANGES]
+        self.expected_versions[table] = before if foreign else after
+        self.shared = self.shared or bool(foreign)
 
     def _versions(self) -> dict[str, int]:
         return {t: self.db.table(t).version for t in WRITTEN}
@@ -145,16 +174,10 @@ class Write:
             return
         keys = _keys([vector_from(batch["instruction_emb"][i]) for i in alive],
                      [vector_from(batch["target_emb"][i]) for i in alive])
-        for row, i in enumerate(alive):
-            key, pair = keys[row : row + 1], str(batch["pair_id"][i])
-            if self.bank.size:
-                similar = (self.bank @ key.T)[:, 0] >= self.duplicate_cosine
-                if (similar & (self.bank_pairs != pair)).any():
-                    batch["reject_stage"][i], batch["reject_reason"][i] = "dedup", "duplicate"
-                    batch["reject_detail"][i] = f"cosine >= {self.duplicate_cosine} with a quadruplet already written"
-                    continue
-            self.bank = key if not self.bank.size else np.vstack([self.bank, key])
-            self.bank_pairs = np.append(self.bank_pairs, pair)
+        duplicate = self.bank.check_and_add(keys, [str(batch["pair_id"][i]) for i in alive], self.duplicate_cosine)
+        for i in np.asarray(alive)[duplicate]:
+            batch["reject_stage"][i], batch["reject_reason"][i] = "dedup", "duplicate"
+            batch["reject_detail"][i] = f"cosine >= {self.duplicate_cosine} with a quadruplet already written"
 
     def _row(self, batch: dict, i: int) -> dict[str, Any]:
         pair_id, edit_type = str(batch["pair_id"][i]), str(batch["edit_type"][i])
@@ -205,3 +228,23 @@ def _int(v) -> int | None:
 
 def _float(v) -> float | None:
     return None if missing(v) else float(v)
+
+
+def synthetic_batch(start: int, n: int, rng: np.random.Generator, blob: int = 4096) -> dict:
+    """A batch as the embed stage hands it to the writer — n accepted rows with random embeddings and random clip
+    bytes — for measuring and testing the writer at sizes the pipeline would take hours to reach."""
+    def same(value):
+        return np.array([value] * n, dtype=object)
+
+    return dict(
+        pair_id=np.array([f"scale-{i:09d}" for i in range(start, start + n)], dtype=object),
+        reject_reason=same(None), reject_stage=same(None), reject_detail=same(None), dataset=same("scale"),
+        scores_json=same("{}"), instruction_emb=list(rng.normal(size=(n, 384)).astype(np.float32)),
+        target_emb=list(rng.normal(size=(n, 256)).astype(np.float32)), reference_emb=same(None),
+        edit_type=np.array(rng.choice(list(EDIT_TYPES[:5]), n), dtype=object), task=same("instruct"),
+        instruction=same("add a red kite"), source_bytes=[rng.bytes(blob) for _ in range(n)],
+        target_bytes=[rng.bytes(blob) for _ in range(n)], source_uri=same(None), target_uri=same(None),
+        num_frames=same(9), fps=same(8.0), width=same(64), height=same(64), codec=same("h264"),
+        reference_png=same(None), edit_mask_png=same(None), thumb_source=same(None), thumb_target=same(None),
+        meta_json=same(None), edit_type_source=same("ground_truth"), edit_type_confidence=same(1.0),
+        edit_type_predicted=same(None), needs_review=same(False))
