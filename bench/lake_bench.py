@@ -2,7 +2,7 @@
 
 A table of 100k quadruplet rows (10k holding real MP4 source/target videos, the rest pointing at URIs):
   1. edit-type distribution through `db.sql` (DuckDB over Lance, blob columns never read)
-     vs pandas over a full read of the same table;
+     vs pandas over the one column it needs, read from the same Lance table;
   2. 1,000 random rows by id with their video bytes: Lance (BTree key index + take_blobs)
      vs the same rows read from an equivalent Parquet file (pyarrow filter on id).
 
@@ -94,13 +94,14 @@ def main() -> None:
     def via_sql():
         return db.sql("SELECT edit_type, count(*) AS n FROM quadruplets GROUP BY 1 ORDER BY 1")
 
-    def via_pandas_full_read():
-        frame = db.dataset("quadruplets").to_table().to_pandas()
+    def via_pandas_one_column():  # the fair baseline reads the one column the query needs, as DuckDB does
+        frame = db.dataset("quadruplets").to_table(columns=["edit_type"]).to_pandas()
         return frame.groupby("edit_type").size()
 
-    assert via_sql()["n"].to_pylist() == via_pandas_full_read().sort_index().tolist()
+    assert via_sql()["n"].to_pylist() == via_pandas_one_column().sort_index().tolist()
     results = [dict(what="edit-type distribution, db.sql (DuckDB over Lance)", ours_s=timeit(via_sql),
-                    baseline="pandas over a full read", baseline_s=timeit(via_pandas_full_read, repeat=3))]
+                    baseline="pandas over the same column read from Lance",
+                    baseline_s=timeit(via_pandas_one_column))]
 
     # 2. random access with blobs
     rng = np.random.default_rng(1)
