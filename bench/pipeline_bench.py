@@ -2,7 +2,9 @@
 
 1. Throughput: quadruplets/s of `refvie.pipeline.build` on Ray with 1 and with 2 CPUs (each in a fresh process
    with its own Ray, pinned to that many cores), on copies of the same lake of synthetic pairs; the ratio is the
-   scaling.
+   scaling. Where the CPU time went, per role (the driver's write and dedup, the stage tasks, the embed actor,
+   Ray's own processes) and how much of the cores sat idle, is printed for each: the measured answer to "why not
+   2x".
 2. Cost over the I/O floor: the pipeline's work per sample (the whole build's wall time in one process with the
    plain loop — every stage, write and near-duplicate check included — so no worker competes for the cores)
    against the time needed only to read + decode the inputs and encode the outputs (reference PNG, mask PNG, two
@@ -25,8 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 from common import report  # noqa: E402
+from cpu_accounting import describe  # noqa: E402
 
 import lake  # noqa: E402
 from lake import media  # noqa: E402
@@ -35,15 +39,20 @@ from refvie.sources import SyntheticSource  # noqa: E402
 from refvie.synthetic import SyntheticConfig  # noqa: E402
 
 RUN = """
-import json, os, sys, time, lake
+import json, os, sys, time, lake, psutil
 from refvie.pipeline import PipelineConfig, build, init_ray
 cpus = int(sys.argv[2])
 os.sched_setaffinity(0, set(range(cpus)))  # Ray's workers inherit it: "1 CPU" means one core, driver included
 init_ray(num_cpus=cpus)
+sys.path.insert(0, sys.argv[3])
+from cpu_accounting import CpuMonitor
 start = time.perf_counter()
-summary = build(lake.open(sys.argv[1]), PipelineConfig(batch_size=8, write_batch=32), progress=False)
-print(json.dumps({"wall": time.perf_counter() - start, "accepted": summary.accepted,
-                  "rejected": summary.rejected_total, "seconds": dict(summary.seconds)}))
+with CpuMonitor() as monitor:
+    summary = build(lake.open(sys.argv[1]), PipelineConfig(batch_size=8, write_batch=32), progress=False)
+wall = time.perf_counter() - start
+used = monitor.used
+print(json.dumps({"wall": wall, "accepted": summary.accepted, "rejected": summary.rejected_total,
+                  "seconds": dict(summary.seconds), "cpu": used}))
 """
 
 
@@ -80,12 +89,14 @@ def main() -> None:
     for cpus in (1, 2):
         copy = work / f"cpus{cpus}"
         shutil.copytree(work / "base", copy)
-        out = subprocess.run([sys.executable, "-c", RUN, str(copy), str(cpus)], capture_output=True, text=True,
+        out = subprocess.run([sys.executable, "-c", RUN, str(copy), str(cpus), str(HERE)], capture_output=True,
+                             text=True,
                              env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}, check=True)
         runs[cpus] = json.loads(out.stdout.strip().splitlines()[-1])
         r = runs[cpus]
         print(f"{cpus} CPU(s): {args.n} pairs -> {r['accepted']} quadruplets + {r['rejected']} rejects in "
               f"{r['wall']:.1f}s = {args.n / r['wall']:.1f} pairs/s")
+        print(describe(r["cpu"], r["wall"], cpus))
     shutil.copytree(work / "base", work / "local")
     from refvie.pipeline import build_local
 

@@ -156,3 +156,51 @@ def test_the_source_refiner_starts_as_the_identity_works_cell_by_cell_and_keeps_
     loaded = from_pretrained(save_pretrained(tiny_edit(seed=4, source_refiner=3), tmp_path / "m"))
     assert loaded.refiner.kernel == 3
     assert from_pretrained(save_pretrained(bare, tmp_path / "bare")).refiner is None
+
+
+def test_an_instruction_conditioned_refiner_starts_as_the_identity_and_learns_a_map_per_instruction(tmp_path):
+    """The same grey maps to sepia under one instruction and to neon under another: an unconditioned refiner can
+    only learn their average; the FiLM-conditioned one learns both (it fails with the modulation removed)."""
+    from kiwi.model.refiner import SourceRefiner
+    from refvie.synthetic.styles import Style, apply_style
+
+    model, bare = tiny_edit(seed=4, refiner_condition=True), tiny_edit(seed=4, source_refiner=0)
+    bare.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("refiner.")})
+    video = SyntheticWorld(SyntheticConfig(frames=5, height=32, width=32, seed=6)).sample(0).source
+    assert np.array_equal(edit(model, video, "Give it a sepia palette", steps=3),
+                          edit(bare, video, "Give it a sepia palette", steps=3))
+    loaded = from_pretrained(save_pretrained(model, tmp_path / "m"))
+    assert loaded.refiner.condition_dim == model.refiner.condition_dim > 0
+    with pytest.raises(ValueError, match="conditioned on the instruction"):
+        model.refiner(torch.zeros(1, 48, 1, 2, 2), None)
+
+    codec, rng = PixelCodec(4), np.random.default_rng(0)
+    palettes = ("sepia", "neon")
+
+    def batch(n: int):
+        frames = rng.integers(0, 256, (n, 1, 8, 8, 3), dtype=np.uint8)
+        which = rng.integers(0, 2, n)
+        target = np.stack([apply_style(Style("palette", palettes[k]), f) for f, k in zip(frames, which, strict=True)])
+        as_latents = [codec.encode_pixels(torch.from_numpy(x).permute(0, 4, 1, 2, 3).float() / 127.5 - 1)
+                      for x in (frames, target)]
+        return (*as_latents, torch.nn.functional.one_hot(torch.from_numpy(which), 2).float())
+
+    def trained_error(condition_dim: int) -> float:
+        torch.manual_seed(0)
+        refiner = SourceRefiner(48, kernel=1, condition_dim=condition_dim)
+        optimiser = torch.optim.Adam(refiner.parameters(), lr=3e-3)
+        for _ in range(300):
+            source, target, which = batch(32)
+            out = refiner(torch.zeros_like(source), source, which if condition_dim else None)
+            loss = (out - target).pow(2).mean()
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+        source, target, which = batch(256)
+        with torch.no_grad():
+            return float((refiner(torch.zeros_like(source), source, which if condition_dim else None) - target)
+                         .pow(2).mean())
+
+    conditioned, unconditioned = trained_error(2), trained_error(0)
+    print(f"\npalette maps, latent MSE: conditioned {conditioned:.4f}, unconditioned {unconditioned:.4f}")
+    assert conditioned < 0.25 * unconditioned

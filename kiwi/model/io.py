@@ -78,7 +78,8 @@ def save_pretrained(model: KiwiEdit, folder: str | Path) -> Path:
               "frame_pixels": [getattr(model.mllm, "min_pixels", 0), getattr(model.mllm, "max_pixels", 0)],
               "source_residual": model.source_residual, "source_gate": model.source_gate,
               "sampler_steps": model.sampler_steps,
-              "source_refiner": model.refiner.kernel if model.refiner is not None else 0}
+              "source_refiner": model.refiner.kernel if model.refiner is not None else 0,
+              "refiner_condition": bool(model.refiner is not None and model.refiner.condition_dim)}
     if conditioner:  # the sentence-embedding conditioner's MLP is saved with the kiwi tensors (mllm.queries.*)
         config["conditioner"] = {"hidden_size": model.mllm.hidden_size, "tokens": model.mllm.tokens}
     if codec:
@@ -128,7 +129,8 @@ def from_pretrained(folder: str | Path, device: str = "cpu", dtype: torch.dtype 
                                                           weighting=config.get("flow_weighting", "none")),
                      source_residual=config.get("source_residual", False),
                      source_gate=config.get("source_gate", False), sampler_steps=config.get("sampler_steps", 8),
-                     source_refiner=config.get("source_refiner", 0))
+                     source_refiner=config.get("source_refiner", 0),
+                     refiner_condition=config.get("refiner_condition", False))
     own = [k for k in model.state_dict() if k.startswith(KIWI_PREFIXES)]
     load_strictly(model, load_file(folder / "kiwi" / "model.safetensors"), folder / "kiwi" / "model.safetensors",
                   expected=own)

@@ -72,7 +72,7 @@ def _numpy(frames: Frames) -> np.ndarray:
 class KiwiEdit(nn.Module):
     def __init__(self, mllm: KiwiMLLM | TextConditioner, transformer: KiwiTransformer, vae,
                  flow: FlowMatching | None = None, source_residual: bool = False, source_gate: bool = False,
-                 sampler_steps: int = 8, source_refiner: int = 0):
+                 sampler_steps: int = 8, source_refiner: int = 0, refiner_condition: bool = False):
         """Two ways (x0-prediction only) to let a small DiT keep what it should not change, which it cannot
         reproduce through its narrow tokens otherwise (the tiny-edit model; the full model predicts velocity):
         `source_residual`: the network outputs the change, x0_hat = source + output (a zero output is an exact copy);
@@ -80,7 +80,9 @@ class KiwiEdit(nn.Module):
         g = sigmoid(gate) — copy where nothing changes, free content where everything does (a new background,
         a palette), without having to cancel the source first. `source_refiner` (a kernel size, 0 = none): a small
         convolution over the estimate and the source at the latents' resolution (`kiwi.model.refiner`), for edits
-        finer than the DiT's tokens. `sampler_steps`: the default number of Euler steps at inference (upstream
+        finer than the DiT's tokens; `refiner_condition`: the refiner is modulated by the pooled context (the
+        instruction and, for reference tasks, the reference), so its per-pixel map can depend on the words.
+        `sampler_steps`: the default number of Euler steps at inference (upstream
         samples the released model with 50)."""
         super().__init__()
         if (source_residual or source_gate or source_refiner) and (flow is None or flow.prediction != "x0"):
@@ -92,9 +94,12 @@ class KiwiEdit(nn.Module):
         self.flow = flow or FlowMatching()
         self.source_residual, self.source_gate = source_residual, source_gate
         self.sampler_steps = sampler_steps
-        self.refiner = SourceRefiner(transformer.config.in_channels, kernel=source_refiner) if source_refiner else None
+        if refiner_condition and not source_refiner:
+            raise ValueError("refiner_condition needs a source refiner (source_refiner > 0)")
         hidden = mllm.hidden_size
         width = transformer.config.num_attention_heads * transformer.config.attention_head_dim
+        self.refiner = SourceRefiner(transformer.config.in_channels, kernel=source_refiner,
+                                     condition_dim=width if refiner_condition else 0) if source_refiner else None
         self.query_connector = Connector(hidden, width)
         self.reference_connector = Connector(hidden, width)
         vae.requires_grad_(False)
@@ -160,12 +165,18 @@ class KiwiEdit(nn.Module):
         if self.source_gate:
             content, gate = output.chunk(2, dim=1)
             if source is None:
-                return self.refiner(content, None) if self.refiner is not None else content
+                return self._refine(content, None, context)
             g = torch.sigmoid(gate.float()).to(content.dtype)
             output = g * source + (1 - g) * content
         elif self.source_residual and source is not None:
             output = output + source
-        return self.refiner(output, source) if self.refiner is not None else output
+        return self._refine(output, source, context)
+
+    def _refine(self, estimate: torch.Tensor, source: torch.Tensor | None, context: torch.Tensor) -> torch.Tensor:
+        if self.refiner is None:
+            return estimate
+        condition = context.mean(dim=1) if self.refiner.condition_dim else None
+        return self.refiner(estimate, source, condition)
 
     # ------------------------------------------------------------------------------------------- training
     def forward(self, batch: EditBatch, generator: torch.Generator | Sequence[torch.Generator] | None = None,
@@ -240,11 +251,13 @@ def tiny(seed: int = 0, queries: QueryCounts = TINY_QUERIES) -> KiwiEdit:
 
 
 def tiny_edit(seed: int = 0, width: int = 128, layers: int = 4, patch: int = 4, tokens: int = 8,
-              source_residual: bool = False, source_gate: bool = False, source_refiner: int = 1) -> KiwiEdit:
+              source_residual: bool = False, source_gate: bool = False, source_refiner: int = 1,
+              refiner_condition: bool = True) -> KiwiEdit:
     """The CPU-sized model that learns to edit in minutes: a lossless pixel codec instead of the random tiny VAE, a
     frozen MiniLM + MLP instead of the tiny random MLLM, x0-prediction instead of velocity prediction (see
     `kiwi.model.flow`), and a from-scratch Wan DiT (width 128, 4 layers, ~2M parameters) with Kiwi's source and
-    reference embedders, and a pointwise source refiner (`source_refiner=1`, kiwi.model.refiner; 0 for none).
+    reference embedders, and a pointwise source refiner (`source_refiner=1`, kiwi.model.refiner; 0 for none)
+    modulated by the instruction (`refiner_condition`; without it, styles beat copying by ~1.8 dB less).
     Frames must be multiples of 2 * patch pixels (the codec's patch, then the DiT's 2x2)."""
     from diffusers import WanTransformer3DModel
 
@@ -257,7 +270,7 @@ def tiny_edit(seed: int = 0, width: int = 128, layers: int = 4, patch: int = 4, 
                                 qk_norm="rms_norm_across_heads", rope_max_seq_len=64)
     return KiwiEdit(TextConditioner(hidden_size=width, tokens=tokens), KiwiTransformer(dit), PixelCodec(patch),
                     FlowMatching(prediction="x0"), source_residual=source_residual, source_gate=source_gate,
-                    source_refiner=source_refiner)
+                    source_refiner=source_refiner, refiner_condition=refiner_condition and source_refiner > 0)
 
 
 def full(mllm_path: str, transformer_path: str, vae_path: str, queries: QueryCounts | None = None,

@@ -1,0 +1,78 @@
+"""CPU seconds per role in a Ray build, from the operating system (psutil): the driver (its own write, dedup and
+Ray Data's scheduling), Ray Data's stage tasks, the embed actor, idle workers and Ray's own processes (raylet, GCS,
+dashboard, log monitor). Read from the driver's process tree, which under a local `ray.init` holds every Ray process.
+Why: the 1 -> 2 CPU scaling of the pipeline is not 2x, and a ratio alone does not say where the rest goes."""
+
+from __future__ import annotations
+
+import threading
+
+import psutil
+
+ROLES = ("driver", "stage tasks", "embed actor", "ray system", "idle workers")
+
+
+def _role(process: psutil.Process) -> str:
+    try:
+        title = " ".join(process.cmdline()) or process.name()
+    except psutil.Error:
+        return "ray system"
+    if "ray::Embed" in title or "Embed" in title.split(" ")[0]:
+        return "embed actor"
+    if title.startswith("ray::IDLE"):
+        return "idle workers"
+    if title.startswith("ray::"):
+        return "stage tasks"
+    return "ray system"
+
+
+def _times() -> dict[int, tuple[str, float]]:
+    me = psutil.Process()
+    out = {me.pid: ("driver", sum(me.cpu_times()[:2]))}
+    for child in me.children(recursive=True):
+        try:
+            out[child.pid] = (_role(child), sum(child.cpu_times()[:2]))
+        except psutil.Error:
+            continue
+    return out
+
+
+class CpuMonitor:
+    """CPU seconds per role used while the `with` block runs. Polls the process tree every `every` seconds and
+    charges each process's CPU time since the last poll to the role it has at this poll (a Ray worker is idle, then
+    runs a task, then idles again); a process that exits meanwhile keeps what it used up to its last poll."""
+
+    def __init__(self, every: float = 0.2):
+        self.every = every
+        self.used = dict.fromkeys(ROLES, 0.0)
+        self._seen: dict[int, float] = {}
+        self._stop = threading.Event()
+
+    def __enter__(self) -> CpuMonitor:
+        self._seen = {pid: seconds for pid, (_, seconds) in _times().items()}
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+        return self
+
+    def _charge(self) -> None:
+        for pid, (role, seconds) in _times().items():
+            self.used[role] += seconds - self._seen.get(pid, 0.0)
+            self._seen[pid] = seconds
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.every):
+            self._charge()
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._charge()
+
+
+def describe(used: dict, wall: float, cpus: int) -> str:
+    """One line: each role's CPU seconds and share of the cores' time, and the idle rest."""
+    available = wall * cpus
+    parts = [f"{role} {used.get(role, 0.0):.1f}s ({used.get(role, 0.0) / available:.0%})" for role in ROLES]
+    idle = available - sum(used.get(role, 0.0) for role in ROLES)
+    return f"   CPU over {available:.0f} core-seconds: " + ", ".join(parts) + f", cores idle {idle:.1f}s " \
+           f"({idle / available:.0%})"
