@@ -17,7 +17,7 @@ def _role(process: psutil.Process) -> str:
         title = " ".join(process.cmdline()) or process.name()
     except psutil.Error:
         return "ray system"
-    if "ray::Embed" in title or "Embed" in title.split(" ")[0]:
+    if title.startswith("ray::Embed"):
         return "embed actor"
     if title.startswith("ray::IDLE"):
         return "idle workers"
