@@ -9,7 +9,7 @@ export RAY_USAGE_STATS_ENABLED := 0
 export LANCE_LOG := error
 export LANCEDB_LOG := error
 
-.PHONY: demo test test-fast faults bench scale lab notebooks lint clean
+.PHONY: demo test test-slow faults bench scale lab notebooks lint clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -23,12 +23,13 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(PY) scripts/demo.py
 
+# CI's suite; tests marked slow (minutes each, covered by a faster twin) run with `make test-slow`
 test: $(STAMP)
 	$(VENV)/bin/ruff check lake refvie kiwi tests bench scripts
-	$(PY) -m pytest
-
-test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow"
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -m slow
 
 # fault injection at full size: 6 SIGKILLs per writing command (30 in all), each followed by a rerun; `make test`
 # runs the same tests with one kill each
@@ -45,9 +46,11 @@ bench: $(STAMP)
 	$(PY) bench/label_bench.py
 	$(PY) bench/experiment_bench.py
 
-# growth curves: dedup + write from 1k to 20k rows, category SQL at 100k, 1M and 10M rows (~15 min, ~6 GB disk)
+# growth curves: dedup + write from 1k to 20k rows, category SQL at 100k, 1M and 10M rows, random access with
+# 1-5 MB clips at 1k-4k rows (~30 min, ~30 GB disk); then a whole 20k-pair `refvie build` (~20 min)
 scale: $(STAMP)
 	$(PY) bench/scale_bench.py
+	$(PY) bench/build_growth.py
 
 # containers and CI run as root, which Jupyter refuses without --allow-root
 lab: $(STAMP)

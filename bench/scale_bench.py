@@ -9,8 +9,14 @@
    over a Parquet file of the same columns and pandas reading the one column it needs from it — same process,
    DuckDB's default threads on both sides, each warmed up first; and the first two queries of a version (the
    second writes the snapshot).
+3. random access with realistic clips: `--take` random rows by id with their source video (incompressible 1–5 MB
+   blobs) from a growing lake — `db.take` + `db.read_blobs` (BTree key index, Lance's blob reader) vs a Parquet
+   file of the same rows sorted by id, in row groups of `--row-group-mb` (a Parquet filter read on id prunes row
+   groups by their statistics, then decodes each surviving group's whole blob column). pyarrow's default row group
+   (a million rows) would put the whole file in one group, which the filter read loads entire: not measured.
 
-    python bench/scale_bench.py [--write-rows 1000,5000,20000] [--sql-rows 100000,1000000,10000000] [--part …]
+    python bench/scale_bench.py [--write-rows 1000,5000,20000] [--sql-rows 100000,1000000,10000000] \
+        [--blob-rows 1000,2000,5000] [--part write|sql|blobs|all]
 
 Figures go to bench/results/scale_bench.json and the chart to docs/scale_growth.png."""
 
@@ -150,13 +156,94 @@ def bench_sql(sizes: list[int], workdir: Path) -> dict:
     return out
 
 
+def clip_rows(start: int, n: int, rng: np.random.Generator, low_mb: float = 1.0, high_mb: float = 5.0) -> pa.Table:
+    """n quadruplet rows with random (incompressible) source clips of low_mb..high_mb."""
+    table = metadata_rows(start + n).slice(start, n)
+    sizes = rng.integers(int(low_mb * 2**20), int(high_mb * 2**20), size=n)
+    return table.append_column("source_video", pa.array([rng.bytes(int(k)) for k in sizes], pa.large_binary()))
+
+
+def blobs_at(db, n: int, parquet: Path, take: int, rng: np.random.Generator) -> dict[str, float]:
+    """Seconds to fetch `take` random rows by id with their clips, Lance vs a Parquet filter read; each side draws
+    its own random ids per repeat (fresh rows: the page cache cannot serve repeats), both warmed up once."""
+    ids = [f"q{i:09d}" for i in range(n)]
+
+    def keys():
+        return [ids[i] for i in rng.choice(n, size=take, replace=False)]
+
+    def via_lance():
+        chosen = keys()
+        meta = db.take("quadruplets", chosen, columns=["id", "edit_type"])
+        clips = db.read_blobs("quadruplets", "source_video", chosen)
+        assert meta.num_rows == take and all(c for c in clips)
+        return clips
+
+    def via_parquet():
+        import pyarrow.compute as pc
+
+        table = pq.read_table(parquet, columns=["id", "edit_type", "source_video"], filters=pc.field("id").isin(keys()))
+        assert table.num_rows == take
+        return table["source_video"]
+
+    return {"lance_take": timeit(via_lance, repeat=5), "parquet_filter": timeit(via_parquet, repeat=5)}
+
+
+def bench_blobs(sizes: list[int], workdir: Path, take: int, row_group_mb: int) -> dict:
+    """Grows one lake (appends, then a BTree index on id) and a Parquet dataset beside it (one file per increment,
+    as a growing Parquet store is kept): 1–5 MB a row, so 4,000 rows are ~12 GB on each side."""
+    from lancedb.index import BTree
+
+    db = lake.open(workdir / "blob-lake")
+    parquet = workdir / "clips-parquet"
+    parquet.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    out: dict[str, list] = {"rows": [], "lance_take": [], "parquet_filter": [], "lance_gib": [], "parquet_gib": []}
+    rows, chunk = 0, 64
+    for size in sizes:
+        writer = None
+        while rows < size:
+            n = min(chunk, size - rows)
+            table = clip_rows(rows, n, rng)
+            db.append("quadruplets", table)
+            writer = _parquet_write(writer, parquet / f"part-{size:09d}.parquet", table, row_group_mb)
+            rows += n
+        writer.close()
+        db.table("quadruplets").create_index("id", config=BTree(), replace=True)
+        times = blobs_at(db, rows, parquet, take, np.random.default_rng(size))
+        out["rows"].append(rows)
+        for name, seconds in times.items():
+            out[name].append(seconds)
+        out["lance_gib"].append(_folder_gib(workdir / "blob-lake"))
+        out["parquet_gib"].append(_folder_gib(parquet))
+        print(f"  {take} random rows with 1–5 MB clips at {rows:>6,} rows: Lance take {1e3 * times['lance_take']:7.1f} "
+              f"ms, Parquet filter read ({row_group_mb} MB row groups) {1e3 * times['parquet_filter']:8.1f} ms "
+              f"({times['parquet_filter'] / times['lance_take']:.1f}x); {out['lance_gib'][-1]:.1f} GiB Lance, "
+              f"{out['parquet_gib'][-1]:.1f} GiB Parquet", flush=True)
+    if len(sizes) > 1:
+        out["exponents"] = {k: exponent(out["rows"], out[k]) for k in ("lance_take", "parquet_filter")}
+    return out
+
+
+def _parquet_write(writer, path: Path, table: pa.Table, row_group_mb: int):
+    """Append `table` to the Parquet file at `path` in row groups of about `row_group_mb` MB."""
+    if writer is None:
+        writer = pq.ParquetWriter(path, table.schema, compression="none")
+    per_row = max(1, table.nbytes // max(1, table.num_rows))
+    writer.write_table(table, row_group_size=max(1, row_group_mb * 2**20 // per_row))
+    return writer
+
+
+def _folder_gib(folder: Path) -> float:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**30
+
+
 def chart(results: dict, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     if "write" in results:
         w = results["write"]
         axes[0].loglog(w["rows"], w["seconds"], "o-", label=f"dedup + write (k = {w['exponent']:.2f})")
@@ -172,6 +259,16 @@ def chart(results: dict, path: Path) -> None:
             axes[1].loglog(s["rows"], s[key], "o-", label=label + (f" (k = {k:.2f})" if k is not None else ""))
         axes[1].set(xlabel="metadata rows", ylabel="seconds per query", title="edit-type distribution")
         axes[1].legend()
+    if "blobs" in results:
+        b = results["blobs"]
+        for key, label in (("lance_take", "Lance take + blob read"), ("parquet_filter", "Parquet filter read")):
+            k = b.get("exponents", {}).get(key)
+            axes[2].loglog(b["rows"], b[key], "o-", label=label + (f" (k = {k:.2f})" if k is not None else ""))
+        axes[2].set(xlabel="rows (1–5 MB clips)", ylabel="seconds per fetch",
+                    title=f"{b['take']} random rows by id with their clips")
+        axes[2].legend()
+    else:
+        axes[2].set_visible(False)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -181,7 +278,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--write-rows", default="1000,2000,5000,10000,20000")
     parser.add_argument("--sql-rows", default="100000,1000000,10000000")
-    parser.add_argument("--part", choices=("write", "sql", "all"), default="all")
+    parser.add_argument("--blob-rows", default="1000,2000,4000")
+    parser.add_argument("--take", type=int, default=20, help="rows per random fetch (20 rows: ~60 MB of clips)")
+    parser.add_argument("--row-group-mb", type=int, default=64, help="Parquet row-group size of the blob baseline")
+    parser.add_argument("--part", choices=("write", "sql", "blobs", "all"), default="all")
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--chart", default="docs/scale_growth.png")
     args = parser.parse_args()
@@ -199,6 +299,16 @@ def main() -> None:
         if "exponents" in results["sql"]:
             exponents = results["sql"]["exponents"]
             print("category SQL exponents: " + ", ".join(f"{k} {v:.2f}" for k, v in exponents.items()))
+    if args.part in ("blobs", "all"):
+        results["blobs"] = b = bench_blobs([int(x) for x in args.blob_rows.split(",")], workdir, args.take,
+                                           args.row_group_mb)
+        b.update(take=args.take, row_group_mb=args.row_group_mb)
+        ratios = [p / t for p, t in zip(b["parquet_filter"], b["lance_take"], strict=True)]
+        print(f"random access with clips: Lance {ratios[-1]:.1f}x faster than the Parquet filter read at "
+              f"{b['rows'][-1]:,} rows" + (f"; exponents {b['exponents']}" if "exponents" in b else ""))
+    previous = Path("bench/results/scale_bench.json")
+    if args.part != "all" and previous.exists():  # a partial run keeps the other parts' last figures
+        results = {**json.loads(previous.read_text()), **results}
     Path("bench/results").mkdir(parents=True, exist_ok=True)
     Path("bench/results/scale_bench.json").write_text(json.dumps(results, indent=1))
     chart(results, Path(args.chart))

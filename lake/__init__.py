@@ -7,10 +7,12 @@
 
 from lake.db import DEFAULT_URI, Lake, TableInfo, VersionInfo, WriteResult, default_uri, exists, open
 from lake.errors import LakeError, MediaError, SchemaMismatchError
+from lake.memory import CacheLimits
 from lake.schema import TABLES, TableSpec
 from lake.taxonomy import EditScope, EditType, Split, Task
 
 __all__ = [
-    "DEFAULT_URI", "TABLES", "EditScope", "EditType", "Lake", "LakeError", "MediaError", "SchemaMismatchError",
-    "Split", "TableInfo", "TableSpec", "Task", "VersionInfo", "WriteResult", "default_uri", "exists", "open",
+    "DEFAULT_URI", "TABLES", "CacheLimits", "EditScope", "EditType", "Lake", "LakeError", "MediaError",
+    "SchemaMismatchError", "Split", "TableInfo", "TableSpec", "Task", "VersionInfo", "WriteResult", "default_uri",
+    "exists", "open",
 ]

@@ -22,6 +22,7 @@ import pyarrow.compute  # noqa: F401 - pa.compute in nearest()
 
 from lake import media
 from lake.errors import LakeError
+from lake.memory import CacheLimits, shared_session
 from lake.schema import PRIMARY_KEY, TABLES, TableSpec, primary_key_metadata, spec_for
 from lake.sql import literal
 from lake.validate import Rows, to_arrow
@@ -69,9 +70,10 @@ class TableInfo:
 
 
 def open(uri: str | os.PathLike | None = None, storage_options: Mapping[str, str] | None = None,
-         *, create: bool = True) -> Lake:  # noqa: A001 - `lake.open` reads naturally, like `lance.dataset`
-    """Open (and by default create) the lake at `uri` (default: `$KIWI_LAKE` or ./data/lake)."""
-    return Lake(uri, storage_options=storage_options, create=create)
+         *, create: bool = True, caches: CacheLimits | None = None) -> Lake:  # noqa: A001 - reads like lance.dataset
+    """Open (and by default create) the lake at `uri` (default: `$KIWI_LAKE` or ./data/lake); `caches` caps Lance's
+    caches (default: `lake.memory.CacheLimits.from_environment()`, shared by every handle of the process)."""
+    return Lake(uri, storage_options=storage_options, create=create, caches=caches)
 
 
 def exists(uri: str | os.PathLike, storage_options: Mapping[str, str] | None = None) -> bool:
@@ -89,7 +91,7 @@ class Lake:
     """The one entry point: tables, writes, versions, tags, SQL (DuckDB), Daft and blob access."""
 
     def __init__(self, uri: str | os.PathLike | None = None, storage_options: Mapping[str, str] | None = None,
-                 *, create: bool = True):
+                 *, create: bool = True, caches: CacheLimits | None = None):
         import lancedb
 
         self.uri = str(uri or default_uri())
@@ -97,7 +99,8 @@ class Lake:
         if "://" not in self.uri:  # absolute: Ray workers and other processes do not share our current folder
             self.uri = os.path.abspath(self.uri)
             os.makedirs(self.uri, exist_ok=True)
-        self._db = lancedb.connect(self.uri, storage_options=self.storage_options or None)
+        self.session = shared_session(caches)  # bounded caches, shared by the process's handles (lake/memory.py)
+        self._db = lancedb.connect(self.uri, storage_options=self.storage_options or None, session=self.session)
         self._write_lock = threading.Lock()  # one commit at a time from this handle; other writers meet the key check
         self._duckdb = None  # one in-memory DuckDB per handle; each query runs on its own cursor (lake.sql)
         self._duckdb_lock = threading.Lock()

@@ -168,6 +168,7 @@ def test_bench_freeze_eval_and_compare_from_the_command_line(files, tmp_path):
     assert missing.exit_code == 1 and "no bench named 'nope'" in missing.output and "Traceback" not in missing.output
 
 
+@pytest.mark.slow  # `make test-slow`; CI keeps the two-worker runs of tests/test_kiwi_train.py (same machinery)
 def test_train_on_two_ray_train_workers_from_the_command_line(tmp_path, ray_local):
     from tests.conftest import synthetic_quadruplet_lake
 

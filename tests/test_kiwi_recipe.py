@@ -82,7 +82,8 @@ def test_images_get_no_source_latents_in_an_unconditioned_stage(db, tmp_path):
     assert seen == [(1, False, False)] * 2
 
 
-@pytest.mark.parametrize("stop", [3, 5])  # mid-cycle (after image, instruct, instruct) and mid-accumulation round
+# mid-cycle (after image, instruct, instruct) and mid-accumulation round (slow: `make test-slow`)
+@pytest.mark.parametrize("stop", [3, pytest.param(5, marks=pytest.mark.slow)])
 def test_a_mixed_stage_resumes_exactly_mid_mixture(db, tmp_path, stop):
     run = _mixed_run(steps=7, accumulation=3)  # 3 micro-batches a step over a 4-long cycle: steps straddle rounds
     whole = Trainer(tiny(seed=0), db, run, tmp_path / "whole").train()

@@ -197,6 +197,7 @@ def _two_worker_run(name):
     return run_config().__class__(name, (half,), seed=7, checkpoint_every=2)
 
 
+@pytest.mark.slow  # `make test-slow`; CI keeps its FSDP twin below
 def test_two_ray_train_workers_read_the_single_worker_sequence_and_train_the_same_model(
         db, tmp_path, ray_local, single_worker):
     """DDP over two CPU workers with half the batch each: the same samples, the same losses and (gradients
@@ -214,6 +215,7 @@ def test_two_ray_train_workers_read_the_single_worker_sequence_and_train_the_sam
     _assert_same_training(_weights(tmp_path / "two"), _weights(single_out))
 
 
+@pytest.mark.slow  # `make test-slow`; CI keeps a resume onto two workers (a one-process checkpoint, below)
 def test_a_stopped_two_worker_run_resumes_to_the_uninterrupted_sequence_and_weights(
         db, tmp_path, ray_local, single_worker):
     from kiwi.distributed import train_distributed

@@ -162,22 +162,31 @@ def test_two_node_cluster(tmp_path):
         from ray.cluster_utils import Cluster
         from refvie.pipeline import PipelineConfig, build
         cluster = Cluster(initialize_head=True, head_node_args={{"num_cpus": 2, "include_dashboard": False}})
-        cluster.add_node(num_cpus=2)
-        ray.init(address=cluster.address, log_to_driver=False)
-        summary = build(lake.open({str(tmp_path / "lake")!r}), PipelineConfig(batch_size=2, write_batch=4),
-                        progress=False)
-        print(json.dumps({{"accepted": summary.accepted, "rejected": summary.rejected_total,
-                          "nodes": dict(summary.nodes)}}))
-        ray.shutdown()
-        cluster.shutdown()
+        try:
+            cluster.add_node(num_cpus=2)
+            ray.init(address=cluster.address, log_to_driver=False)
+            summary = build(lake.open({str(tmp_path / "lake")!r}), PipelineConfig(batch_size=2, write_batch=4),
+                            progress=False)
+            print(json.dumps({{"accepted": summary.accepted, "rejected": summary.rejected_total,
+                              "nodes": dict(summary.nodes)}}))
+        finally:  # a cluster left up makes every later `ray.init(num_cpus=…)` on this machine fail
+            ray.shutdown()
+            cluster.shutdown()
     """)
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
-    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300,
-                         cwd=ROOT)
-    assert out.returncode == 0, out.stderr[-3000:]
+    # its own process group: on a timeout the cluster's raylets and GCS go with it
+    process = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, cwd=ROOT, start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        pytest.fail(f"the two-node build took over 300 s: {stderr[-3000:]}")
+    assert process.returncode == 0, stderr[-3000:]
     import json
 
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result = json.loads(stdout.strip().splitlines()[-1])
     assert result["accepted"] + result["rejected"] == 48
     assert len(result["nodes"]) == 2 and all(n > 0 for n in result["nodes"].values())
     assert len(final_state(lake.open(tmp_path / "lake"))[0]) == 48

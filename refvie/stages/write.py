@@ -22,6 +22,7 @@ import numpy as np
 
 from lake import Lake
 from lake.embed import l2_normalise
+from lake.memory import trim_heap
 from lake.splits import DEFAULT_FRACTIONS, split_for
 from lake.sql import literal
 from lake.taxonomy import EDIT_TYPES, EditType
@@ -117,6 +118,7 @@ class Write:
         dataset = self.db.dataset(table)
         before = dataset.version
         dataset.optimize.compact_files(target_rows_per_fragment=self.compact_rows)
+        trim_heap()  # the rewrite's buffers were freed on Lance's I/O threads: give their pages back
         after = self.db.table(table).version
         if self.expected_versions is None or before != self.expected_versions[table]:
             self.shared = True
