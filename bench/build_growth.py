@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scale_bench import exponent, resident_mib  # noqa: E402
 
 import lake  # noqa: E402
+from lake.memory import limit_arenas  # noqa: E402
 from refvie import pipeline  # noqa: E402
 from refvie.ingest import IngestConfig, ingest  # noqa: E402
 from refvie.sources import SyntheticSource  # noqa: E402
@@ -40,6 +41,7 @@ class Instrumented:
     def __init__(self):
         self.settled, self.seconds, self.trace = 0, 0.0, []
         self._call = pipeline.Write.__call__
+        self._marks = list(MARKS)
 
     def __enter__(self):
         original = self._call
@@ -50,6 +52,11 @@ class Instrumented:
             self.seconds += time.perf_counter() - start
             self.settled += result["accepted"] + result["rejected"] + result["taken"]
             self.trace.append((self.settled, self.seconds, resident_mib()))
+            if self._marks and self.settled >= self._marks[0]:  # live, so a run cut short still says something
+                while self._marks and self.settled >= self._marks[0]:
+                    self._marks.pop(0)
+                print(f"\n  {self.settled:,} pairs settled: dedup + write {self.seconds:.1f} s, driver memory "
+                      f"{self.trace[-1][2]:.0f} MiB", flush=True)
             return result
 
         pipeline.Write.__call__ = timed
@@ -70,6 +77,7 @@ def at_marks(trace: list[tuple[int, float, float]], total: int) -> list[tuple[in
 
 
 def main() -> None:
+    limit_arenas()  # as the `refvie` command does before it opens a lake
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, default=20_000)
     parser.add_argument("--size", type=int, default=32)

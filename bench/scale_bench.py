@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import timeit  # noqa: E402
 
 import lake  # noqa: E402
+from lake.memory import limit_arenas  # noqa: E402
 from lake.taxonomy import EDIT_TYPES, edit_scope  # noqa: E402
 
 BATCH = 32
@@ -66,13 +67,14 @@ def bench_write(sizes: list[int], workdir: Path) -> dict:
         marks.append((rows, elapsed))
         rss.append(resident_mib())
         print(f"  dedup + write: {rows:>7,} rows in {elapsed:7.1f} s ({1e3 * elapsed / rows:.2f} ms/row so far), "
-              f"resident memory {rss[-1]:.0f} MiB", flush=True)
+              f"resident memory {rss[-1]:.0f} MiB (the bank {writer.bank.memory_bytes / 2**20:.1f} MiB)", flush=True)
     assert db.count("quadruplets") == writer.accepted == rows, "rows in != rows written"
     firsts = marks[0][1] / marks[0][0]
     lasts = (marks[-1][1] - marks[-2][1]) / (marks[-1][0] - marks[-2][0]) if len(marks) > 1 else firsts
     return dict(rows=[m[0] for m in marks], seconds=[m[1] for m in marks],
                 exponent=exponent([m[0] for m in marks], [m[1] for m in marks]),
                 first_ms_per_row=1e3 * firsts, last_ms_per_row=1e3 * lasts, resident_mib=rss,
+                bank_mib=writer.bank.memory_bytes / 2**20, bank_exact_checks=writer.bank.exact_checks,
                 peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
@@ -273,8 +275,8 @@ def chart(results: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
 
-
 def main() -> None:
+    limit_arenas()  # as the `refvie` command does before it opens a lake
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--write-rows", default="1000,2000,5000,10000,20000")
     parser.add_argument("--sql-rows", default="100000,1000000,10000000")

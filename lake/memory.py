@@ -6,7 +6,8 @@ Two things made a writer's resident memory grow with the lake, measured with `be
   whose caches have a cap (`$KIWI_LAKE_METADATA_CACHE_MB`, `$KIWI_LAKE_INDEX_CACHE_MB`).
 - glibc keeps freed pages of its per-thread arenas; Lance's I/O threads free large buffers on other threads than
   the ones that allocated them. `trim_heap()` hands free pages back (`malloc_trim`), which the writer calls
-  after each compaction."""
+  after each compaction; `limit_arenas()` (called by the `refvie` command before it opens a lake) caps the number
+  of arenas (glibc makes up to 8 per core), which is what `MALLOC_ARENA_MAX` does from the environment."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ import os
 from dataclasses import dataclass
 
 MIB = 1 << 20
+M_ARENA_MAX = -8  # glibc's mallopt parameter
+DEFAULT_ARENAS = 2
 
 
 @dataclass(frozen=True)
@@ -42,9 +45,9 @@ def _mib(name: str, default: int) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise ValueError(f"${name} must be a whole number of MiB, not {raw!r}") from None
+        raise ValueError(f"${name} must be a whole number, not {raw!r}") from None
     if value < 0:
-        raise ValueError(f"${name} must be >= 0 MiB, not {value}")
+        raise ValueError(f"${name} must be >= 0, not {value}")
     return value
 
 
@@ -80,3 +83,15 @@ def trim_heap() -> bool:
         return False
     libc.malloc_trim(0)
     return True
+
+
+def limit_arenas(count: int | None = None) -> bool:
+    """Cap glibc's malloc arenas at `count` (default: `$KIWI_LAKE_MALLOC_ARENAS`, else 2; 0 leaves glibc's own
+    limit). Effective for arenas made after the call, so call it before the lake's I/O threads start. False where
+    there is no glibc or `MALLOC_ARENA_MAX` is set (the environment decides then)."""
+    if count is None:
+        count = _mib("KIWI_LAKE_MALLOC_ARENAS", DEFAULT_ARENAS)
+    libc = _libc()
+    if libc is None or count == 0 or os.environ.get("MALLOC_ARENA_MAX"):
+        return False
+    return bool(libc.mallopt(M_ARENA_MAX, int(count)))

@@ -238,6 +238,9 @@ def preview(synthetic: bool, n: int, seed: int, where: str | None, out: str, lak
 
 
 def main() -> None:
+    from lake.memory import limit_arenas
+
+    limit_arenas()  # before any lake I/O thread exists: a long build's memory stays bounded (lake/memory.py)
     cli(prog_name="refvie")
 
 

@@ -1,11 +1,13 @@
 """The near-duplicate bank: the same decisions as checking rows one by one against a bank grown row by row
 (what the writer did before), at a cost that does not copy the bank per row."""
 
+import os
+
 import numpy as np
 import pytest
 
 from lake.embed import l2_normalise
-from refvie.stages.dedup import DuplicateBank
+from refvie.stages.dedup import DuplicateBank, pair_hash
 
 
 def one_by_one(batches, threshold):
@@ -42,7 +44,7 @@ def test_batched_decisions_equal_the_row_by_row_check_within_and_across_batches(
     batched = [bool(x) for k, p in batches for x in bank.check_and_add(k, p, threshold)]
     assert batched == one_by_one(batches, threshold)
     assert batched[7] and batched[25] and not batched[30]
-    assert bank.size == 60 - sum(batched) and len(bank._keys) <= 2 * bank.size  # grown by doubling
+    assert bank.size == 60 - sum(batched) and len(bank._projected) <= 2 * bank.size  # doubling
 
 
 def test_the_bank_grows_by_doubling_not_per_row():
@@ -50,10 +52,29 @@ def test_the_bank_grows_by_doubling_not_per_row():
     reallocations, last = 0, None
     for i in range(1000):
         bank.add(np.ones((1, 8), np.float32) * i, [f"p{i}"])
-        if bank._keys is not last:
-            reallocations, last = reallocations + 1, bank._keys
+        if bank._projected is not last:
+            reallocations, last = reallocations + 1, bank._projected
     assert bank.size == 1000 and reallocations <= 11  # log2(1000 / 2) + the first shaping
-    assert bank.pairs[-1] == "p999" and bank.keys[-1, 0] == 999
+    assert bank.pair_hashes[-1] == pair_hash("p999") and bank.keys[-1, 0] == 999
+
+
+def test_the_full_keys_live_on_disk_and_memory_is_the_projection_per_row():
+    """At 640 dimensions a banked key is 2.5 KB; the bank keeps ~140 bytes of it in memory (the projection and
+    the pair's hash), reads the full key back only for the prefilter's candidates, and deletes its file on close."""
+    rng = np.random.default_rng(3)
+    keys = l2_normalise(rng.normal(size=(4096, 640)).astype(np.float32))
+    bank = DuplicateBank(capacity=4096)
+    for start in range(0, 4096, 256):
+        bank.check_and_add(keys[start : start + 256], [f"p{i}" for i in range(start, start + 256)], 0.995)
+    assert bank.size == 4096 and np.array_equal(bank.keys, keys)  # the file holds every key, in order
+    assert bank.memory_bytes <= 4096 * (32 * 4 + 8) < keys.nbytes / 15
+    assert bank.exact_checks < 100  # random keys: the prefilter lets (almost) nothing through
+    duplicate = l2_normalise(keys[10:11] + 1e-3 * rng.normal(size=(1, 640)).astype(np.float32))
+    before = bank.exact_checks
+    assert bank.check_and_add(duplicate, ["another"], 0.995).tolist() == [True] and bank.exact_checks > before
+    path = f"/proc/self/fd/{bank._file.fileno()}"
+    bank.close()
+    assert not os.path.exists(path)
 
 
 @pytest.mark.parametrize("threshold", [0.99, 0.9, 0.6])

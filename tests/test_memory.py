@@ -1,6 +1,11 @@
-"""Bounded memory: Lance's caches have a cap shared by every lake handle of a process (lake/memory.py)."""
+"""Bounded memory: Lance's caches have a cap shared by every lake handle of a process, glibc's arenas a cap
+(lake/memory.py)."""
 
+import os
 import platform
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -39,3 +44,34 @@ def test_handles_of_one_process_share_one_session_and_the_environment_sets_its_c
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
 def test_trim_heap_reaches_glibc():
     assert trim_heap() is True
+
+
+ARENAS_SCRIPT = """
+import ctypes, threading
+from lake.memory import limit_arenas
+print(limit_arenas())
+barrier = threading.Barrier(8)
+def work():
+    barrier.wait()
+    held = [bytearray(200_000) for _ in range(4)]  # malloc on this thread: it takes an arena
+    barrier.wait()
+threads = [threading.Thread(target=work) for _ in range(8)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+ctypes.CDLL(None).malloc_stats()  # one "Arena N:" block per arena, on stderr
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+@pytest.mark.parametrize("setting", ["1", "0"])
+def test_limit_arenas_caps_the_arenas_threads_allocate_from(setting):
+    """Eight threads allocating at once: with a cap of 1 they take no arena of their own (importing the lake may
+    have made one on a library's thread before the call); with 0 (glibc's own limit, 8 a core) they take one each."""
+    env = {**os.environ, "KIWI_LAKE_MALLOC_ARENAS": setting}
+    env.pop("MALLOC_ARENA_MAX", None)
+    out = subprocess.run([sys.executable, "-c", ARENAS_SCRIPT], env=env, capture_output=True, text=True,
+                         timeout=60, cwd=Path(__file__).resolve().parent.parent)
+    assert out.returncode == 0, out.stderr
+    arenas = sum(line.startswith("Arena ") for line in out.stderr.splitlines())
+    assert out.stdout.split() == [str(setting == "1")]
+    assert arenas <= 2 if setting == "1" else arenas >= 8
