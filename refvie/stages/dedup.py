@@ -82,6 +82,9 @@ class DuplicateBank:
         return out
 
     def add(self, keys: np.ndarray, pairs) -> None:
+        self._append(keys, np.array([pair_hash(p) for p in pairs], np.uint64))
+
+    def _append(self, keys: np.ndarray, hashes: np.ndarray) -> None:
         keys = np.ascontiguousarray(keys, np.float32)
         if not len(keys):
             return
@@ -99,7 +102,7 @@ class DuplicateBank:
         end = self.size + len(keys)
         os.pwrite(self._file.fileno(), keys.tobytes(), self.size * self.dim * 4)
         self._projected[self.size : end] = keys @ self.projection
-        self._pair_hashes[self.size : end] = [pair_hash(p) for p in pairs]
+        self._pair_hashes[self.size : end] = hashes
         self.size = end
 
     def check_and_add(self, keys: np.ndarray, pairs: list[str], threshold: float) -> np.ndarray:
@@ -121,7 +124,7 @@ class DuplicateBank:
         for row in range(1, len(keys)):  # in order: a row is checked only against earlier rows that were kept
             if not duplicate[row] and (within[row, :row] & ~duplicate[:row]).any():
                 duplicate[row] = True
-        self.add(keys[~duplicate], [p for p, d in zip(pairs, duplicate, strict=True) if not d])
+        self._append(keys[~duplicate], hashes[~duplicate])  # each pair hashed once
         return duplicate
 
     @staticmethod
