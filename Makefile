@@ -51,6 +51,7 @@ bench: $(STAMP)
 scale: $(STAMP)
 	$(PY) bench/scale_bench.py
 	$(PY) bench/build_growth.py
+	$(PY) bench/dedup_bench.py
 
 # containers and CI run as root, which Jupyter refuses without --allow-root
 lab: $(STAMP)

@@ -5,7 +5,7 @@ Ingests N synthetic pairs, then runs the pipeline on Ray (every stage, as `refvi
 instrumented in the driver: after each write batch, the cumulative seconds spent in dedup + write, the pairs
 settled so far (accepted + rejected) and the driver's resident memory. Prints them at 1k, 2k, 5k, 10k, 20k…
 pairs, the growth exponent of dedup + write (time ~ pairs^k; 1 is linear), the per-pair cost of the first and
-last blocks, and the driver's memory at each mark.
+last blocks, and the driver's memory at each mark (with the part of it that is Lance's capped caches).
 
     python bench/build_growth.py [--pairs 20000] [--size 32] [--frames 9]
 
@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scale_bench import exponent, resident_mib  # noqa: E402
 
 import lake  # noqa: E402
-from lake.memory import limit_arenas  # noqa: E402
+from lake.memory import MIB, limit_arenas, shared_session  # noqa: E402
 from refvie import pipeline  # noqa: E402
 from refvie.ingest import IngestConfig, ingest  # noqa: E402
 from refvie.sources import SyntheticSource  # noqa: E402
@@ -51,12 +51,12 @@ class Instrumented:
             result = original(writer, batch)
             self.seconds += time.perf_counter() - start
             self.settled += result["accepted"] + result["rejected"] + result["taken"]
-            self.trace.append((self.settled, self.seconds, resident_mib()))
+            self.trace.append((self.settled, self.seconds, resident_mib(), shared_session().size_bytes / MIB))
             if self._marks and self.settled >= self._marks[0]:  # live, so a run cut short still says something
                 while self._marks and self.settled >= self._marks[0]:
                     self._marks.pop(0)
                 print(f"\n  {self.settled:,} pairs settled: dedup + write {self.seconds:.1f} s, driver memory "
-                      f"{self.trace[-1][2]:.0f} MiB", flush=True)
+                      f"{self.trace[-1][2]:.0f} MiB (Lance's caches {self.trace[-1][3]:.0f})", flush=True)
             return result
 
         pipeline.Write.__call__ = timed
@@ -66,7 +66,7 @@ class Instrumented:
         pipeline.Write.__call__ = self._call
 
 
-def at_marks(trace: list[tuple[int, float, float]], total: int) -> list[tuple[int, float, float]]:
+def at_marks(trace: list[tuple], total: int) -> list[tuple]:
     """The first trace point at or past each mark (and the last)."""
     points = []
     for mark in [m for m in MARKS if m < total] + [total]:
@@ -98,9 +98,9 @@ def main() -> None:
     wall = time.perf_counter() - start
     assert summary.accepted + summary.rejected_total == args.pairs, "pairs in != accepted + rejected"
     points = at_marks(probe.trace, probe.settled)
-    for settled, seconds, rss in points:
+    for settled, seconds, rss, caches in points:
         print(f"  {settled:>7,} pairs settled: dedup + write {seconds:7.1f} s ({1e3 * seconds / settled:.2f} ms/pair "
-              f"so far), driver memory {rss:.0f} MiB", flush=True)
+              f"so far), driver memory {rss:.0f} MiB, of which Lance's capped caches {caches:.0f}", flush=True)
     rows, seconds = [p[0] for p in points], [p[1] for p in points]
     k = exponent(rows, seconds) if len(points) > 1 else float("nan")
     first = seconds[0] / rows[0]
@@ -114,7 +114,8 @@ def main() -> None:
     out = dict(pairs=args.pairs, frames=args.frames, size=args.size, wall_s=wall, accepted=summary.accepted,
                rejected=summary.rejected_total, marks=rows, seconds=seconds, exponent=k,
                first_ms_per_pair=1e3 * first, last_ms_per_pair=1e3 * last,
-               driver_mib=[p[2] for p in points], driver_peak_mib=max(memory),
+               driver_mib=[p[2] for p in points], lance_cache_mib=[p[3] for p in points],
+               driver_peak_mib=max(memory),
                trace=np.asarray(probe.trace).round(3).tolist())
     Path("bench/results").mkdir(parents=True, exist_ok=True)
     Path("bench/results/build_growth.json").write_text(json.dumps(out, indent=1))

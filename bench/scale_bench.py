@@ -14,9 +14,11 @@
    file of the same rows sorted by id, in row groups of `--row-group-mb` (a Parquet filter read on id prunes row
    groups by their statistics, then decodes each surviving group's whole blob column). pyarrow's default row group
    (a million rows) would put the whole file in one group, which the filter read loads entire: not measured.
+   With `--blob-store s3` both sides live on moto's S3 server on 127.0.0.1 (in memory: keep it to a few hundred
+   rows) and the figures add the HTTP requests each fetch makes, which is what costs on a real object store.
 
     python bench/scale_bench.py [--write-rows 1000,5000,20000] [--sql-rows 100000,1000000,10000000] \
-        [--blob-rows 1000,2000,5000] [--part write|sql|blobs|all]
+        [--blob-rows 1000,2000,5000] [--blob-store local|s3] [--part write|sql|blobs|all]
 
 Figures go to bench/results/scale_bench.json and the chart to docs/scale_growth.png."""
 
@@ -24,11 +26,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import resource
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -165,9 +169,11 @@ def clip_rows(start: int, n: int, rng: np.random.Generator, low_mb: float = 1.0,
     return table.append_column("source_video", pa.array([rng.bytes(int(k)) for k in sizes], pa.large_binary()))
 
 
-def blobs_at(db, n: int, parquet: Path, take: int, rng: np.random.Generator) -> dict[str, float]:
+def blobs_at(db, n: int, parquet, take: int, rng: np.random.Generator, filesystem=None,
+             requests: tuple[Counter, Counter] | None = None) -> dict[str, float]:
     """Seconds to fetch `take` random rows by id with their clips, Lance vs a Parquet filter read; each side draws
-    its own random ids per repeat (fresh rows: the page cache cannot serve repeats), both warmed up once."""
+    its own random ids per repeat (fresh rows: the page cache cannot serve repeats), both warmed up once. With
+    `requests` (an object store's counters of requests and bytes sent), also the requests and MB per fetch."""
     ids = [f"q{i:09d}" for i in range(n)]
 
     def keys():
@@ -183,23 +189,41 @@ def blobs_at(db, n: int, parquet: Path, take: int, rng: np.random.Generator) -> 
     def via_parquet():
         import pyarrow.compute as pc
 
-        table = pq.read_table(parquet, columns=["id", "edit_type", "source_video"], filters=pc.field("id").isin(keys()))
+        table = pq.read_table(parquet, columns=["id", "edit_type", "source_video"], filters=pc.field("id").isin(keys()),
+                              filesystem=filesystem)
         assert table.num_rows == take
         return table["source_video"]
 
-    return {"lance_take": timeit(via_lance, repeat=5), "parquet_filter": timeit(via_parquet, repeat=5)}
+    out = {}
+    for name, fetch in (("lance_take", via_lance), ("parquet_filter", via_parquet)):
+        fetch()  # warm-up, outside the request count as well as the clock
+        before = (sum(requests[0].values()), requests[1]["bytes"]) if requests is not None else None
+        out[name] = timeit(fetch, repeat=5, warmup=0)
+        if requests is not None:
+            out[f"{name}_requests"] = (sum(requests[0].values()) - before[0]) / 5
+            out[f"{name}_mb"] = (requests[1]["bytes"] - before[1]) / 5 / 2**20
+    return out
 
 
-def bench_blobs(sizes: list[int], workdir: Path, take: int, row_group_mb: int) -> dict:
+def bench_blobs(sizes: list[int], workdir: Path, take: int, row_group_mb: int, store: str = "local") -> dict:
     """Grows one lake (appends, then a BTree index on id) and a Parquet dataset beside it (one file per increment,
-    as a growing Parquet store is kept): 1–5 MB a row, so 4,000 rows are ~12 GB on each side."""
+    as a growing Parquet store is kept): 1–5 MB a row, so 4,000 rows are ~12 GB on each side. `store="s3"` puts
+    both on a local S3 server and counts the requests."""
     from lancedb.index import BTree
 
-    db = lake.open(workdir / "blob-lake")
-    parquet = workdir / "clips-parquet"
-    parquet.mkdir(parents=True, exist_ok=True)
+    requests, filesystem = None, None
+    if store == "s3":
+        options, filesystem, requests = _s3_store()
+        db = lake.open("s3://kiwi/blob-lake", storage_options=options)
+        parquet = "kiwi/clips-parquet"
+    else:
+        db = lake.open(workdir / "blob-lake")
+        parquet = workdir / "clips-parquet"
+        parquet.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     out: dict[str, list] = {"rows": [], "lance_take": [], "parquet_filter": [], "lance_gib": [], "parquet_gib": []}
+    if requests is not None:
+        out.update(lance_take_requests=[], parquet_filter_requests=[], lance_take_mb=[], parquet_filter_mb=[])
     rows, chunk = 0, 64
     for size in sizes:
         writer = None
@@ -207,32 +231,77 @@ def bench_blobs(sizes: list[int], workdir: Path, take: int, row_group_mb: int) -
             n = min(chunk, size - rows)
             table = clip_rows(rows, n, rng)
             db.append("quadruplets", table)
-            writer = _parquet_write(writer, parquet / f"part-{size:09d}.parquet", table, row_group_mb)
+            writer = _parquet_write(writer, f"{parquet}/part-{size:09d}.parquet", table, row_group_mb, filesystem)
             rows += n
         writer.close()
         db.table("quadruplets").create_index("id", config=BTree(), replace=True)
-        times = blobs_at(db, rows, parquet, take, np.random.default_rng(size))
+        times = blobs_at(db, rows, parquet, take, np.random.default_rng(size), filesystem, requests)
         out["rows"].append(rows)
-        for name, seconds in times.items():
-            out[name].append(seconds)
-        out["lance_gib"].append(_folder_gib(workdir / "blob-lake"))
-        out["parquet_gib"].append(_folder_gib(parquet))
-        print(f"  {take} random rows with 1–5 MB clips at {rows:>6,} rows: Lance take {1e3 * times['lance_take']:7.1f} "
-              f"ms, Parquet filter read ({row_group_mb} MB row groups) {1e3 * times['parquet_filter']:8.1f} ms "
-              f"({times['parquet_filter'] / times['lance_take']:.1f}x); {out['lance_gib'][-1]:.1f} GiB Lance, "
-              f"{out['parquet_gib'][-1]:.1f} GiB Parquet", flush=True)
+        for name, value in times.items():
+            out[name].append(value)
+        gib = rows * 3 / 1024 if store == "s3" else None  # 3 MB a row on average
+        out["lance_gib"].append(gib or _folder_gib(workdir / "blob-lake"))
+        out["parquet_gib"].append(gib or _folder_gib(parquet))
+        counts = (f", {times['lance_take_requests']:.0f} vs {times['parquet_filter_requests']:.0f} requests, "
+                  f"{times['lance_take_mb']:.0f} vs {times['parquet_filter_mb']:.0f} MB"
+                  if requests is not None else "")
+        print(f"  {take} random rows with 1–5 MB clips at {rows:>6,} rows ({store}): Lance take "
+              f"{1e3 * times['lance_take']:7.1f} ms, Parquet filter read ({row_group_mb} MB row groups) "
+              f"{1e3 * times['parquet_filter']:8.1f} ms ({times['parquet_filter'] / times['lance_take']:.1f}x"
+              f"{counts}); "
+              f"{out['lance_gib'][-1]:.1f} GiB Lance, {out['parquet_gib'][-1]:.1f} GiB Parquet", flush=True)
     if len(sizes) > 1:
         out["exponents"] = {k: exponent(out["rows"], out[k]) for k in ("lance_take", "parquet_filter")}
     return out
 
 
-def _parquet_write(writer, path: Path, table: pa.Table, row_group_mb: int):
+def _parquet_write(writer, path, table: pa.Table, row_group_mb: int, filesystem=None):
     """Append `table` to the Parquet file at `path` in row groups of about `row_group_mb` MB."""
     if writer is None:
-        writer = pq.ParquetWriter(path, table.schema, compression="none")
+        writer = pq.ParquetWriter(str(path), table.schema, compression="none", filesystem=filesystem)
     per_row = max(1, table.nbytes // max(1, table.num_rows))
     writer.write_table(table, row_group_size=max(1, row_group_mb * 2**20 // per_row))
     return writer
+
+
+def _s3_store():
+    """moto's S3 server on a free local port, behind a counter of the HTTP requests it answers; a bucket `kiwi`.
+    Returns the lake's storage options, a pyarrow file system on it and the counter (method -> requests)."""
+    import socket
+    import threading
+
+    import boto3
+    from moto.server import DomainDispatcherApplication, create_backend_app
+    from pyarrow import fs
+    from werkzeug.serving import make_server
+
+    app, requests, transferred = DomainDispatcherApplication(create_backend_app), Counter(), Counter()
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # a line per request otherwise
+
+    def counting(environ, start_response):
+        requests[environ["REQUEST_METHOD"]] += 1
+
+        def counted(status, headers, *args):
+            sent = dict((k.lower(), v) for k, v in headers).get("content-length")
+            if environ["REQUEST_METHOD"] == "GET" and sent:
+                transferred["bytes"] += int(sent)
+            return start_response(status, headers, *args)
+
+        return app(environ, counted)
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = make_server("127.0.0.1", port, counting, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    endpoint = f"http://127.0.0.1:{port}"
+    boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test",
+                 region_name="us-east-1").create_bucket(Bucket="kiwi")
+    options = {"aws_endpoint": endpoint, "aws_access_key_id": "test", "aws_secret_access_key": "test",
+               "aws_region": "us-east-1", "allow_http": "true"}
+    filesystem = fs.S3FileSystem(access_key="test", secret_key="test", region="us-east-1", scheme="http",
+                                 endpoint_override=f"127.0.0.1:{port}", request_timeout=300, connect_timeout=30)
+    return options, filesystem, (requests, transferred)
 
 
 def _folder_gib(folder: Path) -> float:
@@ -240,40 +309,53 @@ def _folder_gib(folder: Path) -> float:
 
 
 def chart(results: dict, path: Path) -> None:
+    """One log-log panel per part present in `results` (a partial run draws only its own)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    if "write" in results:
-        w = results["write"]
-        axes[0].loglog(w["rows"], w["seconds"], "o-", label=f"dedup + write (k = {w['exponent']:.2f})")
+    parts = [p for p in ("write", "sql", "blobs") if p in results or (p == "blobs" and "blobs_s3" in results)]
+    if not parts:
+        return
+    fig, axes = plt.subplots(1, len(parts), figsize=(5 * len(parts) + 1, 4.5), squeeze=False)
+    panels = dict(zip(parts, axes[0], strict=True))
+    if "write" in panels:
+        w, ax = results["write"], panels["write"]
+        ax.loglog(w["rows"], w["seconds"], "o-", label=f"dedup + write (k = {w['exponent']:.2f})")
         ref = np.array(w["rows"], float)
-        axes[0].loglog(ref, w["seconds"][0] * ref / ref[0], ":", color="grey", label="linear")
-        axes[0].set(xlabel="rows in the lake", ylabel="cumulative seconds", title="pipeline write stage")
-        axes[0].legend()
-    if "sql" in results:
-        s = results["sql"]
+        ax.loglog(ref, w["seconds"][0] * ref / ref[0], ":", color="grey", label="linear")
+        ax.set(xlabel="rows in the lake", ylabel="cumulative seconds", title="pipeline write stage")
+        ax.legend()
+    if "sql" in panels:
+        s, ax = results["sql"], panels["sql"]
         for key, label in (("db_sql", "db.sql"), ("db_sql_lance_scan", "db.sql, snapshots off (Lance scan)"),
                            ("duckdb_parquet", "DuckDB over Parquet"), ("pandas_one_column", "pandas, one column")):
             k = s.get("exponents", {}).get(key)
-            axes[1].loglog(s["rows"], s[key], "o-", label=label + (f" (k = {k:.2f})" if k is not None else ""))
-        axes[1].set(xlabel="metadata rows", ylabel="seconds per query", title="edit-type distribution")
-        axes[1].legend()
-    if "blobs" in results:
-        b = results["blobs"]
-        for key, label in (("lance_take", "Lance take + blob read"), ("parquet_filter", "Parquet filter read")):
-            k = b.get("exponents", {}).get(key)
-            axes[2].loglog(b["rows"], b[key], "o-", label=label + (f" (k = {k:.2f})" if k is not None else ""))
-        axes[2].set(xlabel="rows (1–5 MB clips)", ylabel="seconds per fetch",
-                    title=f"{b['take']} random rows by id with their clips")
-        axes[2].legend()
-    else:
-        axes[2].set_visible(False)
+            ax.loglog(s["rows"], s[key], "o-", label=label + (f" (k = {k:.2f})" if k is not None else ""))
+        ax.set(xlabel="metadata rows", ylabel="seconds per query", title="edit-type distribution")
+        ax.legend()
+    if "blobs" in panels:
+        ax = panels["blobs"]
+        for part, style, where in (("blobs", "o-", "local disk"), ("blobs_s3", "s--", "S3 (moto, local)")):
+            if part not in results:
+                continue
+            b = results[part]
+            for key, label, colour in (("lance_take", "Lance take + blob read", "C0"),
+                                       ("parquet_filter", "Parquet filter read", "C1")):
+                k = b.get("exponents", {}).get(key)
+                ax.loglog(b["rows"], b[key], style, color=colour,
+                          label=f"{label}, {where}" + (f" (k = {k:.2f})" if k else ""))
+            take, group = b["take"], b["row_group_mb"]
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set(xlabel="rows in the table (1–5 MB clips)", ylabel="seconds per fetch",
+               title=f"{take} random rows by id with their clips\n(Parquet in {group} MB row groups)")
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
+
 
 def main() -> None:
     limit_arenas()  # as the `refvie` command does before it opens a lake
@@ -283,6 +365,8 @@ def main() -> None:
     parser.add_argument("--blob-rows", default="1000,2000,4000")
     parser.add_argument("--take", type=int, default=20, help="rows per random fetch (20 rows: ~60 MB of clips)")
     parser.add_argument("--row-group-mb", type=int, default=64, help="Parquet row-group size of the blob baseline")
+    parser.add_argument("--blob-store", choices=("local", "s3"), default="local",
+                        help="where the blob part keeps both sides: local disk, or moto's S3 server (requests counted)")
     parser.add_argument("--part", choices=("write", "sql", "blobs", "all"), default="all")
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--chart", default="docs/scale_growth.png")
@@ -302,9 +386,10 @@ def main() -> None:
             exponents = results["sql"]["exponents"]
             print("category SQL exponents: " + ", ".join(f"{k} {v:.2f}" for k, v in exponents.items()))
     if args.part in ("blobs", "all"):
-        results["blobs"] = b = bench_blobs([int(x) for x in args.blob_rows.split(",")], workdir, args.take,
-                                           args.row_group_mb)
-        b.update(take=args.take, row_group_mb=args.row_group_mb)
+        part = "blobs" if args.blob_store == "local" else "blobs_s3"
+        results[part] = b = bench_blobs([int(x) for x in args.blob_rows.split(",")], workdir, args.take,
+                                        args.row_group_mb, args.blob_store)
+        b.update(take=args.take, row_group_mb=args.row_group_mb, store=args.blob_store)
         ratios = [p / t for p, t in zip(b["parquet_filter"], b["lance_take"], strict=True)]
         print(f"random access with clips: Lance {ratios[-1]:.1f}x faster than the Parquet filter read at "
               f"{b['rows'][-1]:,} rows" + (f"; exponents {b['exponents']}" if "exponents" in b else ""))

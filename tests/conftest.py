@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 os.environ.setdefault("LANCE_LOG", "error")
 os.environ.setdefault("LANCEDB_LOG", "error")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-# SQL snapshots (lake/snapshots.py) of this session's lakes go to a folder of their own, not the user's cache
-os.environ.setdefault("KIWI_LAKE_SQL_CACHE", tempfile.mkdtemp(prefix="kiwi-test-sql-"))
+# SQL snapshots (lake/snapshots.py) of this session's lakes go to a folder of their own, not the user's cache,
+# removed when the session ends (every session used to leave one behind in the temp folder)
+if "KIWI_LAKE_SQL_CACHE" not in os.environ:
+    os.environ["KIWI_LAKE_SQL_CACHE"] = tempfile.mkdtemp(prefix="kiwi-test-sql-")
+    atexit.register(shutil.rmtree, os.environ["KIWI_LAKE_SQL_CACHE"], ignore_errors=True)
 
 import numpy as np
 import pytest
