@@ -51,7 +51,8 @@ class Instrumented:
             result = original(writer, batch)
             self.seconds += time.perf_counter() - start
             self.settled += result["accepted"] + result["rejected"] + result["taken"]
-            self.trace.append((self.settled, self.seconds, resident_mib(), shared_session().size_bytes / MIB))
+            self.trace.append((self.settled, self.seconds, resident_mib(), shared_session().size_bytes / MIB,
+                               writer.seconds["dedup"], writer.seconds["write"]))
             if self._marks and self.settled >= self._marks[0]:  # live, so a run cut short still says something
                 while self._marks and self.settled >= self._marks[0]:
                     self._marks.pop(0)
@@ -98,9 +99,10 @@ def main() -> None:
     wall = time.perf_counter() - start
     assert summary.accepted + summary.rejected_total == args.pairs, "pairs in != accepted + rejected"
     points = at_marks(probe.trace, probe.settled)
-    for settled, seconds, rss, caches in points:
+    for settled, seconds, rss, caches, dedup, write in points:
         print(f"  {settled:>7,} pairs settled: dedup + write {seconds:7.1f} s ({1e3 * seconds / settled:.2f} ms/pair "
-              f"so far), driver memory {rss:.0f} MiB, of which Lance's capped caches {caches:.0f}", flush=True)
+              f"so far; dedup {dedup:.1f} s, write {write:.1f} s), driver memory {rss:.0f} MiB, of which Lance's "
+              f"capped caches {caches:.0f}", flush=True)
     rows, seconds = [p[0] for p in points], [p[1] for p in points]
     k = exponent(rows, seconds) if len(points) > 1 else float("nan")
     first = seconds[0] / rows[0]
@@ -115,6 +117,7 @@ def main() -> None:
                rejected=summary.rejected_total, marks=rows, seconds=seconds, exponent=k,
                first_ms_per_pair=1e3 * first, last_ms_per_pair=1e3 * last,
                driver_mib=[p[2] for p in points], lance_cache_mib=[p[3] for p in points],
+               dedup_seconds=[p[4] for p in points], write_seconds=[p[5] for p in points],
                driver_peak_mib=max(memory),
                trace=np.asarray(probe.trace).round(3).tolist())
     Path("bench/results").mkdir(parents=True, exist_ok=True)
