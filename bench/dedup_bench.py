@@ -55,8 +55,8 @@ def main() -> None:
         for way in ("cells", "whole"):
             probe = DuplicateBank.__new__(DuplicateBank)
             probe.__dict__.update(bank.__dict__)  # the same bank, as it stands; kept rows would join a copy only
-            probe._projected, probe._pair_hashes, probe._norms2, probe._cells = (
-                bank._projected.copy(), bank._pair_hashes.copy(), bank._norms2.copy(), bank._cells.copy())
+            probe._projected, probe._pair_hashes, probe._norms2 = (
+                bank._projected.copy(), bank._pair_hashes.copy(), bank._norms2.copy())
             probe._members = [m.copy() for m in bank._members]
             probe._member_counts = bank._member_counts.copy()
             probe._cells_made_at = 10**12  # no remaking inside the timed batches

@@ -55,7 +55,6 @@ class DuplicateBank:
         self.size = 0
         self.exact_checks = 0  # full keys read back from the file (what the prefilter let through)
         self.rows_scanned = 0  # banked projections compared with a query (the prefilter's work)
-        self._cells = np.zeros(capacity, np.int32)  # each banked row's cell
         self._centroids: np.ndarray | None = None  # (cells, dim) in the full key space
         self._centroid_norms2 = np.zeros(0, np.float32)
         self._members: list[np.ndarray] = []  # per cell, its banked rows (grown by doubling, `_member_counts` used)
@@ -73,11 +72,11 @@ class DuplicateBank:
 
     @property
     def memory_bytes(self) -> int:
-        """What the bank holds in memory (its arrays' capacity): the projections and the pair hashes."""
+        """What the bank holds in memory (its arrays' capacity): projections, their lengths, pair hashes, cells."""
         members = sum(m.nbytes for m in self._members)
         centroids = self._centroids.nbytes if self._centroids is not None else 0
         return (self._projected.nbytes if self._projected is not None else 0) + self._pair_hashes.nbytes \
-            + self._norms2.nbytes + self._cells.nbytes + members + centroids
+            + self._norms2.nbytes + members + centroids
 
     @property
     def cells(self) -> int:
@@ -122,7 +121,7 @@ class DuplicateBank:
             raise ValueError(f"keys of {keys.shape[1]} dimensions for a bank of {self.dim}")
         if self.size + len(keys) > len(self._projected):
             capacity = max(2 * len(self._projected), self.size + len(keys))
-            for name in ("_projected", "_pair_hashes", "_norms2", "_cells"):
+            for name in ("_projected", "_pair_hashes", "_norms2"):
                 old = getattr(self, name)
                 grown = np.zeros((capacity, *old.shape[1:]), old.dtype)
                 grown[: self.size] = old[: self.size]
@@ -134,10 +133,10 @@ class DuplicateBank:
         self._norms2[self.size : end] = (projected * projected).sum(1)
         self._pair_hashes[self.size : end] = hashes
         start, self.size = self.size, end
-        if self._centroids is not None:
-            self._file_rows(np.arange(start, end), self._nearest(keys))
         if self.size >= max(CELLS_FROM, REGROW * self._cells_made_at):
-            self._make_cells()
+            self._make_cells()  # files every banked row, these included
+        elif self._centroids is not None:
+            self._file_rows(np.arange(start, end), self._nearest(keys))
 
     # ------------------------------------------------------------------------------------------ cells
 
@@ -173,7 +172,6 @@ class DuplicateBank:
         self._cells_made_at = self.size
 
     def _file_rows(self, rows: np.ndarray, cells: np.ndarray) -> None:
-        self._cells[rows] = cells
         for cell in np.unique(cells):
             new = rows[cells == cell]
             count = self._member_counts[cell]
