@@ -278,6 +278,8 @@ def build(db: Lake, config: PipelineConfig = PipelineConfig(), ray_address: str 
             break
     if bar is not None:
         bar.close()
+    if not summary.stopped_early:
+        writer.finish()
     summary.accepted, summary.rejected, summary.taken = writer.accepted, writer.rejected, writer.taken
     summary.rejected_by_stage, summary.seconds, summary.nodes = writer.rejected_by_stage, writer.seconds, writer.nodes
     if not summary.stopped_early:
@@ -323,6 +325,7 @@ def build_local(db: Lake, config: PipelineConfig = PipelineConfig(), limit: int 
         for stage in stages:
             batch = stage(batch)
         writer(embed(batch))
+    writer.finish()
     summary.accepted, summary.rejected, summary.taken = writer.accepted, writer.rejected, writer.taken
     summary.rejected_by_stage, summary.seconds = writer.rejected_by_stage, writer.seconds
     summary.wall_seconds = time.perf_counter() - started

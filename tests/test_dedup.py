@@ -118,24 +118,26 @@ def test_a_duplicate_whose_difference_lies_in_the_projected_directions_is_caught
 @pytest.mark.parametrize("threshold", [0.995, 0.99])
 def test_past_a_few_thousand_rows_the_bank_scans_only_nearby_cells_and_decides_the_same(monkeypatch, threshold):
     """Keys in clusters (as a real build's are), with near-duplicates planted at the threshold's edge, many of them
-    across the boundary between two cells: the cells change no decision and spare most of the comparisons."""
+    across the boundary between two cells: the cells change no decision and spare most of the comparisons. (Cells
+    from 1,024 rows here instead of 4,096, so that the test takes seconds.)"""
     from refvie.stages import dedup
 
+    monkeypatch.setattr(dedup, "CELLS_FROM", 1024)
     rng = np.random.default_rng(5)
     centres = l2_normalise(rng.normal(size=(40, 640)).astype(np.float32))
-    keys = l2_normalise(centres[rng.integers(0, 40, 9000)] + rng.normal(scale=0.03, size=(9000, 640)).astype(
+    keys = l2_normalise(centres[rng.integers(0, 40, 3000)] + rng.normal(scale=0.03, size=(3000, 640)).astype(
         np.float32))
     radius = np.sqrt(2 - 2 * threshold)
-    for i in range(4000, 9000, 7):  # a near-duplicate of an earlier row, just inside or just outside the threshold
+    for i in range(1300, 3000, 7):  # a near-duplicate of an earlier row, just inside or just outside the threshold
         earlier = keys[rng.integers(0, i)]
         step = rng.normal(size=640).astype(np.float32)
         step -= (step @ earlier) * earlier
         angle = 2 * np.arcsin(radius / 2) * rng.choice([0.97, 1.03])
         keys[i] = np.cos(angle) * earlier + np.sin(angle) * step / np.linalg.norm(step)
-    for i in range(6000, 9000, 11):  # halfway between two centres: on a cell boundary, and near an earlier row there
+    for i in range(2000, 3000, 11):  # halfway between two centres: on a cell boundary, and near an earlier row there
         keys[i] = l2_normalise((centres[i % 40] + centres[(i + 1) % 40])[None])[0]
-    pairs = [f"p{i}" for i in range(9000)]
-    batches = [(keys[i : i + 32], pairs[i : i + 32]) for i in range(0, 9000, 32)]
+    pairs = [f"p{i}" for i in range(3000)]
+    batches = [(keys[i : i + 32], pairs[i : i + 32]) for i in range(0, 3000, 32)]
 
     celled = DuplicateBank()
     with_cells = [bool(x) for k, p in batches for x in celled.check_and_add(k, p, threshold)]
@@ -143,7 +145,7 @@ def test_past_a_few_thousand_rows_the_bank_scans_only_nearby_cells_and_decides_t
     whole = DuplicateBank()
     scanning_all = [bool(x) for k, p in batches for x in whole.check_and_add(k, p, threshold)]
 
-    assert with_cells == scanning_all and 500 < sum(with_cells) < 9000
+    assert with_cells == scanning_all and 150 < sum(with_cells) < 3000
     assert celled.cells >= 16 and whole.cells == 0
     assert celled.rows_scanned < whole.rows_scanned / 3
     assert np.array_equal(celled.keys, whole.keys)

@@ -15,12 +15,12 @@ import scale_bench  # noqa: E402
 
 def test_blob_fetch_counts_requests_and_bytes_on_s3(tmp_path):
     pytest.importorskip("moto")
-    result = scale_bench.bench_blobs([24], tmp_path, take=2, row_group_mb=32, store="s3")
-    assert result["rows"] == [24]
+    result = scale_bench.bench_blobs([12], tmp_path, take=2, row_group_mb=16, store="s3")
+    assert result["rows"] == [12]
     lance_mb, parquet_mb = result["lance_take_mb"][0], result["parquet_filter_mb"][0]
     # two clips of 1-5 MB each, plus index and manifest pages
     assert 2 <= lance_mb <= 2 * 5 + 1
-    # each chosen row drags in its 32 MB row group (the last group of the file may be smaller)
+    # each chosen row drags in its 16 MB row group (the last group of the file may be smaller)
     assert parquet_mb > 2 * lance_mb
     assert result["lance_take_requests"][0] > 0 and result["parquet_filter_requests"][0] > 0
     assert result["lance_take"][0] > 0 and result["parquet_filter"][0] > 0

@@ -106,15 +106,16 @@ def _clips(seed: int, n: int, mix: dict[str, float]):
 def test_a_minute_of_training_beats_copying_the_source_on_background_changes():
     """Background changes are where doing nothing is worst (the whole plate differs): given the new background plate
     as its reference (RefVIE's ref_background task), the trained model must beat that baseline on held-out clips by
-    several dB. 400 steps of batch 8 on background changes and local additions (with their subject references),
-    ~1 min on 2 cores. Measured: 17.1 dB vs 8.2 dB for copying."""
+    several dB. 250 steps of batch 8 on background changes and local additions (with their subject references),
+    under a minute on 2 cores, scored at one sampler step (the x0 model's conditional mean, as the experiment
+    scores). Measured: 16.1 dB vs 8.2 dB for copying (400 steps and a 10-step sampler: 17.1 dB)."""
     torch.manual_seed(0)
     mix = {"background_change": 0.5, "local_add": 0.5}
     train, held_out = _clips(0, 400, mix), [s for s in _clips(99, 24, mix) if s.edit_type == "background_change"]
     model = tiny_edit(seed=0)
     optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
     rng = np.random.default_rng(0)
-    for step in range(400):
+    for step in range(250):
         rows = [train[i] for i in rng.choice(len(train), 8, replace=False)]
         batch = EditBatch([s.instruction for s in rows], np.stack([s.source for s in rows]),
                           np.stack([s.target for s in rows]),
@@ -124,7 +125,7 @@ def test_a_minute_of_training_beats_copying_the_source_on_background_changes():
         loss.backward()
         optimiser.step()
     model.eval()
-    ours = [psnr(edit(model, s.source, s.instruction, s.reference, task="ref_background", steps=10), s.target)
+    ours = [psnr(edit(model, s.source, s.instruction, s.reference, task="ref_background", steps=1), s.target)
             for s in held_out]
     copying = [psnr(s.source, s.target) for s in held_out]
     print(f"\nbackground_change on {len(held_out)} held-out clips: model {np.mean(ours):.1f} dB, "

@@ -7,15 +7,24 @@ import lake
 from refvie.stages.write import Write, synthetic_batch
 
 
+def _versions(db):
+    return {t: db.table(t).version for t in ("quadruplets", "rejects")}
+
+
 def test_the_writer_compacts_as_it_goes_and_counts_every_row(tmp_path):
     db = lake.open(tmp_path / "lake")
-    writer = Write(db, compact_every=4, compact_rows=64,
-                   expected_versions={t: db.table(t).version for t in ("quadruplets", "rejects")})
+    writer = Write(db, compact_every=4, expected_versions=_versions(db))
     rng = np.random.default_rng(0)
+    merged = []
     for start in range(0, 16 * 16, 16):
         writer(synthetic_batch(start, 16, rng, blob=64))
+        if start == 3 * 16:  # the first compaction has just merged the first four batches
+            merged = [f.fragment_id for f in db.dataset("quadruplets").get_fragments()]
     fragments = db.dataset("quadruplets").get_fragments()
-    assert len(fragments) <= 4 + 256 // 64  # without compaction: one fragment per batch, 16
+    assert sorted(f.count_rows() for f in fragments) == [64] * 4  # without compaction: one fragment per batch, 16
+    # each row is rewritten once: later compactions leave the first merged fragment as it is (merging into a
+    # growing fragment rewrote it at every compaction, a per-row cost that grew with the lake)
+    assert len(merged) == 1 and merged[0] in {f.fragment_id for f in fragments}
     assert not writer.shared  # its own compactions (a rewrite and a reservation each) are no foreign commit
     assert db.count("quadruplets") == writer.accepted == 256 and not writer.rejected
     # a duplicate of a row written 15 batches ago is still found after the compactions
@@ -31,11 +40,59 @@ def test_a_foreign_commit_during_the_writers_life_is_still_noticed(tmp_path):
     """Compaction bookkeeping must not hide another writer: a row written by someone else between batches turns
     on the per-batch checks."""
     db = lake.open(tmp_path / "lake")
-    writer = Write(db, compact_every=2, compact_rows=64,
-                   expected_versions={t: db.table(t).version for t in ("quadruplets", "rejects")})
+    writer = Write(db, compact_every=2, expected_versions=_versions(db))
     rng = np.random.default_rng(1)
     writer(synthetic_batch(0, 8, rng, blob=64))
     other = Write(db)
     other(synthetic_batch(100, 8, rng, blob=64))
     writer(synthetic_batch(8, 8, rng, blob=64))  # compacts after this batch
     assert writer.shared
+
+
+def test_finish_merges_the_builds_fragments(tmp_path):
+    db = lake.open(tmp_path / "lake")
+    writer = Write(db, compact_every=2, expected_versions=_versions(db))
+    rng = np.random.default_rng(2)
+    for start in range(0, 12 * 16, 16):
+        writer(synthetic_batch(start, 16, rng, blob=64))
+    assert len(db.dataset("quadruplets").get_fragments()) == 6
+    writer.finish()
+    assert [f.count_rows() for f in db.dataset("quadruplets").get_fragments()] == [192]
+    assert db.count("quadruplets") == 192 and not writer.shared
+
+
+def test_a_build_onto_an_indexed_lake_compacts_without_error(tmp_path):
+    """A lake past `index_min_rows` has vector indexes; compacting its fragments remaps them, and pylance cannot
+    read that commit back (`get_transactions` raised TypeError, so every later build crashed at its first
+    compaction)."""
+    db = lake.open(tmp_path / "lake")
+    rng = np.random.default_rng(3)
+    first = Write(db, compact_every=100, expected_versions=_versions(db))
+    for start in range(0, 512, 64):
+        first(synthetic_batch(start, 64, rng, blob=16))
+    assert db.index_vectors("quadruplets", "target_emb")
+    second = Write(db, compact_every=2, expected_versions=_versions(db))
+    for start in range(1000, 1128, 32):
+        second(synthetic_batch(start, 32, rng, blob=16))
+    second.finish()  # merges the indexed fragments too: the index is remapped
+    assert db.count("quadruplets") == 640 and not second.shared
+    assert db.table("quadruplets").list_indices()
+
+
+def test_from_key_index_rows_upserts_go_through_an_index_that_keeps_up(tmp_path):
+    db = lake.open(tmp_path / "lake")
+    writer = Write(db, compact_every=2, key_index_rows=64, expected_versions=_versions(db))
+    rng = np.random.default_rng(4)
+    for start in range(0, 20 * 16, 16):
+        writer(synthetic_batch(start, 16, rng, blob=16))
+    dataset = db.dataset("quadruplets")
+    stats = dataset.stats.index_stats("id_idx")
+    assert stats["num_indexed_rows"] >= 4 * stats["num_unindexed_rows"] and stats["num_indexed_rows"] >= 256
+    assert not writer.shared  # its index commits are its own, like its compactions
+    # an upsert of indexed and unindexed keys still replaces, never duplicates
+    again = synthetic_batch(0, 16, rng, blob=16)
+    rows = [writer._row(again, i) for i in range(16)] + [writer._row(synthetic_batch(312, 8, rng, blob=16), i)
+                                                         for i in range(8)]
+    result = db.upsert("quadruplets", rows)
+    assert (result.inserted, result.updated) == (0, 24)
+    assert db.count("quadruplets") == 320
