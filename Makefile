@@ -24,9 +24,16 @@ demo: $(STAMP)
 	$(PY) scripts/demo.py
 
 # CI's suite; tests marked slow (minutes each, covered by a faster twin) run with `make test-slow`
+# The README tour and the demo are chains of one-core subprocesses (~7 min): they run beside the rest of the suite,
+# which keeps the other core busy; their output follows the suite's
+SIDE := tests/test_readme_tour.py tests/test_demo.py
 test: $(STAMP)
 	$(VENV)/bin/ruff check lake refvie kiwi tests bench scripts
-	$(PY) -m pytest -m "not slow"
+	@log=$$(mktemp); \
+	$(PY) -m pytest -m "not slow" -p no:cacheprovider $(SIDE) > $$log 2>&1 & side=$$!; \
+	$(PY) -m pytest -m "not slow" $(addprefix --ignore=,$(SIDE)); suite=$$?; \
+	wait $$side; beside=$$?; echo "---- $(SIDE), run beside the suite ----"; cat $$log; rm -f $$log; \
+	test $$suite -eq 0 && test $$beside -eq 0
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow

@@ -60,7 +60,7 @@ def bench_write(sizes: list[int], workdir: Path) -> dict:
     db = lake.open(workdir / "write-lake")
     writer = Write(db, expected_versions={t: db.table(t).version for t in ("quadruplets", "rejects")})
     rng = np.random.default_rng(0)
-    marks, rss, rows, elapsed = [], [], 0, 0.0
+    marks, rss, rows, elapsed, split = [], [], 0, 0.0, []
     for size in sizes:
         while rows < size:
             batch = synthetic_batch(rows, BATCH, rng)  # made outside the clock
@@ -70,7 +70,11 @@ def bench_write(sizes: list[int], workdir: Path) -> dict:
             rows += BATCH
         marks.append((rows, elapsed))
         rss.append(resident_mib())
-        print(f"  dedup + write: {rows:>7,} rows in {elapsed:7.1f} s ({1e3 * elapsed / rows:.2f} ms/row so far), "
+        split.append((writer.seconds["dedup"], writer.seconds["write"]))
+        stretch = [(b - a) * 1e3 / (rows - (marks[-2][0] if len(marks) > 1 else 0))
+                   for a, b in zip(split[-2] if len(split) > 1 else (0.0, 0.0), split[-1], strict=True)]
+        print(f"  dedup + write: {rows:>7,} rows in {elapsed:7.1f} s ({1e3 * elapsed / rows:.2f} ms/row so far; "
+              f"since the last mark dedup {stretch[0]:.2f} + write {stretch[1]:.2f} ms/row), "
               f"resident memory {rss[-1]:.0f} MiB (the bank {writer.bank.memory_bytes / 2**20:.1f} MiB)", flush=True)
     assert db.count("quadruplets") == writer.accepted == rows, "rows in != rows written"
     firsts = marks[0][1] / marks[0][0]
@@ -78,6 +82,7 @@ def bench_write(sizes: list[int], workdir: Path) -> dict:
     return dict(rows=[m[0] for m in marks], seconds=[m[1] for m in marks],
                 exponent=exponent([m[0] for m in marks], [m[1] for m in marks]),
                 first_ms_per_row=1e3 * firsts, last_ms_per_row=1e3 * lasts, resident_mib=rss,
+                dedup_seconds=[d for d, _ in split], write_seconds=[w for _, w in split],
                 bank_mib=writer.bank.memory_bytes / 2**20, bank_exact_checks=writer.bank.exact_checks,
                 peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 

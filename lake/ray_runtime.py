@@ -47,8 +47,12 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
             ray.init(address=address, logging_level=logging.WARNING, ignore_reinit_error=True)
         return
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private local cluster, reachable only from this machine
+    # address="local": a new private instance even when another cluster runs on this machine (without it, Ray joins
+    # the cluster named in /tmp/ray/ray_current_cluster — `ray start`, a test's two-node cluster — and refuses our
+    # num_cpus); a cluster of the user's own is reached through `address` (--ray-address, $RAY_ADDRESS)
     with _from_package_root(), _quiet_spawns():
-        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, object_store_memory=512 * 1024**2,
+        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
+                 object_store_memory=512 * 1024**2,
                  logging_level=logging.WARNING, ignore_reinit_error=True, log_to_driver=False)
     import ray.data
     from ray.data.context import ShuffleStrategy

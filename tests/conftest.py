@@ -85,8 +85,9 @@ def ray_local():
     import ray.data
     from ray.data.context import ShuffleStrategy
 
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=256 * 1024**2, log_to_driver=False,
-             logging_level=logging.WARNING, configure_logging=True, ignore_reinit_error=True)
+    # address="local": its own instance, never a cluster another process left in /tmp/ray/ray_current_cluster
+    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=256 * 1024**2,
+             log_to_driver=False, logging_level=logging.WARNING, configure_logging=True, ignore_reinit_error=True)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED

@@ -2,9 +2,11 @@
 reruns add nothing, a killed run resumes, and the same call runs on a two-node cluster and an S3 lake."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections import Counter
@@ -250,6 +252,23 @@ def test_ray_workers_import_our_packages_even_beside_a_data_folder_named_lake(tm
                           timeout=180)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["Lake", str(tmp_path)]  # imported, and the caller's folder is left as it was
+
+
+def test_a_local_build_starts_its_own_ray_beside_another_cluster():
+    """Ray's ray.init() joins the cluster named in $RAY_TMPDIR/ray/ray_current_cluster (written by `ray start` and
+    by a test's two-node cluster) and then refuses num_cpus: a local build must start its own instance instead."""
+    temp = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))  # short: Ray's socket paths must fit 107 characters
+    (temp / "ray").mkdir()
+    (temp / "ray" / "ray_current_cluster").write_text("127.0.0.1:9")  # another cluster's address
+    script = ("from lake.ray_runtime import init_ray; init_ray(num_cpus=1); import ray; "
+              "print(ray.cluster_resources()['CPU']); ray.shutdown()")
+    try:
+        done = subprocess.run([sys.executable, "-c", script], env={**os.environ, "RAY_TMPDIR": str(temp)},
+                              capture_output=True, text=True, timeout=180)
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-1] == "1.0"
 
 
 def test_two_builds_at_once_leave_each_pair_built_or_rejected_once(tmp_path):

@@ -85,10 +85,11 @@ class Write:
     compact_every: int = 32
     build_rows: int = 65536
     # from `key_index_rows` rows, each upsert finds its keys through a BTree index on quadruplets' `id` instead of
-    # joining the batch with the whole id column (a 32-row upsert: 112 ms at 264k rows scanning, 68 ms indexed);
-    # the index is refreshed at a compaction once a quarter more rows than it covers have been written (each row
-    # is indexed a bounded number of times, and the unindexed part a join still scans stays under a fifth)
-    key_index_rows: int = 16384
+    # joining the batch with the whole id column (a 32-row upsert, `bench/upsert_bench.py`: 0.8x at 2k-8k rows,
+    # 1.2x at 33k-131k, 1.7x at 262k); the index is refreshed at a compaction once a quarter more rows than it
+    # covers have been written (each row is indexed a bounded number of times, and the unindexed part a join
+    # still scans stays under a fifth)
+    key_index_rows: int = 32768
     _unmerged_rows: Counter = field(default_factory=Counter)  # rows written since the table's last compaction
     _merged_upto: dict[str, int] = field(default_factory=dict)  # highest fragment id at the last compaction
     _writes: Counter = field(default_factory=Counter)
