@@ -59,6 +59,7 @@ scale: $(STAMP)
 	$(PY) bench/scale_bench.py
 	$(PY) bench/build_growth.py
 	$(PY) bench/dedup_bench.py
+	$(PY) bench/upsert_bench.py
 
 # containers and CI run as root, which Jupyter refuses without --allow-root
 lab: $(STAMP)
