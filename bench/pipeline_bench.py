@@ -4,7 +4,8 @@
    with its own Ray, pinned to that many cores), on copies of the same lake of synthetic pairs; the ratio is the
    scaling. Where the CPU time went, per role (the driver's write and dedup, the stage tasks, the embed actor,
    Ray's own processes) and how much of the cores sat idle, is printed for each: the measured answer to "why not
-   2x".
+   2x". Both writers are measured: the driver's (default) and parallel writes (workers write the bytes as
+   fragments, the driver checks near-duplicates and commits).
 2. Cost over the I/O floor: the pipeline's work per sample (the whole build's wall time in one process with the
    plain loop — every stage, write and near-duplicate check included — so no worker competes for the cores)
    against the time needed only to read + decode the inputs and encode the outputs (reference PNG, mask PNG, two
@@ -48,7 +49,8 @@ sys.path.insert(0, sys.argv[3])
 from cpu_accounting import CpuMonitor
 start = time.perf_counter()
 with CpuMonitor() as monitor:
-    summary = build(lake.open(sys.argv[1]), PipelineConfig(batch_size=8, write_batch=32), progress=False)
+    summary = build(lake.open(sys.argv[1]), PipelineConfig(batch_size=8, write_batch=32,
+                                                           parallel_writes=sys.argv[4] == "parallel"), progress=False)
 wall = time.perf_counter() - start
 used = monitor.used
 print(json.dumps({"wall": wall, "accepted": summary.accepted, "rejected": summary.rejected_total,
@@ -77,6 +79,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=800)
     parser.add_argument("--frames", type=int, default=17)
     parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--writers", default="driver,parallel", help="driver, parallel, or both (comma-separated)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="pipeline-bench-"))
     base = lake.open(work / "base")
@@ -86,17 +89,19 @@ def main() -> None:
     floor = io_floor(base, ids)
 
     runs = {}
-    for cpus in (1, 2):
-        copy = work / f"cpus{cpus}"
-        shutil.copytree(work / "base", copy)
-        out = subprocess.run([sys.executable, "-c", RUN, str(copy), str(cpus), str(HERE)], capture_output=True,
-                             text=True,
-                             env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}, check=True)
-        runs[cpus] = json.loads(out.stdout.strip().splitlines()[-1])
-        r = runs[cpus]
-        print(f"{cpus} CPU(s): {args.n} pairs -> {r['accepted']} quadruplets + {r['rejected']} rejects in "
-              f"{r['wall']:.1f}s = {args.n / r['wall']:.1f} pairs/s")
-        print(describe(r["cpu"], r["wall"], cpus))
+    for writer in args.writers.split(","):
+        for cpus in (1, 2):
+            copy = work / f"{writer}-cpus{cpus}"
+            shutil.copytree(work / "base", copy)
+            out = subprocess.run([sys.executable, "-c", RUN, str(copy), str(cpus), str(HERE), writer],
+                                 capture_output=True, text=True, env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"},
+                                 check=True)
+            runs[writer, cpus] = r = json.loads(out.stdout.strip().splitlines()[-1])
+            print(f"{writer} writer, {cpus} CPU(s): {args.n} pairs -> {r['accepted']} quadruplets + {r['rejected']} "
+                  f"rejects in {r['wall']:.1f}s = {args.n / r['wall']:.1f} pairs/s")
+            print(describe(r["cpu"], r["wall"], cpus))
+            shutil.rmtree(copy, ignore_errors=True)
+        print(f"{writer} writer: 1 -> 2 CPUs scaling {runs[writer, 1]['wall'] / runs[writer, 2]['wall']:.2f}x")
     shutil.copytree(work / "base", work / "local")
     from refvie.pipeline import build_local
 
@@ -108,8 +113,9 @@ def main() -> None:
     print(f"I/O floor: {floor:.2f}s for {args.n} samples ({floor / args.n * 1e3:.1f} ms each); pipeline work "
           f"{work_seconds:.2f}s ({work_seconds / args.n * 1e3:.1f} ms each): {work_seconds / floor:.2f}x the floor")
     report("pipeline_bench", [
-        dict(what=f"build {args.n} pairs ({args.frames}x{args.size}x{args.size}) on 2 CPUs, wall",
-             ours_s=runs[2]["wall"], baseline="the same on 1 CPU", baseline_s=runs[1]["wall"]),
+        *[dict(what=f"build {args.n} pairs ({args.frames}x{args.size}x{args.size}) on 2 CPUs, {writer} writer, wall",
+               ours_s=runs[writer, 2]["wall"], baseline="the same on 1 CPU", baseline_s=runs[writer, 1]["wall"])
+          for writer in args.writers.split(",")],
         dict(what="pipeline work per sample (the whole build, one process)", ours_s=work_seconds / args.n,
              baseline="I/O floor: decode inputs + encode outputs", baseline_s=floor / args.n),
     ], Path("bench/results/pipeline_bench.json"))

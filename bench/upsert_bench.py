@@ -25,7 +25,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parent.parent)]
 import lake  # noqa: E402
 from lake.schema import spec_for  # noqa: E402
 from lake.validate import to_arrow  # noqa: E402
-from refvie.stages.write import Write, synthetic_batch  # noqa: E402
+from refvie.stages.write import Write, quadruplet_row, synthetic_batch  # noqa: E402
 
 
 def main() -> None:
@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=8, help="upserts timed per side and size (the median)")
     args = parser.parse_args()
     db = lake.open(Path(tempfile.mkdtemp(prefix="upsert-bench-")) / "lake")
-    writer = Write(db)  # only its row builder is used
+    writer = Write(db)  # only its row settings are used
     rng = np.random.default_rng(0)
     rows, out = 0, {"rows": [], "scan_ms": [], "index_ms": []}
 
@@ -42,7 +42,7 @@ def main() -> None:
         nonlocal rows
         made = synthetic_batch(rows, n, rng, blob=16)
         rows += n
-        return [writer._row(made, i) for i in range(n)]
+        return [quadruplet_row(made, i, writer.pipeline_version, writer.split_fractions) for i in range(n)]
 
     for size in [int(x) for x in args.rows.split(",")]:
         while rows < size:

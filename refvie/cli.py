@@ -139,11 +139,13 @@ def build_source(fmt, path, root, dataset, mapping, n, seed, start, mix, frames,
 @click.option("--scaffold-gpus", type=float, default=0.0, show_default=True, help="GPUs per scaffold actor.")
 @click.option("--localise-model", default=None, help="Local path of a CLIPSeg model for text-grounded masks.")
 @click.option("--no-ray", is_flag=True, help="Run the stages in a plain loop in this process.")
+@click.option("--parallel-writes", is_flag=True,
+              help="Workers write the quadruplets' bytes (on every node); the driver only checks and commits.")
 @classifier_options
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @lake_option
 def build(ray_address, limit, batch_size, embed_actors, embed_gpus, image_model, scaffold_model, scaffold_gpus,
-          localise_model, no_ray, classifier, endpoint_url, endpoint_model, quiet, lake_uri) -> None:
+          localise_model, no_ray, parallel_writes, classifier, endpoint_url, endpoint_model, quiet, lake_uri) -> None:
     """Turn every ingested pair not yet built or rejected into a scored, embedded quadruplet."""
     from refvie.pipeline import PipelineConfig, build_local
     from refvie.pipeline import build as run_build
@@ -151,7 +153,9 @@ def build(ray_address, limit, batch_size, embed_actors, embed_gpus, image_model,
     config = PipelineConfig(batch_size=batch_size, embed_actors=embed_actors, embed_gpus=embed_gpus,
                             image_model_path=image_model, scaffold_model_path=scaffold_model,
                             scaffold_gpus=scaffold_gpus, localise_model_path=localise_model, classifier=classifier,
-                            endpoint_url=endpoint_url, endpoint_model=endpoint_model)
+                            endpoint_url=endpoint_url, endpoint_model=endpoint_model, parallel_writes=parallel_writes)
+    if parallel_writes and no_ray:
+        raise click.UsageError("--parallel-writes needs Ray workers; --no-ray writes from this process")
     db = open_lake(lake_uri)
     summary = build_local(db, config, limit) if no_ray else run_build(db, config, ray_address, limit,
                                                                         progress=not quiet)

@@ -22,6 +22,7 @@ import numpy as np
 
 from lake import Lake
 from lake.ray_runtime import init_ray
+from lake.splits import DEFAULT_FRACTIONS
 from refvie.labels import make_classifier
 from refvie.stages import (
     Classify,
@@ -36,6 +37,7 @@ from refvie.stages import (
     Score,
     Write,
 )
+from refvie.stages.fragments import FragmentTarget, write_fragments_task
 from refvie.stages.localise import DiffLocaliser
 from refvie.stages.package import Pack, Unpack
 from refvie.stages.scaffold import HeuristicScaffolder
@@ -69,6 +71,10 @@ class PipelineConfig:
     filter: FilterConfig = field(default_factory=FilterConfig)
     pipeline_version: str = PIPELINE_VERSION
     write_batch: int = 32
+    # workers write the quadruplets' bytes as uncommitted Lance fragments and the driver commits them (checking
+    # near-duplicates first) instead of upserting every row itself: writes on every node, one commit per batch
+    parallel_writes: bool = False
+    write_cpus: float = 0.5  # per fragment-writing task (mostly encoding and I/O)
     index_min_rows: int = 5000  # build vector indexes once quadruplets has this many rows
     stop_after_writes: int | None = None  # stop (as if killed) after this many write batches: for resume tests
 
@@ -81,6 +87,8 @@ class BuildSummary:
     rejected_by_stage: Counter = field(default_factory=Counter)
     seconds: Counter = field(default_factory=Counter)
     nodes: Counter = field(default_factory=Counter)
+    write_nodes: Counter = field(default_factory=Counter)  # with parallel writes: rows written per node
+    repaired: int = 0  # second rows under one key removed before building
     wall_seconds: float = 0.0
     stopped_early: bool = False
     taken: int = 0  # pending here, but settled by another build on the same lake first
@@ -113,6 +121,11 @@ class BuildSummary:
             lines.append(f"  {self.taken} done by another build on this lake meanwhile")
         if len(self.nodes) > 1:
             lines.append("  pairs per node: " + ", ".join(f"{n[:8]}…={c}" for n, c in self.nodes.most_common()))
+        if len(self.write_nodes) > 1:
+            lines.append("  rows written per node: " + ", ".join(f"{n[:8]}…={c}"
+                                                              for n, c in self.write_nodes.most_common()))
+        if self.repaired:
+            lines.append(f"  {self.repaired} second rows under one key removed first (two builds wrote a pair)")
         return "\n".join(lines)
 
 
@@ -243,6 +256,11 @@ def _graph(db: Lake, todo: list[str], config: PipelineConfig):
                         num_cpus=config.embed_cpus, num_gpus=config.embed_gpus or None,
                         fn_constructor_kwargs=dict(image_model_path=config.image_model_path,
                                                    device="cuda" if config.embed_gpus else "cpu"))
+    if config.parallel_writes:
+        ds = ds.map_batches(write_fragments_task, batch_size=config.write_batch, batch_format="numpy",
+                            num_cpus=config.write_cpus,
+                            fn_kwargs=dict(target=FragmentTarget.of(db, config.pipeline_version,
+                                                                    DEFAULT_FRACTIONS)))
     return ds
 
 
@@ -269,7 +287,10 @@ def build(db: Lake, config: PipelineConfig = PipelineConfig(), ray_address: str 
     writer = Write(db, config.pipeline_version, config.filter.duplicate_cosine, expected_versions=listed_at)
     writer.setup()
     bar = _bar(progress, len(todo))
-    for writes, batch in enumerate(ds.iter_batches(batch_size=config.write_batch, batch_format="numpy"), start=1):
+    # with parallel writes each block is one task's batch and its fragments, taken whole
+    batches = ds.iter_batches(batch_size=None if config.parallel_writes else config.write_batch,
+                              batch_format="numpy")
+    for writes, batch in enumerate(batches, start=1):
         written = writer(batch)
         if bar is not None:
             bar.update(written["accepted"] + written["rejected"] + written["taken"])
@@ -282,6 +303,7 @@ def build(db: Lake, config: PipelineConfig = PipelineConfig(), ray_address: str 
         writer.finish()
     summary.accepted, summary.rejected, summary.taken = writer.accepted, writer.rejected, writer.taken
     summary.rejected_by_stage, summary.seconds, summary.nodes = writer.rejected_by_stage, writer.seconds, writer.nodes
+    summary.write_nodes, summary.repaired = writer.write_nodes, writer.repaired
     if not summary.stopped_early:
         summary.indexed = index_vectors(db, config.index_min_rows)
     summary.wall_seconds = time.perf_counter() - started

@@ -10,6 +10,7 @@ import tempfile
 import textwrap
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -107,15 +108,22 @@ def test_rerun_builds_nothing(built_lake):
     assert again.pending == 0 and (db.table("quadruplets").version, db.table("rejects").version) == versions
 
 
-def test_interrupted_run_resumes_to_exact_counts(tmp_path, ray_local):
+def test_interrupted_run_resumes_to_exact_counts(tmp_path, built_lake):
+    """With parallel writes (the one-writer path's resume is the killed-process test below): stopped after two
+    batches and rerun, every pair ends once, with the rows the one-writer build made."""
     db = lake.open(tmp_path / "lake")
     ingest(SyntheticSource(60, SMALL), db, QUIET)
-    first = build(db, PipelineConfig(batch_size=4, write_batch=8, stop_after_writes=2), progress=False)
+    config = PipelineConfig(batch_size=4, write_batch=8, parallel_writes=True)
+    first = build(db, replace(config, stop_after_writes=2), progress=False)
     assert first.stopped_early and 0 < first.accepted + first.rejected_total < 60
-    second = build(db, PipelineConfig(batch_size=4, write_batch=8), progress=False)
+    second = build(db, config, progress=False)
     assert second.pending == 60 - (first.accepted + first.rejected_total)
+    assert sum(second.write_nodes.values()) == second.pending  # every row went through a write task
     done, _ = final_state(db)
     assert len(done) == 60
+    columns = ["id", "edit_type", "split", "edit_mask", "reference_image", "edit_strength"]
+    ours = db.read("quadruplets", columns=columns).sort_by("id")
+    assert ours.to_pylist() == built_lake[0].take("quadruplets", ours["id"].to_pylist(), columns=columns).to_pylist()
 
 
 def test_killed_process_resumes_to_exact_counts(tmp_path):
@@ -157,7 +165,8 @@ def test_pipeline_on_an_s3_lake(s3_lake_options, ray_local):
 
 
 def test_two_node_cluster(tmp_path):
-    """A real two-node Ray cluster (ray.cluster_utils.Cluster) in a fresh process; both nodes do work."""
+    """A real two-node Ray cluster (ray.cluster_utils.Cluster) in a fresh process; both nodes do work, and with
+    parallel writes both nodes write the quadruplets' bytes (the driver only commits)."""
     db = lake.open(tmp_path / "lake")
     ingest(SyntheticSource(48, SMALL), db, QUIET)
     script = textwrap.dedent(f"""
@@ -168,10 +177,10 @@ def test_two_node_cluster(tmp_path):
         try:
             cluster.add_node(num_cpus=2)
             ray.init(address=cluster.address, log_to_driver=False)
-            summary = build(lake.open({str(tmp_path / "lake")!r}), PipelineConfig(batch_size=2, write_batch=4),
-                            progress=False)
+            summary = build(lake.open({str(tmp_path / "lake")!r}),
+                            PipelineConfig(batch_size=2, write_batch=4, parallel_writes=True), progress=False)
             print(json.dumps({{"accepted": summary.accepted, "rejected": summary.rejected_total,
-                              "nodes": dict(summary.nodes)}}))
+                              "nodes": dict(summary.nodes), "write_nodes": dict(summary.write_nodes)}}))
         finally:  # a cluster left up makes every later `ray.init(num_cpus=…)` on this machine fail
             ray.shutdown()
             cluster.shutdown()
@@ -192,6 +201,7 @@ def test_two_node_cluster(tmp_path):
     result = json.loads(stdout.strip().splitlines()[-1])
     assert result["accepted"] + result["rejected"] == 48
     assert len(result["nodes"]) == 2 and all(n > 0 for n in result["nodes"].values())
+    assert set(result["write_nodes"]) == set(result["nodes"]) and sum(result["write_nodes"].values()) == 48
     assert len(final_state(lake.open(tmp_path / "lake"))[0]) == 48
 
 

@@ -4,7 +4,7 @@ manifest read stay small), its own compactions are not mistaken for another writ
 import numpy as np
 
 import lake
-from refvie.stages.write import Write, synthetic_batch
+from refvie.stages.write import Write, quadruplet_row, synthetic_batch
 
 
 def _versions(db):
@@ -91,8 +91,9 @@ def test_from_key_index_rows_upserts_go_through_an_index_that_keeps_up(tmp_path)
     assert not writer.shared  # its index commits are its own, like its compactions
     # an upsert of indexed and unindexed keys still replaces, never duplicates
     again = synthetic_batch(0, 16, rng, blob=16)
-    rows = [writer._row(again, i) for i in range(16)] + [writer._row(synthetic_batch(312, 8, rng, blob=16), i)
-                                                         for i in range(8)]
+    later = synthetic_batch(312, 8, rng, blob=16)
+    rows = [quadruplet_row(b, i, writer.pipeline_version, writer.split_fractions)
+            for b, n in ((again, 16), (later, 8)) for i in range(n)]
     result = db.upsert("quadruplets", rows)
     assert (result.inserted, result.updated) == (0, 24)
     assert db.count("quadruplets") == 320

@@ -23,6 +23,7 @@ import numpy as np
 
 from lake import Lake
 from lake.embed import l2_normalise
+from lake.fragments import commit_fragments, drop_duplicate_keys, parse_fragments
 from lake.memory import trim_heap
 from lake.splits import DEFAULT_FRACTIONS, split_for
 from lake.sql import literal
@@ -72,6 +73,8 @@ class Write:
     rejected_by_stage: Counter = field(default_factory=Counter)
     seconds: Counter = field(default_factory=Counter)
     nodes: Counter = field(default_factory=Counter)
+    write_nodes: Counter = field(default_factory=Counter)  # rows per node whose workers wrote their bytes
+    repaired: int = 0  # rows under a key another row already had, removed at setup (see drop_duplicate_keys)
     taken: int = 0  # pairs another build settled first
     # the tables' versions when the pending pairs were listed (None: unknown, check every batch); from then on,
     # what they would be had only this writer written
@@ -95,7 +98,9 @@ class Write:
     _writes: Counter = field(default_factory=Counter)
 
     def setup(self) -> None:
-        """The bank of what the lake holds, read in batches (a whole read of the embeddings is 2.5 KB a row)."""
+        """The bank of what the lake holds, read in batches (a whole read of the embeddings is 2.5 KB a row), after
+        removing second rows under one key (two builds with parallel writes appending one pair at once)."""
+        self.repaired = drop_duplicate_keys(self.db, "quadruplets")
         dataset = self.db.dataset("quadruplets")
         self.bank = DuplicateBank(capacity=max(1024, 2 * dataset.count_rows()))
         for batch in dataset.to_batches(columns=["pair_id", "instruction_emb", "target_emb"], batch_size=8192,
@@ -113,8 +118,13 @@ class Write:
                 self.seconds[name[2:]] += float(np.sum(values))
         for node in batch.get("node", []):
             self.nodes[str(node)] += 1
+        for node in batch.get("write_node", []):
+            self.write_nodes[str(node)] += 1
         before = self._versions()
         self.shared = self.shared or before != self.expected_versions
+        fragments = batch.get("fragments_json")  # a build with parallel writes: the rows are written already
+        written_ids = [quadruplet_id(str(p)) for p, r in zip(batch["pair_id"], batch["reject_reason"], strict=True)
+                       if missing(r)] if fragments is not None else []
         if self.shared:
             batch = self._drop_settled(batch)
             n = len(batch["pair_id"])
@@ -125,20 +135,33 @@ class Write:
         rows, rejects = [], []
         for i in range(n):
             if missing(batch["reject_reason"][i]):
-                rows.append(self._row(batch, i))
+                rows.append(quadruplet_row(batch, i, self.pipeline_version, self.split_fractions)
+                            if fragments is None else quadruplet_id(str(batch["pair_id"][i])))
             else:
                 rejects.append(dict(stage=str(batch["reject_stage"][i]), input_ref=str(batch["pair_id"][i]),
                                     reason=str(batch["reject_reason"][i]), detail=_opt(batch["reject_detail"][i]),
                                     dataset=_opt(batch["dataset"][i]), scores=_opt(batch["scores_json"][i])))
                 self.rejected[str(batch["reject_reason"][i])] += 1
                 self.rejected_by_stage[str(batch["reject_stage"][i])] += 1
-        if rows:
+        commits = {"quadruplets": int(bool(rows)), "rejects": int(bool(rejects))}
+        if fragments is not None:
+            # near-duplicates and pairs another build settled leave the fragments again, in a second commit
+            parsed = parse_fragments(list(fragments))
+            if sum(f.physical_rows for f in parsed) != len(written_ids):
+                raise RuntimeError("a write batch holds part of a worker's fragments: the driver must take the "
+                                   "workers' blocks whole (iter_batches(batch_size=None))")
+            committed = commit_fragments(self.db, "quadruplets", parsed,
+                                         sorted(set(written_ids) - set(rows)))
+            commits["quadruplets"] = len(committed.versions)
+        elif rows:
             self.db.upsert("quadruplets", rows)
-            self.accepted += len(rows)
+        self.accepted += len(rows)
         if rejects:
             self.db.reject_many(rejects)
-        self.expected_versions = {t: before[t] + int(bool(w)) for t, w in zip(WRITTEN, (rows, rejects), strict=True)}
+        self.expected_versions = {t: before[t] + commits[t] for t in WRITTEN}
         if self._versions() != self.expected_versions:  # another writer committed while this one wrote
+            if fragments is not None and rows:  # appends do not meet on keys as upserts do: keep one copy
+                drop_duplicate_keys(self.db, "quadruplets", rows)
             rejects = self._settle_as_built([str(p) for p in batch["pair_id"]], rejects)
         for table, written in zip(WRITTEN, (rows, rejects), strict=True):
             self._writes[table] += bool(written)
@@ -249,27 +272,31 @@ class Write:
             batch["reject_stage"][i], batch["reject_reason"][i] = "dedup", "duplicate"
             batch["reject_detail"][i] = f"cosine >= {self.duplicate_cosine} with a quadruplet already written"
 
-    def _row(self, batch: dict, i: int) -> dict[str, Any]:
-        pair_id, edit_type = str(batch["pair_id"][i]), str(batch["edit_type"][i])
-        scores = json.loads(_opt(batch["scores_json"][i]) or "{}")
-        return dict(
-            id=quadruplet_id(pair_id), pair_id=pair_id, dataset=str(batch["dataset"][i]), task=str(batch["task"][i]),
-            edit_type=edit_type, edit_scope=EditType(edit_type).scope.value, instruction=str(batch["instruction"][i]),
-            source_video=_opt(batch["source_bytes"][i]), target_video=_opt(batch["target_bytes"][i]),
-            source_uri=_opt(batch["source_uri"][i]), target_uri=_opt(batch["target_uri"][i]),
-            num_frames=_int(batch["num_frames"][i]), fps=_float(batch["fps"][i]), width=_int(batch["width"][i]),
-            height=_int(batch["height"][i]), codec=_opt(batch["codec"][i]),
-            reference_image=_opt(batch["reference_png"][i]), edit_mask=_opt(batch["edit_mask_png"][i]),
-            thumb_source=_opt(batch["thumb_source"][i]), thumb_target=_opt(batch["thumb_target"][i]),
-            instruction_emb=_vector(batch["instruction_emb"][i]), reference_emb=_vector(batch["reference_emb"][i]),
-            target_emb=_vector(batch["target_emb"][i]),
-            split=split_for(pair_id, self.split_fractions), pipeline_version=self.pipeline_version,
-            meta=_opt(batch["meta_json"][i]), edit_type_source=_opt(batch["edit_type_source"][i]),
-            edit_type_confidence=_float(batch["edit_type_confidence"][i]),
-            edit_type_predicted=_opt(batch["edit_type_predicted"][i]), needs_review=bool(batch["needs_review"][i]),
-            **{k: scores.get(k) for k in ("edit_strength", "mask_area", "ref_similarity", "temporal_stability",
-                                          "leakage")},
-        )
+
+def quadruplet_row(batch: dict, i: int, pipeline_version: str, split_fractions: dict[str, float]) -> dict[str, Any]:
+    """Row `i` of a packaged, embedded batch as a `quadruplets` row."""
+    pair_id, edit_type = str(batch["pair_id"][i]), str(batch["edit_type"][i])
+    scores = json.loads(_opt(batch["scores_json"][i]) or "{}")
+    return dict(
+        id=quadruplet_id(pair_id), pair_id=pair_id, dataset=str(batch["dataset"][i]), task=str(batch["task"][i]),
+        edit_type=edit_type, edit_scope=EditType(edit_type).scope.value, instruction=str(batch["instruction"][i]),
+        source_video=_opt(batch["source_bytes"][i]), target_video=_opt(batch["target_bytes"][i]),
+        source_uri=_opt(batch["source_uri"][i]), target_uri=_opt(batch["target_uri"][i]),
+        num_frames=_int(batch["num_frames"][i]), fps=_float(batch["fps"][i]), width=_int(batch["width"][i]),
+        height=_int(batch["height"][i]), codec=_opt(batch["codec"][i]),
+        reference_image=_opt(batch["reference_png"][i]), edit_mask=_opt(batch["edit_mask_png"][i]),
+        thumb_source=_opt(batch["thumb_source"][i]), thumb_target=_opt(batch["thumb_target"][i]),
+        instruction_emb=_vector(batch["instruction_emb"][i]), reference_emb=_vector(batch["reference_emb"][i]),
+        target_emb=_vector(batch["target_emb"][i]),
+        split=split_for(pair_id, split_fractions), pipeline_version=pipeline_version,
+        meta=_opt(batch["meta_json"][i]), edit_type_source=_opt(batch["edit_type_source"][i]),
+        edit_type_confidence=_float(batch["edit_type_confidence"][i]),
+        edit_type_predicted=_opt(batch["edit_type_predicted"][i]), needs_review=bool(batch["needs_review"][i]),
+        **{k: scores.get(k) for k in ("edit_strength", "mask_area", "ref_similarity", "temporal_stability",
+                                      "leakage")},
+    )
+
+
 
 
 def _keys(instruction: list, target: list) -> np.ndarray:
