@@ -4,6 +4,9 @@ embedded quadruplet in the lake, or a `rejects` row saying which stage refused i
     pair ids ──► [decode → classify → localise → scaffold → score → package]  CPU tasks, frames stay in-task
              ──► [embed]                                                        actor pool (models load once)
              ──► driver: dedup + batched upsert                                 one writer
+    or, with `parallel_writes`:
+             ──► [write fragments]  CPU tasks: rows written uncommitted, on every node
+             ──► driver: dedup + one Append commit per batch
 
 Streaming: Ray Data runs the graph with bounded queues; decoded frames never leave the task that decoded them.
 Resumable: the driver writes each batch idempotently, and a rerun only takes pairs that are in neither table, so

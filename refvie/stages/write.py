@@ -7,6 +7,9 @@ pairs were listed, it drops from every batch the pairs another build has already
 when another writer committed while this one was writing, it settles any pair of the batch found in both tables as
 built (the reject goes: a near-duplicate kept is no loss, a pair counted twice breaks `in = accepted + rejected`).
 
+With parallel writes (`refvie/stages/fragments.py`) the rows arrive already written as uncommitted fragments: this
+stage then decides the same way and commits them instead of upserting.
+
 Near-duplicates are caught here: a row whose (instruction, target) embedding is within `duplicate_cosine` of
 one already written is rejected as `duplicate` (`DuplicateBank`: exact, a projected prefilter, then the full keys;
 ~140 bytes a row in memory, the full keys in a temporary file)."""
@@ -295,8 +298,6 @@ def quadruplet_row(batch: dict, i: int, pipeline_version: str, split_fractions: 
         **{k: scores.get(k) for k in ("edit_strength", "mask_area", "ref_similarity", "temporal_stability",
                                       "leakage")},
     )
-
-
 
 
 def _keys(instruction: list, target: list) -> np.ndarray:
