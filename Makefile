@@ -24,9 +24,9 @@ demo: $(STAMP)
 	$(PY) scripts/demo.py
 
 # CI's suite; tests marked slow (minutes each, covered by a faster twin) run with `make test-slow`
-# The README tour and the demo are chains of one-core subprocesses (~7 min): they run beside the rest of the suite,
-# which keeps the other core busy; their output follows the suite's
-SIDE := tests/test_readme_tour.py tests/test_demo.py
+# The README tour, the demo, the experiment and the notebooks are chains of mostly one-core subprocesses:
+# they run beside the rest of the suite, which keeps the other core busy; their output follows the suite's
+SIDE := tests/test_readme_tour.py tests/test_demo.py tests/test_experiment.py tests/test_notebooks.py
 test: $(STAMP)
 	$(VENV)/bin/ruff check lake refvie kiwi tests bench scripts
 	@log=$$(mktemp); \
