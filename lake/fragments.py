@@ -1,6 +1,6 @@
 """Rows written by many workers, committed by one: each worker writes its rows as Lance data files that no version
 references yet (`write_uncommitted`), and one process makes them part of the table in a single commit
-(`Lake.commit_fragments` in lake/db.py). The bytes (videos, images) are written where they were made, in parallel;
+(`commit_fragments`). The bytes (videos, images) are written where they were made, in parallel;
 only a few hundred bytes of fragment metadata per batch travel to the committer.
 
 Files of fragments that never get committed (a worker whose build was killed) are referenced by no version: they
@@ -20,7 +20,8 @@ def write_uncommitted(dataset_uri: str, table: str, rows: Rows,
                       storage_options: Mapping[str, str] | None = None,
                       data_storage_version: str | None = None) -> str:
     """Validate `rows` for `table` and write them as data files beside the table at `dataset_uri`, without a
-    commit. Returns the fragments' metadata as JSON (what `Lake.commit_fragments` takes); "[]" for no rows."""
+    commit. Returns the fragments' metadata as JSON (what `parse_fragments` reads back for `commit_fragments`);
+    "[]" for no rows."""
     from lance.fragment import write_fragments
 
     data = to_arrow(spec_for(table), rows)
@@ -106,10 +107,10 @@ def drop_duplicate_keys(db, table: str, keys: Sequence[str] | None = None) -> in
     One scan of the key column (of `keys` only, if given); returns the rows deleted."""
     import pyarrow.compute as pc
 
-    (column,) = spec_for(table).key
-    where = key_predicate(table, list(keys)) if keys else None
     if keys is not None and not keys:
         return 0
+    (column,) = spec_for(table).key
+    where = key_predicate(table, list(keys)) if keys else None
     found = db.dataset(table).to_table(columns=[column], with_row_address=True, filter=where)
     if found.num_rows < 2:
         return 0
