@@ -27,11 +27,15 @@ demo: $(STAMP)
 # The README tour, the demo, the experiment and the notebooks are chains of mostly one-core subprocesses:
 # they run beside the rest of the suite, which keeps the other core busy; their output follows the suite's
 SIDE := tests/test_readme_tour.py tests/test_demo.py tests/test_experiment.py tests/test_notebooks.py
+# Two lanes share the cores, so OpenMP threads must sleep, not spin, while they wait: with libgomp's default spinning
+# two torch tests run side by side took 113-190 s against 61 s passive (tests/test_tiny_edit.py beside
+# tests/test_adaptive_training.py, this 2-core machine)
+test test-slow faults: export OMP_WAIT_POLICY := PASSIVE
 test: $(STAMP)
 	$(VENV)/bin/ruff check lake refvie kiwi tests bench scripts
 	@log=$$(mktemp); \
-	$(PY) -m pytest -m "not slow" -p no:cacheprovider $(SIDE) > $$log 2>&1 & side=$$!; \
-	$(PY) -m pytest -m "not slow" $(addprefix --ignore=,$(SIDE)); suite=$$?; \
+	$(PY) -m pytest -m "not slow" -p no:cacheprovider --durations=25 $(SIDE) > $$log 2>&1 & side=$$!; \
+	$(PY) -m pytest -m "not slow" --durations=25 $(addprefix --ignore=,$(SIDE)); suite=$$?; \
 	wait $$side; beside=$$?; echo "---- $(SIDE), run beside the suite ----"; cat $$log; rm -f $$log; \
 	test $$suite -eq 0 && test $$beside -eq 0
 

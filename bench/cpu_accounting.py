@@ -1,29 +1,41 @@
 """CPU seconds per role in a Ray build, from the operating system (psutil): the driver (its own write, dedup and
-Ray Data's scheduling), Ray Data's stage tasks, the embed actor, idle workers and Ray's own processes (raylet, GCS,
-dashboard, log monitor). Read from the driver's process tree, which under a local `ray.init` holds every Ray process.
+Ray Data's scheduling), Ray Data's stage tasks, the embed actor, the parallel writer's fragment-writing tasks, idle
+or starting workers and Ray's own processes (raylet, GCS, dashboard, log monitor and its helper actors). Read from the
+driver's process tree, which under a local `ray.init` holds every Ray process.
 Why: the 1 -> 2 CPU scaling of the pipeline is not 2x, and a ratio alone does not say where the rest goes."""
 
 from __future__ import annotations
 
+import re
 import threading
 
 import psutil
 
-ROLES = ("driver", "stage tasks", "embed actor", "ray system", "idle workers")
+ROLES = ("driver", "stage tasks", "embed actor", "write tasks", "ray system", "idle workers")
+# Ray Data names a worker after the operator it runs, `ray::<Operator>(<function or class>)`, with `.<method>`
+# appended while an actor runs one: `ray::MapBatches(run_cpu_stages)`, `ray::MapWorker(MapBatches(Embed)).submit`.
+# Ray's helper actors carry no parenthesised operator: `ray::_StatsActor`, `ray::DashboardAgent`, ...
+_OPERATOR = re.compile(r"^ray::\w+\(")
+
+
+def role(title: str) -> str:
+    """The role of a process, from its title (Ray sets a worker's title to what it runs, as of Ray 2.60)."""
+    if title.startswith("ray::IDLE") or "ray/_private/workers/" in title:
+        return "idle workers"  # a worker between tasks, or still starting (not yet titled)
+    if not _OPERATOR.match(title):
+        return "ray system"
+    if "(Embed)" in title:
+        return "embed actor"
+    if "write_fragments" in title:
+        return "write tasks"
+    return "stage tasks"
 
 
 def _role(process: psutil.Process) -> str:
     try:
-        title = " ".join(process.cmdline()) or process.name()
+        return role(" ".join(process.cmdline()) or process.name())
     except psutil.Error:
         return "ray system"
-    if title.startswith("ray::Embed"):
-        return "embed actor"
-    if title.startswith("ray::IDLE"):
-        return "idle workers"
-    if title.startswith("ray::"):
-        return "stage tasks"
-    return "ray system"
 
 
 def _times() -> dict[int, tuple[str, float]]:

@@ -239,10 +239,9 @@ def _sharded_weights(folder):
     return {k: v for k, v in model.state_dict().items() if not k.startswith(NOT_CHECKPOINTED)}
 
 
-def test_two_fsdp_workers_shard_the_model_and_train_what_one_worker_trains(db, tmp_path, ray_local, single_worker):
-    """FSDP2 over two CPU workers (gloo): each rank holds half of every parameter, the checkpoint is written in
-    shards by both ranks, and the losses and gathered weights equal the single worker's; a run stopped after one
-    step resumes from its shards to the same sequence and weights."""
+def _fsdp_first_step_resumed_alone(db, tmp_path, single_worker):
+    """Two FSDP ranks stopped after one step; their shards resumed by one process (resharded, the same global batch
+    of 4) must read the single worker's sequence and end with its weights. Returns the two-rank run's folder."""
     from kiwi.distributed import train_distributed
     from kiwi.runs import read_history
 
@@ -253,11 +252,35 @@ def test_two_fsdp_workers_shard_the_model_and_train_what_one_worker_trains(db, t
     shards = sorted(p.name for p in (out / "checkpoint" / "sharded").iterdir())
     assert "__0_0.distcp" in shards and "__1_0.distcp" in shards  # each rank wrote its own shards
     assert not (out / "checkpoint" / "model.safetensors").exists()
-    alone = tmp_path / "alone"  # the same shards resumed by one process: resharded, the same global batch of 4
+    assert _two_worker_ids(out) == [single.history[0]["ids"]]
+    rank1 = json.loads((out / "metrics.rank1.jsonl").read_text().splitlines()[0])
+    assert (read_history(out)[0]["loss"] + rank1["loss"]) / 2 == pytest.approx(single.history[0]["loss"], rel=1e-4)
+    alone = tmp_path / "alone"
     shutil.copytree(out, alone)
     resumed = Trainer(tiny(seed=7), db, _two_worker_run("two"), alone).train()
     assert [h["ids"] for h in resumed.history] == [h["ids"] for h in single.history[1:]]
     _assert_same_training(_weights(alone), _weights(single_out))
+    return out
+
+
+def test_two_fsdp_workers_shard_the_model_and_one_process_resumes_their_shards(db, tmp_path, ray_local,
+                                                                                single_worker):
+    """FSDP2 over two CPU workers (gloo): each rank holds half of every parameter and writes its own shards; the
+    first step's samples and mean loss are the single worker's, and the shards resume in one process to the single
+    worker's weights. (Two ranks training a whole run: the one-process checkpoint test below; two ranks resuming
+    their own shards: the slow twin.)"""
+    _fsdp_first_step_resumed_alone(db, tmp_path, single_worker)
+
+
+@pytest.mark.slow  # `make test-slow`; CI keeps the twin above and the one-process resume below
+def test_two_fsdp_workers_shard_the_model_and_train_what_one_worker_trains(db, tmp_path, ray_local, single_worker):
+    """FSDP2 over two CPU workers (gloo): a run stopped after one step resumes from its shards, on one process and
+    on the same two ranks, to the same sequence, losses and weights as the single worker."""
+    from kiwi.distributed import train_distributed
+    from kiwi.runs import read_history
+
+    single, single_out = single_worker
+    out = _fsdp_first_step_resumed_alone(db, tmp_path, single_worker)
     second = train_distributed(db.uri, _two_worker_run("two"), out, num_workers=2, parallel="fsdp")
     assert second.error is None
     assert _two_worker_ids(out) == [h["ids"] for h in single.history]

@@ -71,6 +71,36 @@ def test_training_is_deterministic(text_model):
     assert all(np.array_equal(a.params[k], b.params[k]) for k in a.params) and a.temperature == b.temperature
 
 
+
+def test_processes_reaching_first_use_together_train_the_head_once(tmp_path, monkeypatch):
+    """The pipeline's classify workers all load the classifier as they start: on a machine without the cached head
+    the first one trains it and the others wait for its file instead of training the same head again."""
+    import threading
+
+    monkeypatch.setenv("KIWI_LAKE_CACHE", str(tmp_path))
+    config = TextModelConfig(per_category=40, synthetic=30, epochs=3)
+    trained, train = [], TextClassifier.train.__func__
+
+    def counted(cls, *args, **kwargs):
+        trained.append(threading.get_ident())
+        return train(cls, *args, **kwargs)
+
+    monkeypatch.setattr(TextClassifier, "train", classmethod(counted))
+    heads = [None] * 3
+
+    def first_use(i):
+        heads[i] = TextClassifier.load(config)
+
+    workers = [threading.Thread(target=first_use, args=(i,)) for i in range(3)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert len(trained) == 1
+    assert all(np.array_equal(h.params["w1"], heads[0].params["w1"]) for h in heads)
+    assert all(h.temperature == heads[0].temperature for h in heads)
+
+
 # ---------------------------------------------------------------------------------------------- label maps
 def test_openve_categories_map_onto_ours():
     openve = parse_label_map("openve")

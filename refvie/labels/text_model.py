@@ -109,7 +109,7 @@ class TextClassifier:
         if progress:
             progress(f"fitting the head ({config.epochs} epochs)")
         model.params = _fit_mlp(x, y, config)
-        model.temperature = model._calibrate()
+        model.temperature = float(np.float32(model._calibrate()))  # as the cache stores it: first use = later uses
         model.train_seconds = time.perf_counter() - start
         return model
 
@@ -136,14 +136,26 @@ class TextClassifier:
     @classmethod
     def load(cls, config: TextModelConfig | None = None, retrain: bool = False, progress=None) -> TextClassifier:
         """The head for `config` from the cache, trained and cached first when it is not there (or `retrain`)."""
+        from filelock import FileLock
+
         config = config or TextModelConfig()
         path = cache_dir() / f"text-{config.key()}.npz"
         if path.exists() and not retrain:
-            data = np.load(path)
-            return cls(config, {k: data[k] for k in ("w1", "b1", "w2", "b2")}, float(data["temperature"]))
-        model = cls.train(config, progress=progress)
-        model.save(path)
+            return cls._read(config, path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # one trainer at a time: the pipeline's classify workers (and parallel commands) reaching first use together
+        # wait for the first one's head instead of each training the same one
+        with FileLock(path.with_suffix(".lock")):
+            if path.exists() and not retrain:
+                return cls._read(config, path)
+            model = cls.train(config, progress=progress)
+            model.save(path)
         return model
+
+    @classmethod
+    def _read(cls, config: TextModelConfig, path: Path) -> TextClassifier:
+        data = np.load(path)
+        return cls(config, {k: data[k] for k in ("w1", "b1", "w2", "b2")}, float(data["temperature"]))
 
     # ------------------------------------------------------------------------------------------- inference
     def logits(self, texts: list[str]) -> np.ndarray:
