@@ -57,6 +57,7 @@ class CpuMonitor:
     def __init__(self, every: float = 0.2):
         self.every = every
         self.used = dict.fromkeys(ROLES, 0.0)
+        self.processes = {role: set() for role in ROLES}  # pids that did work in each role (one worker may hold two)
         self._seen: dict[int, float] = {}
         self._stop = threading.Event()
 
@@ -68,7 +69,10 @@ class CpuMonitor:
 
     def _charge(self) -> None:
         for pid, (role, seconds) in _times().items():
-            self.used[role] += seconds - self._seen.get(pid, 0.0)
+            spent = seconds - self._seen.get(pid, 0.0)
+            self.used[role] += spent
+            if spent > 0:
+                self.processes[role].add(pid)
             self._seen[pid] = seconds
 
     def _poll(self) -> None:
@@ -81,10 +85,13 @@ class CpuMonitor:
         self._charge()
 
 
-def describe(used: dict, wall: float, cpus: int) -> str:
-    """One line: each role's CPU seconds and share of the cores' time, and the idle rest."""
+def describe(used: dict, wall: float, cpus: int, processes: dict | None = None) -> str:
+    """One line: each role's CPU seconds and share of the cores' time (and in how many processes), and the idle
+    rest."""
     available = wall * cpus
-    parts = [f"{role} {used.get(role, 0.0):.1f}s ({used.get(role, 0.0) / available:.0%})" for role in ROLES]
+    processes = processes or {}
+    parts = [f"{role} {used.get(role, 0.0):.1f}s ({used.get(role, 0.0) / available:.0%}"
+             + (f", {processes[role]} processes)" if role in processes else ")") for role in ROLES]
     idle = available - sum(used.get(role, 0.0) for role in ROLES)
     return f"   CPU over {available:.0f} core-seconds: " + ", ".join(parts) + f", cores idle {idle:.1f}s " \
            f"({idle / available:.0%})"

@@ -53,8 +53,10 @@ with CpuMonitor() as monitor:
                                                            parallel_writes=sys.argv[4] == "parallel"), progress=False)
 wall = time.perf_counter() - start
 used = monitor.used
+processes = {role: len(pids) for role, pids in monitor.processes.items()}
 print(json.dumps({"wall": wall, "accepted": summary.accepted, "rejected": summary.rejected_total,
-                  "seconds": dict(summary.seconds), "cpu": used}))
+                  "seconds": dict(summary.seconds), "cpu": used,
+                  "processes": processes}))
 """
 
 
@@ -99,7 +101,7 @@ def main() -> None:
             runs[writer, cpus] = r = json.loads(out.stdout.strip().splitlines()[-1])
             print(f"{writer} writer, {cpus} CPU(s): {args.n} pairs -> {r['accepted']} quadruplets + {r['rejected']} "
                   f"rejects in {r['wall']:.1f}s = {args.n / r['wall']:.1f} pairs/s")
-            print(describe(r["cpu"], r["wall"], cpus))
+            print(describe(r["cpu"], r["wall"], cpus, r["processes"]))
             shutil.rmtree(copy, ignore_errors=True)
         print(f"{writer} writer: 1 -> 2 CPUs scaling {runs[writer, 1]['wall'] / runs[writer, 2]['wall']:.2f}x")
     shutil.copytree(work / "base", work / "local")

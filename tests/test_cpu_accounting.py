@@ -45,3 +45,4 @@ def test_a_live_embed_actor_is_charged_to_the_embed_role(ray_local):
         ray.data.range(4, override_num_blocks=2).map_batches(Embed, concurrency=1, batch_size=2).materialize()
     assert monitor.used["embed actor"] >= 0.8  # two batches of 0.6 s of CPU each
     assert monitor.used["stage tasks"] < monitor.used["embed actor"]
+    assert len(monitor.processes["embed actor"]) == 1  # concurrency=1: one actor did the work

@@ -28,6 +28,7 @@ from lake import Lake
 from lake.embed import l2_normalise
 from lake.fragments import commit_fragments, drop_duplicate_keys, parse_fragments
 from lake.memory import trim_heap
+from lake.preempted import retry_preempted
 from lake.splits import DEFAULT_FRACTIONS, split_for
 from lake.sql import literal
 from lake.taxonomy import EDIT_TYPES, EditType
@@ -188,19 +189,24 @@ class Write:
         """Merge the table's small fragments into fragments of up to `target_rows` rows; with `only_new`, only bins
         holding a fragment written since the last compaction (older merged fragments are left as they are).
         Compaction commits a version of its own: expected, unless another writer committed meanwhile (then every
-        later batch is checked, as after any foreign commit)."""
+        later batch is checked, as after any foreign commit). Preempted by another build's compaction of the same
+        fragments, it plans again on the newer version."""
         from lance.optimize import Compaction, CompactionOptions
 
-        dataset = self.db.dataset(table)
-        before = dataset.version
-        plan = Compaction.plan(dataset, CompactionOptions(target_rows_per_fragment=max(1, target_rows)))
+        before = self.db.dataset(table).version
         floor = self._merged_upto.get(table, -1) if only_new else -1
-        tasks = [t for t in plan.tasks if max(f.id for f in t.fragments) > floor]
-        if tasks:
-            Compaction.commit(dataset, [t.execute(dataset) for t in tasks])
-            trim_heap()  # the rewrite's buffers were freed on Lance's I/O threads: give their pages back
+
+        def plan_and_commit():  # against the latest version: another build may have compacted meanwhile
+            dataset = self.db.dataset(table)
+            plan = Compaction.plan(dataset, CompactionOptions(target_rows_per_fragment=max(1, target_rows)))
+            tasks = [t for t in plan.tasks if max(f.id for f in t.fragments) > floor]
+            if tasks:
+                Compaction.commit(dataset, [t.execute(dataset) for t in tasks])
+                trim_heap()  # the rewrite's buffers were freed on Lance's I/O threads: give their pages back
+
+        retry_preempted(plan_and_commit)
         if table == "quadruplets":
-            self._refresh_key_index()
+            retry_preempted(self._refresh_key_index)
         latest = self.db.dataset(table)
         self._merged_upto[table] = max((f.fragment_id for f in latest.get_fragments()), default=-1)
         after = latest.version
