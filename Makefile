@@ -51,6 +51,7 @@ bench: $(STAMP)
 	$(PY) bench/lake_bench.py
 	$(PY) bench/synthetic_bench.py
 	$(PY) bench/pipeline_bench.py
+	$(PY) bench/core_ceiling.py
 	$(PY) bench/balance_bench.py
 	$(PY) bench/model_bench.py
 	$(PY) bench/loader_bench.py
