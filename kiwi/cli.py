@@ -3,42 +3,13 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import click
 
+from kiwi.cli_options import IMAGE_SUFFIXES, device_options, resolve_device
 from lake.cli_common import FriendlyGroup, group_lake_option, lake_option, open_lake
 from lake.errors import MediaError
-
-DTYPES = ("auto", "float32", "bfloat16", "float16")
-
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-
-
-def device_options(command):
-    """--device and --dtype: where and in what precision the model runs (bf16 on a GPU unless told otherwise)."""
-    command = click.option("--dtype", type=click.Choice(DTYPES), default="auto", show_default=True,
-                           help="Weights' precision: auto = bfloat16 on a GPU, float32 on the CPU.")(command)
-    return click.option("--device", default="auto", show_default=True,
-                        help="auto (cuda when there is one, else cpu), cpu, cuda, cuda:1 …")(command)
-
-
-def resolve_device(device: str, dtype: str):
-    import torch
-
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as e:
-        raise click.BadParameter(str(e), param_hint="--device") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise click.BadParameter(f"{device}: this machine has no CUDA device", param_hint="--device")
-    if dtype == "auto":
-        dtype = "bfloat16" if resolved.type == "cuda" else "float32"
-    return resolved, getattr(torch, dtype)
 
 
 @click.group(cls=FriendlyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -301,219 +272,15 @@ def plan(recipe, gpus, gpu_memory, clip) -> None:
                f"frozen parts are bf16)")
 
 
-@cli.group()
-def bench() -> None:
-    """Benches: freeze one from the lake's bench split, import a published one, list them."""
+def _register() -> None:
+    from kiwi.cli_eval import bench, eval_group, experiment_command
+
+    cli.add_command(bench)
+    cli.add_command(eval_group, "eval")
+    cli.add_command(experiment_command, "experiment")
 
 
-@bench.command("freeze")
-@click.argument("name")
-@click.option("--per-category", type=int, default=8, show_default=True, help="Items per edit type (at most).")
-@click.option("--version", default=None, help="quadruplets version number or tag (default: latest).")
-@click.option("--where", default="split = 'bench'", show_default=True, help="Which rows are eligible.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@lake_option
-def bench_freeze(name, per_category, version, where, seed, lake_uri) -> None:
-    """Copy a stratified sample of the bench split into a frozen bench NAME."""
-    from kiwi.eval.bench import freeze_lake_bench
-
-    db = open_lake(lake_uri)
-    version = int(version) if version is not None and version.isdigit() else version
-    try:
-        items = freeze_lake_bench(db, name, per_category, version=version, where=where, seed=seed)
-    except ValueError as e:
-        raise click.ClickException(str(e)) from None
-    counts: dict[str, int] = {}
-    for item in items:
-        counts[item.category] = counts.get(item.category, 0) + 1
-    click.echo(f"bench {name}: {len(items)} items ({', '.join(f'{c} {n}' for c, n in sorted(counts.items()))})")
-
-
-@bench.command("import")
-@click.argument("layout", type=click.Choice(["refvie-bench", "openve-bench"]))
-@click.argument("listing", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--name", default=None, help="Bench name (default: the layout's name).")
-@click.option("--root", default=None, type=click.Path(path_type=Path), help="Folder the listing's paths are "
-              "relative to (default: the listing's folder).")
-@lake_option
-def bench_import(layout, listing, name, root, lake_uri) -> None:
-    """Import a published bench: RefVIE-Bench's YAML listing or OpenVE-Bench's manifest."""
-    from kiwi.eval.importers import import_openve_bench, import_refvie_bench
-
-    importer = import_refvie_bench if layout == "refvie-bench" else import_openve_bench
-    try:
-        report = importer(open_lake(lake_uri, create=True), listing, name or layout, root=root)
-    except ValueError as e:
-        raise click.ClickException(str(e)) from None
-    click.echo(str(report) + ("; see `lake query rejects_by_reason`" if report.rejected else ""))
-
-
-@bench.command("list")
-@lake_option
-def bench_list(lake_uri) -> None:
-    """Benches in the lake with their item counts per category."""
-    db = open_lake(lake_uri)
-    table = db.sql("SELECT bench, category, count(*) AS items, bool_and(coalesce(counts_to_overall, true)) "
-                   "AS counts_to_overall FROM bench_items GROUP BY ALL ORDER BY ALL")
-    click.echo(table.to_pandas().to_string(index=False) if table.num_rows else "no benches yet")
-
-
-@cli.command("eval")
-@click.option("--model", "model_dir", required=True, type=click.Path(path_type=Path),
-              help="Model folder (kiwi init / save_pretrained), or `copy-source` for the do-nothing baseline.")
-@click.option("--bench", "bench_name", required=True)
-@click.option("--steps", type=int, default=None, help="Sampler steps (default: the model's, 50 for a release).")
-@click.option("--frames", type=int, default=5, show_default=True, help="Frames (4k+1) per item.")
-@click.option("--size", type=int, default=64, show_default=True, help="Square side, a multiple of 32.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--instruct-only", is_flag=True, help="Ignore reference images (a model without stage 3).")
-@click.option("--clip", "clip_path", default=None, type=click.Path(path_type=Path),
-              help="CLIP/SigLIP folder: adds the text-video score.")
-@click.option("--judge-url", default=None, envvar="KIWI_JUDGE_URL",
-              help="OpenAI-compatible endpoint (e.g. http://127.0.0.1:8000/v1): adds the VLM judge. The key is "
-              "read from $KIWI_JUDGE_API_KEY.")
-@click.option("--judge-model", default=None, envvar="KIWI_JUDGE_MODEL", help="Model name the endpoint serves.")
-@click.option("--judge-concurrency", type=int, default=4, show_default=True)
-@click.option("--judge-cache", default=".cache/judge", show_default=True, type=click.Path(path_type=Path))
-@click.option("--report", "report_dir", default=None, type=click.Path(path_type=Path),
-              help="Write report.md and a per-category chart here.")
-@click.option("--allow-overlap", is_flag=True,
-              help="Score a model whose training slices hold rows of this bench (refused otherwise).")
-@device_options
-@lake_option
-def eval_command(model_dir, bench_name, steps, frames, size, seed, instruct_only, clip_path, judge_url, judge_model,
-                 judge_concurrency, judge_cache, report_dir, allow_overlap, device, dtype, lake_uri) -> None:
-    """Run a model on every bench item (resumable; outputs kept in the lake) and score it per category."""
-    import torch
-
-    from kiwi.eval.aggregate import category_table, metric_table
-    from kiwi.eval.bench import load_bench
-    from kiwi.eval.report import bar_chart, markdown_table
-    from kiwi.eval.runner import EvalConfig, copy_source, evaluate, excluded_categories, results
-    from kiwi.eval.scorers import AutomaticScorer, ClipScorer, JudgeScorer
-
-    db = open_lake(lake_uri)
-    try:
-        config = EvalConfig(frames=frames, size=size, steps=steps or EvalConfig.steps, seed=seed,
-                            instruct_only=instruct_only)
-        load_bench(db, bench_name)
-    except ValueError as e:
-        raise click.ClickException(str(e)) from None
-    scorers = [AutomaticScorer()]
-    if clip_path:
-        scorers.append(ClipScorer(str(clip_path)))
-    client = None
-    if judge_url:
-        from kiwi.eval.judge import JudgeClient, JudgeConfig
-
-        if not judge_model:
-            raise click.ClickException("--judge-url needs --judge-model (the name the endpoint serves)")
-        client = JudgeClient(JudgeConfig(judge_url, judge_model, concurrency=judge_concurrency,
-                                         cache_dir=str(judge_cache)))
-        scorers.append(JudgeScorer(client))
-    if str(model_dir) == "copy-source":
-        model, name = copy_source, "copy-source"
-    else:
-        if not Path(model_dir).is_dir():
-            raise click.ClickException(f"--model {model_dir}: no such model folder")
-        from kiwi.eval.contamination import bench_overlap
-        from kiwi.model.io import fingerprint, from_pretrained
-
-        overlap = bench_overlap(db, model_dir, bench_name)
-        if overlap and not allow_overlap:
-            raise click.ClickException(overlap.message(str(model_dir), bench_name))
-        if overlap:
-            click.echo(f"warning: {overlap.message(str(model_dir), bench_name).split(':')[0]} (--allow-overlap)")
-        # keyed by the weights too: retraining into the same folder is a new model, scored anew
-        device, dtype = resolve_device(device, dtype)
-        model = from_pretrained(model_dir, device=str(device), dtype=dtype)
-        name = f"{Path(model_dir).resolve()}@{fingerprint(model_dir)}"
-        if dtype != torch.float32:  # another precision answers differently: its own results
-            name += f"[{str(dtype).removeprefix('torch.')}]"
-        if steps is None:
-            config = replace(config, steps=model.sampler_steps)
-    try:
-        run = evaluate(db, model, bench_name, name, config, scorers, progress=True)
-    finally:
-        if client:
-            client.close()
-    frame = results(db, run.run_id)
-    excluded = excluded_categories(frame)
-    click.echo(f"eval run {run.run_id}: {run.inferred} items run now, scored {run.scored}"
-               + (f"; judge failed on {len(run.failures)} (in rejects)" if run.failures else ""))
-    automatic = [m for m in AutomaticScorer.metrics if frame["value"][frame["metric"] == m].notna().any()]
-    if automatic:
-        click.echo("\nautomatic metrics, mean per category (dB for the PSNRs; overall = unweighted mean of the "
-                   "categories" + (", * reported apart" if excluded else "") + "):")
-        click.echo(metric_table(frame, automatic, excluded).to_string(float_format=lambda v: f"{v:.3f}",
-                                                                     na_rep=""))
-    tables = {"psnr": category_table(frame, ["psnr"], excluded)} if "psnr" in automatic else {}
-    if "judge" in set(frame["scorer"]):
-        dims = [m for m in frame.loc[frame["scorer"] == "judge", "metric"].unique() if m != "judge_mean"]
-        tables["judge"] = category_table(frame, dims, excluded)
-    if "judge" in tables:
-        click.echo("\njudge per category (overall = unweighted mean of the categories that count):")
-        click.echo(tables["judge"].to_string(float_format=lambda v: f"{v:.3f}", na_rep=""))
-    if report_dir and tables:
-        report_dir.mkdir(parents=True, exist_ok=True)
-        lines = [f"# Evaluation {run.run_id}", "", f"Model `{name}` on bench `{bench_name}`.", ""]
-        for title, table in tables.items():
-            bar_chart(table[["score"]].rename(columns={"score": title}), report_dir / f"{title}.png", title=title)
-            lines += [f"## {title}", "", markdown_table(table), "", f"![{title}]({title}.png)", ""]
-        (report_dir / "report.md").write_text("\n".join(lines))
-        click.echo(f"\nreport written to {report_dir / 'report.md'}")
-
-
-@cli.command("experiment")
-@click.option("--bench", "bench_name", required=True, help="A frozen bench of held-out pairs (kiwi bench freeze).")
-@click.option("--arms", default="local-heavy,natural,temperature:0.3,adaptive", show_default=True,
-              help="Comma-separated category mixes: natural | uniform | temperature:ALPHA | local-heavy | "
-                   "target:cat=share;... | adaptive[:EVERY].")
-@click.option("--baseline", default="natural", show_default=True, help="The arm the others are compared with.")
-@click.option("--seeds", default=5, type=int, show_default=True, help="Replicates (seeds 0..N-1), each trains "
-              "every arm.")
-@click.option("--steps", type=int, default=400, show_default=True, help="Training steps per arm and seed.")
-@click.option("--batch-size", type=int, default=8, show_default=True)
-@click.option("--lr", type=float, default=1e-3, show_default=True)
-@click.option("--lr-schedule", type=click.Choice(["cosine", "constant"]), default="cosine", show_default=True,
-              help="After the peak: cosine down to a tenth, or constant.")
-@click.option("--config", "model", type=click.Choice(["tiny-edit", "tiny"]), default="tiny-edit", show_default=True)
-@click.option("--size", type=int, default=32, show_default=True, help="Square side for training and evaluation.")
-@click.option("--sampler-steps", type=int, default=8, show_default=True,
-              help="Sampler steps when scoring (1: the x0 model's conditional mean, what PSNR rewards).")
-@click.option("--where", "train_where", default="split = 'train'", show_default=True,
-              help="SQL filter of the training rows (keep the bench's pairs out).")
-@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Runs trained at once, each in its own process with an equal share of the cores (a small model "
-                   "trains faster as two one-thread runs than as one two-thread run).")
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder for runs, report.md and charts.")
-@lake_option
-def experiment_command(bench_name, arms, baseline, seeds, steps, batch_size, lr, lr_schedule, model, size,
-                       sampler_steps, train_where, jobs, out, lake_uri) -> None:
-    """Train every arm with the same budget and seeds, evaluate each per category on a frozen bench, and say
-    with intervals over seeds whether rebalancing changed what the model learnt (resumable: reruns skip what
-    is done)."""
-    from kiwi.eval.bench import load_bench
-    from kiwi.eval.experiment import ExperimentConfig, run_experiment
-    from kiwi.eval.runner import EvalConfig
-
-    arm_list = tuple(a.strip() for a in arms.split(",") if a.strip())  # target shares are ';'-separated
-    try:
-        config = ExperimentConfig(bench_name, arm_list, baseline, train_where, model, steps, lr, batch_size,
-                                  lr_schedule=lr_schedule, size=size, seeds=tuple(range(seeds)),
-                                  evaluation=EvalConfig(frames=5, size=size, steps=sampler_steps), jobs=jobs)
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--arms") from None
-    db = open_lake(lake_uri)
-    try:
-        load_bench(db, bench_name)
-    except ValueError as e:
-        raise click.ClickException(str(e)) from None
-    result = run_experiment(db, config, out, progress=True, log=click.echo)
-    click.echo("\npsnr per category, mean over seeds (dB), and copying the source:")
-    click.echo(result.summary("psnr").to_string(float_format=lambda v: f"{v:.2f}"))
-    click.echo("\nverdict:\n" + result.verdict)
-    click.echo(f"\nreport: {result.report}")
+_register()
 
 
 def main() -> None:

@@ -70,12 +70,41 @@ def cache_key(*parts: str) -> str:
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
 
 
+class AnswerCache:
+    """Answers on disk, one JSON file per key, written atomically (a reader never sees half an answer); no folder:
+    nothing is cached."""
+
+    def __init__(self, folder: str | None, model: str):
+        self.folder, self.model = (Path(folder) if folder else None), model
+
+    def get(self, key: str) -> str | None:
+        if self.folder is None:
+            return None
+        path = self.folder / f"{key}.json"
+        return json.loads(path.read_text())["answer"] if path.exists() else None
+
+    def put(self, key: str, answer: str) -> None:
+        if self.folder is None:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = self.folder / f".{key}.{os.getpid()}.{threading.get_ident()}.tmp"
+        tmp.write_text(json.dumps(dict(answer=answer, model=self.model)))
+        tmp.replace(self.folder / f"{key}.json")
+
+
+def backoff_wait(config: ChatConfig, attempt: int) -> None:
+    """Before attempt 2, 3, …: backoff, 2x backoff, 4x backoff … seconds."""
+    if attempt > 1:
+        time.sleep(config.backoff_s * 2 ** (attempt - 2))
+
+
 class ChatClient:
     def __init__(self, config: ChatConfig, transport: httpx.BaseTransport | None = None, name: str = "endpoint"):
         self.config, self.name = config, name
         self._http = httpx.Client(base_url=config.base_url.rstrip("/") + "/", timeout=config.timeout_s,
                                   transport=transport)
         self.calls = 0  # HTTP requests sent (what the cache saves)
+        self.cache = AnswerCache(config.cache_dir, config.model)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config.base_url!r}, model={self.config.model!r})"
@@ -91,19 +120,10 @@ class ChatClient:
 
     # ------------------------------------------------------------------------------------------- cache
     def cached(self, key: str) -> str | None:
-        if not self.config.cache_dir:
-            return None
-        path = Path(self.config.cache_dir) / f"{key}.json"
-        return json.loads(path.read_text())["answer"] if path.exists() else None
+        return self.cache.get(key)
 
     def store(self, key: str, answer: str) -> None:
-        if not self.config.cache_dir:
-            return
-        folder = Path(self.config.cache_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{key}.{os.getpid()}.{threading.get_ident()}.tmp"
-        tmp.write_text(json.dumps(dict(answer=answer, model=self.config.model)))
-        tmp.replace(folder / f"{key}.json")  # atomic: a reader never sees half an answer
+        self.cache.put(key, answer)
 
     # ------------------------------------------------------------------------------------------- calls
     def _headers(self) -> dict[str, str]:
@@ -122,8 +142,7 @@ class ChatClient:
                     temperature=self.config.temperature)
         problem = ""
         for attempt in range(1, self.config.max_retries + 2):
-            if attempt > 1:
-                time.sleep(self.config.backoff_s * 2 ** (attempt - 2))
+            backoff_wait(self.config, attempt)
             try:
                 self.calls += 1
                 response = self._http.post("chat/completions", json=body, headers=self._headers())
@@ -156,17 +175,23 @@ class ChatClient:
     def map(self, function: Callable[[T], R], items: Sequence[T],
             progress: Callable[[int, int], None] | None = None) -> list[R]:
         """`function` over `items` in order, at most `concurrency` calls in flight; `progress(done, total)`."""
-        done = 0
-        lock = threading.Lock()
+        return map_in_order(function, items, self.config.concurrency, progress)
 
-        def one(item: T) -> R:
-            nonlocal done
-            result = function(item)
-            with lock:  # workers finish concurrently
-                done += 1
-                if progress:
-                    progress(done, len(items))
-            return result
 
-        with ThreadPoolExecutor(max_workers=max(1, self.config.concurrency)) as pool:
-            return list(pool.map(one, items))
+def map_in_order(function: Callable[[T], R], items: Sequence[T], concurrency: int,
+                 progress: Callable[[int, int], None] | None = None) -> list[R]:
+    """`function` over `items` in order with at most `concurrency` calls at once; `progress(done, total)`."""
+    done = 0
+    lock = threading.Lock()
+
+    def one(item: T) -> R:
+        nonlocal done
+        result = function(item)
+        with lock:  # workers finish concurrently
+            done += 1
+            if progress:
+                progress(done, len(items))
+        return result
+
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        return list(pool.map(one, items))

@@ -309,6 +309,8 @@ BENCH_ITEMS = TableSpec(
             optional("reference_image", pa.binary()),
             optional("edit_mask", pa.binary()),
             optional("origin", pa.string()),  # where the item came from: table@version:id, or the imported file
+            optional("suite", pa.string()),  # the published bench it was imported from (openve-bench, refvie-bench)
+            optional("output_name", pa.string()),  # the file name upstream's inference gives its edited video
             required("created_at", TIMESTAMP),
         ]
     ),
@@ -327,7 +329,7 @@ EVAL_OUTPUTS = TableSpec(
             required("item_id", pa.string()),
             optional("model", pa.string()),
             blob("video"),  # the edited video, as inference produced it
-            required("output_hash", pa.string()),  # sha256 of the decoded frames: the judge cache's key
+            required("output_hash", pa.string()),  # sha256 of the decoded frames (published protocol: of the file)
             optional("meta", pa.string()),
             required("created_at", TIMESTAMP),
         ]

@@ -4,11 +4,22 @@ tested against (happy path, malformed answers, slow answers, 5xx)."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 GOOD = "Instruction Compliance: 4\nConsistency & Detail Fidelity: 5\nVisual Quality & Stability: 3"
+
+
+def rubric_dimensions(body: dict) -> list[str]:
+    """The dimension names the system message asks for: the project rubrics' "- Name: ..." lines, or an
+    official-style rubric's "Name: A number from 1 to 5." / "Name: 1-5." answer template."""
+    system = next(m["content"] for m in body["messages"] if m["role"] == "system")
+    names = [line[2:].split(":")[0] for line in system.splitlines() if line.startswith("- ")]
+    names += [line.split(":")[0] for line in system.splitlines()
+              if re.search(r":\s*(A number from 1 to 5|1-5)\.?\s*$", line)]
+    return list(dict.fromkeys(names))
 
 
 class FakeJudge:
@@ -32,9 +43,7 @@ class FakeJudge:
                     judge.in_flight += 1
                     judge.max_in_flight = max(judge.max_in_flight, judge.in_flight)
                 if action[0] == "rubric":
-                    prompt = body["messages"][0]["content"][0]["text"]
-                    names = [line[2:].split(":")[0] for line in prompt.splitlines() if line.startswith("- ")]
-                    action = ("answer", "\n".join(f"{n}: {action[1]}" for n in names))
+                    action = ("answer", "\n".join(f"{n}: {action[1]}" for n in rubric_dimensions(body)))
                 try:
                     self._act(action)
                 finally:

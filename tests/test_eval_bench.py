@@ -109,14 +109,16 @@ def test_judge_scores_land_in_eval_results_and_failures_in_rejects(db, tmp_path)
         config = JudgeConfig(server.url, "fake-vl", max_retries=1, backoff_s=0.01, concurrency=1,
                              cache_dir=str(tmp_path / "cache"))
         with JudgeClient(config) as client:
-            run = evaluate(db, copy_source, "b", "copy-judged", CONFIG, scorers=[JudgeScorer(client)])
+            scorer = JudgeScorer(client)
+            run = evaluate(db, copy_source, "b", "copy-judged", CONFIG, scorers=[scorer])
         total = len(load_bench(db, "b"))
-        assert run.scored == {"judge": total - 1} and len(run.failures) == 1
+        assert scorer.name.startswith("judge:fake-vl:")  # another judge or rubric set is scored anew
+        assert run.scored == {scorer.name: total - 1} and len(run.failures) == 1
         rejects = db.read("rejects", where="stage = 'eval_judge'").to_pylist()
         assert rejects[0]["reason"] == "judge_failed" and run.failures[0][0] in rejects[0]["input_ref"]
         with JudgeClient(config) as client:  # the rerun judges just the failed item; the rest are done
             again = evaluate(db, copy_source, "b", "copy-judged", CONFIG, scorers=[JudgeScorer(client)])
-            assert again.scored == {"judge": 1} and client.calls == 1
+            assert again.scored == {scorer.name: 1} and client.calls == 1
     finally:
         server.close()
     frame = results(db, run.run_id)
@@ -124,8 +126,9 @@ def test_judge_scores_land_in_eval_results_and_failures_in_rejects(db, tmp_path)
     table = category_table(frame, ["Instruction Compliance", "Consistency & Detail Fidelity",
                                    "Visual Quality & Stability"], excluded_categories(frame))
     rubric_of = frame.groupby("task")["metric"].agg(set)
-    assert {"Identity", "Physical Integration"} <= rubric_of["ref_subject"]
-    assert {"Reference Similarity", "Matting"} <= rubric_of["ref_background"]
+    assert {"Identity Consistency & Compliance", "Physical Integration & Tracking"} <= rubric_of["ref_subject"]
+    assert {"Reference Fidelity & Preservation", "Matting Quality & Temporal Stability"} <= \
+        rubric_of["ref_background"]
     assert "Instruction Compliance" in rubric_of["instruct"]
     assert table.loc["overall", "score"] == 4.0
 
@@ -148,12 +151,15 @@ def _bench_files(folder):
 
 def test_refvie_bench_yaml_imports_with_bad_entries_rejected(db, tmp_path):
     _bench_files(tmp_path)
-    listing = [dict(id="s1", src_video="videos/0.mp4", ref_image="ref0.png", prompt="Add the cat", task="subject"),
-               dict(id="b1", src_video="videos/1.mp4", ref_image="ref1.png", prompt="New sky", task="background"),
-               dict(id="x1", src_video="videos/broken.mp4", ref_image="ref0.png", prompt="Add", task="subject"),
-               dict(id="x2", src_video="videos/2.mp4", ref_image="missing.png", prompt="Add", task="subject"),
-               dict(id="x3", src_video="../outside.mp4", ref_image="ref0.png", prompt="Add", task="subject"),
-               dict(id="x4", src_video="videos/damaged.mp4", ref_image="ref0.png", prompt="Add", task="subject")]
+    def entry(item_id, video, ref, instruction, edit_type="subject"):  # the published keys
+        return dict(id=item_id, src_video=video, ref_img=ref, instruction=instruction, edit_type=edit_type)
+
+    listing = [entry("s1", "videos/0.mp4", "ref0.png", "Add the cat"),
+               entry("b1", "videos/1.mp4", "ref1.png", "New sky", "background"),
+               entry("x1", "videos/broken.mp4", "ref0.png", "Add"),
+               entry("x2", "videos/2.mp4", "missing.png", "Add"),
+               entry("x3", "../outside.mp4", "ref0.png", "Add"),
+               entry("x4", "videos/damaged.mp4", "ref0.png", "Add")]
     (tmp_path / "refvie_bench.yaml").write_text(yaml.safe_dump({"items": listing}))
     report = import_refvie_bench(db, tmp_path / "refvie_bench.yaml", "refvie-test")
     assert (report.entries, report.imported, report.rejected) == (6, 2, 4)
@@ -184,11 +190,11 @@ def test_openve_manifest_counts_only_the_aligned_categories_toward_overall(db, t
         assert (report.imported, report.rejected) == (4, 2)
     items = {i.item_id: i for i in load_bench(db, "openve-csv")}
     assert items["a"].edit_type == "global_style" and items["a"].counts_to_overall
-    assert items["c"].category == "subtitles_edit" and items["c"].edit_type == "other"
+    assert items["c"].category == "subtitle_edit" and items["c"].edit_type == "other"
     assert not items["c"].counts_to_overall and not items["d"].counts_to_overall
     run = evaluate(db, copy_source, "openve-csv", "copy", CONFIG)
     frame = results(db, run.run_id)
-    assert excluded_categories(frame) == {"subtitles_edit", "camera_multi_shot_edit"}
+    assert excluded_categories(frame) == {"subtitle_edit", "camera_edit"}
     assert frame[frame["metric"] == "psnr"]["value"].isna().all()  # no ground truth in a published bench
 
 

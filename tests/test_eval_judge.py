@@ -1,5 +1,6 @@
 """The VLM judge client against a fake OpenAI-compatible server on 127.0.0.1."""
 
+import base64
 import logging
 
 import numpy as np
@@ -7,6 +8,7 @@ import pytest
 
 from kiwi.eval.judge import JudgeClient, JudgeConfig, JudgeError, JudgeRequest, MalformedAnswer, parse_scores
 from kiwi.eval.rubrics import OPENVE, REFVIE_BACKGROUND, REFVIE_SUBJECT
+from lake import media
 from tests.fake_judge import GOOD, FakeJudge
 
 
@@ -27,10 +29,11 @@ def request(item_id="item-1", output_hash="h1", rubric=OPENVE, reference=False):
     rng = np.random.default_rng(0)
     video = rng.integers(0, 255, (5, 32, 32, 3), dtype=np.uint8)
     return JudgeRequest(item_id, rubric, "Add a red ball", video, video[::-1].copy(), output_hash,
-                        reference=video[0] if reference else None)
+                        reference=np.full((32, 32, 3), (250, 10, 10), np.uint8) if reference else None)
 
 
-def test_happy_path_sends_frames_and_the_rubric_and_parses_the_scores(server, monkeypatch, caplog):
+def test_happy_path_sends_the_rubric_as_system_message_then_frames_and_parses_the_scores(server, monkeypatch,
+                                                                                         caplog):
     monkeypatch.setenv("KIWI_JUDGE_API_KEY", "sk-secret-123")
     caplog.set_level(logging.DEBUG)
     with client(server) as judge:
@@ -42,9 +45,10 @@ def test_happy_path_sends_frames_and_the_rubric_and_parses_the_scores(server, mo
     sent = server.requests[0]
     assert sent["path"] == "/v1/chat/completions" and sent["body"]["model"] == "fake-vl"
     assert sent["headers"]["Authorization"] == "Bearer sk-secret-123"
-    content = sent["body"]["messages"][0]["content"]
-    assert "Instruction Compliance" in content[0]["text"] and "'Add a red ball'" in content[0]["text"]
-    images = [c for c in content if c["type"] == "image_url"]
+    system, user = sent["body"]["messages"]
+    assert system["role"] == "system" and "Instruction Compliance" in system["content"]
+    assert "'Add a red ball'" in system["content"]
+    images = [c for c in user["content"] if c["type"] == "image_url"]
     assert len(images) == 4 and images[0]["image_url"]["url"].startswith("data:image/jpeg;base64,")
     assert "sk-secret-123" not in caplog.text
 
@@ -56,15 +60,22 @@ def test_no_key_in_the_environment_sends_no_auth_header(server, monkeypatch):
     assert "Authorization" not in server.requests[0]["headers"]
 
 
-def test_reference_rubrics_send_the_reference_and_are_not_capped(server):
-    server.default = ("answer", "Identity: 2\nTemporal Consistency: 5\nPhysical Integration: 4")
+def test_reference_rubrics_send_the_reference_first_and_the_cap_is_optional(server):
+    server.default = ("answer", "Identity Consistency & Compliance: 2\nTemporal Consistency & Texture Fidelity: 5\n"
+                                "Physical Integration & Tracking: 4")
     with client(server) as judge:
         verdict = judge.judge(request(rubric=REFVIE_SUBJECT, reference=True))
         with pytest.raises(JudgeError, match="needs the reference image"):
             judge.judge(request(item_id="no-ref", rubric=REFVIE_BACKGROUND))
-    assert verdict.scores == {"Identity": 2, "Temporal Consistency": 5, "Physical Integration": 4}
-    images = [c for c in server.requests[0]["body"]["messages"][0]["content"] if c["type"] == "image_url"]
+    with client(server, enforce_cap=False) as judge:
+        uncapped = judge.judge(request(item_id="uncapped", rubric=REFVIE_SUBJECT, reference=True))
+    assert verdict.scores == {"Identity Consistency & Compliance": 2, "Temporal Consistency & Texture Fidelity": 2,
+                              "Physical Integration & Tracking": 2}
+    assert uncapped.scores == uncapped.raw_scores == verdict.raw_scores
+    images = [c for c in server.requests[0]["body"]["messages"][1]["content"] if c["type"] == "image_url"]
     assert len(images) == 5
+    first = media.decode_image(base64.b64decode(images[0]["image_url"]["url"].split(",", 1)[1]))
+    assert np.abs(first.astype(int) - (250, 10, 10)).max() < 12  # the (red) reference first, as upstream orders it
 
 
 def test_a_malformed_answer_is_retried_then_accepted(server):

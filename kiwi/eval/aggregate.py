@@ -1,6 +1,8 @@
-"""Aggregation as the papers publish it: a category's score is the mean of all its dimension scores over its items;
-the overall score is the unweighted mean of the category means (so a small category weighs as much as a large
-one). Categories a bench reports apart (OpenVE's non-aligned ones) are shown but left out of the overall."""
+"""Aggregation as the official scripts compute it: a category's score is the mean of all its dimension scores over
+its items. OpenVE-Bench's overall is the unweighted mean of the category means (a small category weighs as much as
+a large one); RefVIE-Bench's is pooled, the mean of every score of every item (`pooled=True`; the two agree only
+when the categories have equal item counts). Categories a bench reports apart (OpenVE's subtitle, camera and
+creative edits) are shown but left out of the overall."""
 
 from __future__ import annotations
 
@@ -9,8 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-# Kiwi-Edit's published OpenVE-Bench category means (the five spatially aligned categories) and overall
-PUBLISHED_OPENVE = {"category_means": (3.64, 2.64, 3.83, 2.63, 2.36), "overall": 3.02}
+POOLED_SUITES = {"refvie-bench"}
 
 
 def overall(category_means: Iterable[float]) -> float:
@@ -21,10 +22,11 @@ def overall(category_means: Iterable[float]) -> float:
 
 
 def category_table(results: pd.DataFrame, metrics: Sequence[str] | None = None,
-                   excluded: Iterable[str] = ()) -> pd.DataFrame:
+                   excluded: Iterable[str] = (), pooled: bool = False) -> pd.DataFrame:
     """Rows of eval_results (columns category, metric, value[, counts_to_overall]) -> one row per category: its
     item count, the mean of each metric, and `score` (the mean over the chosen metrics' values, i.e. of all
-    dimensions); plus a last row `overall` (unweighted mean of the category scores that count)."""
+    dimensions); plus a last row `overall`: the unweighted mean of the category scores that count, or with
+    `pooled` the mean of all their values."""
     frame = results.dropna(subset=["value"])
     if metrics is not None:
         frame = frame[frame["metric"].isin(list(metrics))]
@@ -37,8 +39,15 @@ def category_table(results: pd.DataFrame, metrics: Sequence[str] | None = None,
     excluded = set(excluded)
     table["counts"] = [c not in excluded for c in table.index]
     counted = table.loc[table["counts"], "score"]
+    if pooled:
+        values = frame.loc[~frame["category"].isin(excluded), "value"]
+        if values.empty:
+            raise ValueError("no category scores to pool")
+        total = float(values.mean())
+    else:
+        total = overall(counted)
     table.loc["overall"] = {**{c: np.nan for c in table.columns}, "items": table["items"].sum(),
-                            "score": overall(counted), "counts": True}
+                            "score": total, "counts": True}
     return table
 
 

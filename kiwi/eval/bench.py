@@ -25,6 +25,8 @@ class BenchItem:
     task: str
     instruction: str
     counts_to_overall: bool
+    suite: str | None = None  # the published bench imported (openve-bench, refvie-bench); None: frozen from the lake
+    output_name: str | None = None  # the file name upstream's inference gives this item's edited video
 
 
 @dataclass
@@ -33,6 +35,8 @@ class ItemMedia:
     target: np.ndarray | None  # ground truth, where the bench has it
     reference: np.ndarray | None
     edit_mask: np.ndarray | None  # (H, W) bool, the keyframe's edited region
+    source_file: bytes | None = None  # the source video as the bench gives it (what the official judges see)
+    reference_file: bytes | None = None
 
 
 def bench_item_id(bench: str, item_id: str) -> str:
@@ -51,7 +55,8 @@ def bench_names(db: Lake) -> list[str]:
 def load_bench(db: Lake, bench: str) -> list[BenchItem]:
     """The bench's items ordered by item id; a clear error when no bench has that name."""
     rows = db.read("bench_items", columns=["bench", "item_id", "category", "edit_type", "task", "instruction",
-                                           "counts_to_overall"], where=_where_bench(bench)).to_pylist()
+                                           "counts_to_overall", "suite", "output_name"],
+                   where=_where_bench(bench)).to_pylist()
     if not rows:
         known = ", ".join(bench_names(db)) or "none yet (freeze one with `kiwi bench freeze`)"
         raise ValueError(f"no bench named {bench!r} in the lake at {db.uri}; benches: {known}")
@@ -74,7 +79,15 @@ def item_media(db: Lake, item: BenchItem) -> ItemMedia:
         reference=None if meta["reference_image"] is None else media.decode_image(meta["reference_image"],
                                                                                    name=f"{name}/reference"),
         edit_mask=mask,
+        source_file=source,
+        reference_file=meta["reference_image"],
     )
+
+
+def bench_suite(items: list[BenchItem]) -> str | None:
+    """The published bench these items were imported from, if they all come from one."""
+    suites = {i.suite for i in items}
+    return suites.pop() if len(suites) == 1 else None
 
 
 def _rank(seed: int, item_id: str) -> bytes:

@@ -1,16 +1,21 @@
-"""Importers for published bench layouts, into the lake's `bench_items` table (videos copied in as blobs).
+"""Importers for the published bench files, into the lake's `bench_items` table (videos copied in as blobs).
 
-- **RefVIE-Bench** (the Kiwi-Edit benchmark's YAML listing): a list of entries (or a mapping with an `items`
-  list), each with an id, the source video, the reference image, the instruction and the subtask
-  (`subject` or `background`); paths are relative to the YAML file's folder (or `root`). Categories are the two
-  subtasks, `ref_subject` and `ref_background`, as the paper reports them.
-- **OpenVE-Bench**: a manifest (JSON list, JSON lines or CSV) of source videos, instructions and categories.
-  Only the five spatially aligned categories (global style, background change, local change, local remove,
-  local add) count toward the overall score; subtitles, camera/multi-shot and creative edits are reported apart.
+- **OpenVE-Bench** (`benchmark_videos.csv` in the bench folder): columns `prompt`, `edited_type`,
+  `original_video`. Upstream opens `./benchmark/` + `original_video` with the CSV in `./benchmark/OpenVE-Bench/`,
+  so the paths name the bench folder first (`OpenVE-Bench/videos/...`); paths relative to the bench folder itself
+  are read too. The five spatially aligned categories (global_style, background_change, local_change,
+  local_remove, local_add) make the overall score; `subtitle_edit`, `camera_edit` and `creative_edit`, which the
+  official script skips, are kept and reported apart. Item ids are the row numbers (`0000`, ...); each item keeps
+  the file name upstream gives its edited video (`<original>_edited.mp4`).
+- **RefVIE-Bench** (`refvie_bench.yaml`): a list of entries with `src_video`, `instruction`, `ref_img` and
+  `edit_type` (`subject` or `background`), paths relative to the YAML's folder. Categories are `ref_subject` and
+  `ref_background`; the overall is pooled over every score, as upstream computes it. Item ids are the entry
+  numbers; the output name is upstream's `<n>_<first 10 characters of the instruction>_<source file name>`.
 
-Published benches carry no ground-truth edited video, so they are scored by the judge (and the metrics that need
-no target). A bad entry (missing or unreadable file, empty instruction, unknown category, a path outside the
-bench's folder) goes to `rejects` with a reason; entries in = imported + rejected."""
+Paths stay inside the bench folder (as ingest confines its roots). A bad entry (missing or unreadable file, empty
+instruction, unknown category, a path outside the folder) goes to `rejects` with a reason; entries in = imported
++ rejected. Published benches carry no ground-truth edited video, so they are scored by the judge (and the
+metrics that need no target)."""
 
 from __future__ import annotations
 
@@ -32,13 +37,14 @@ OPENVE_ALIGNED = {
     "local_remove": "local_remove",
     "local_add": "local_add",
 }
-OPENVE_APART = {"subtitles_edit", "camera_multi_shot_edit", "creative_edit"}
+OPENVE_APART = {"subtitle_edit", "camera_edit", "creative_edit"}  # as `edited_type` spells them
 _OPENVE_ALIASES = {"style": "global_style", "global": "global_style", "background": "background_change",
-                   "subtitle": "subtitles_edit", "subtitles": "subtitles_edit", "subtitle_edit": "subtitles_edit",
-                   "camera": "camera_multi_shot_edit", "camera_multishot_edit": "camera_multi_shot_edit",
-                   "camera_multi_shot": "camera_multi_shot_edit", "multi_shot": "camera_multi_shot_edit",
+                   "subtitle": "subtitle_edit", "subtitles": "subtitle_edit", "subtitles_edit": "subtitle_edit",
+                   "camera": "camera_edit", "camera_multishot_edit": "camera_edit", "camera_multi_shot_edit":
+                   "camera_edit", "camera_multi_shot": "camera_edit", "multi_shot": "camera_edit",
                    "creative": "creative_edit", "add": "local_add", "remove": "local_remove", "change": "local_change",
                    "replace": "local_change"}
+OPENVE_LISTING, REFVIE_LISTING = "benchmark_videos.csv", "refvie_bench.yaml"
 _REFVIE_TASKS = {"subject": "ref_subject", "ref_subject": "ref_subject", "background": "ref_background",
                  "ref_background": "ref_background"}
 STAGE = "bench_import"
@@ -73,19 +79,23 @@ def _first(entry: dict[str, Any], *names: str) -> Any:
     return None
 
 
-def _file(root: Path, value: Any, what: str) -> bytes:
+def _resolve(folder: Path, value: Any, what: str, bases: tuple[Path, ...] = ()) -> Path:
+    """`value` under the first of `bases` (default: the folder) where it exists, confined to the folder."""
     if value in (None, ""):
         raise _Bad("missing_field", f"no {what} path")
-    path = (root / str(value)).resolve()
-    if not path.is_relative_to(root.resolve()):
-        raise _Bad("path_outside_root", f"{what} {value!r} is outside {root}")
-    if not path.is_file():
-        raise _Bad("missing_file", f"{what} {value!r} does not exist under {root}")
-    return path.read_bytes()
+    folder = folder.resolve()
+    candidates = [(base / str(value)).resolve() for base in (bases or (folder,))]
+    inside = [c for c in candidates if c.is_relative_to(folder)]
+    if not inside:
+        raise _Bad("path_outside_root", f"{what} {value!r} is outside {folder}")
+    for path in inside:
+        if path.is_file():
+            return path
+    raise _Bad("missing_file", f"{what} {value!r} does not exist under {folder}")
 
 
-def _video(root: Path, value: Any) -> bytes:
-    data = _file(root, value, "video")
+def _video(path: Path, value: Any) -> bytes:
+    data = path.read_bytes()
     try:
         media.count_frames(data, name=str(value))  # the whole video: a truncated one fails here, not mid-evaluation
     except MediaError as e:
@@ -93,8 +103,8 @@ def _video(root: Path, value: Any) -> bytes:
     return data
 
 
-def _image(root: Path, value: Any) -> bytes:
-    data = _file(root, value, "reference image")
+def _image(path: Path, value: Any) -> bytes:
+    data = path.read_bytes()
     try:
         media.decode_image(data, name=str(value))
     except MediaError as e:
@@ -102,19 +112,20 @@ def _image(root: Path, value: Any) -> bytes:
     return data
 
 
-def _write(db: Lake, bench: str, dataset: str, entries: list[dict], convert) -> ImportReport:
+def _write(db: Lake, bench: str, suite: str, entries: list[dict], convert) -> ImportReport:
     if bench in bench_names(db):
         raise ValueError(f"bench {bench!r} already exists; benches are frozen, pick another name")
     rows, rejects = [], []
     for index, entry in enumerate(entries):
-        item_id = str(_first(entry, "id", "iid", "item_id", "uid") or f"{index:05d}")
+        item_id = str(_first(entry, "id", "iid", "item_id", "uid") or f"{index:04d}")
         try:
-            row = convert(entry)
+            row = convert(index, entry)
         except _Bad as e:
             rejects.append(dict(input_ref=f"{bench}/{item_id}", stage=STAGE, reason=e.reason, detail=e.detail,
-                                dataset=dataset))
+                                dataset=bench))
             continue
-        rows.append(dict(bench_item_id=bench_item_id(bench, item_id), bench=bench, item_id=item_id, **row))
+        rows.append(dict(bench_item_id=bench_item_id(bench, item_id), bench=bench, item_id=item_id, suite=suite,
+                         **row))
     if rows:
         db.upsert("bench_items", rows)
     if rejects:
@@ -122,32 +133,58 @@ def _write(db: Lake, bench: str, dataset: str, entries: list[dict], convert) -> 
     return ImportReport(bench, len(entries), len(rows), len(rejects))
 
 
+def _listing(path: str | Path, default_name: str) -> tuple[Path, Path]:
+    """(the listing file, the bench folder) from a folder holding the published listing, or the file itself."""
+    path = Path(path)
+    if path.is_dir():
+        found = path / default_name
+        if not found.is_file():
+            raise ValueError(f"{path}: no {default_name} in this folder (the published bench's listing)")
+        return found, path
+    if not path.is_file():
+        raise ValueError(f"{path}: no such bench folder or listing file")
+    return path, path.parent
+
+
+def refvie_output_name(index: int, instruction: str, src_video: str) -> str:
+    """The file name upstream's benchmark inference gives an item's edited video."""
+    return f"{index}_{instruction[:10]}_{str(src_video).split('/')[-1]}"
+
+
+def openve_output_name(original_video: str) -> str:
+    return str(original_video).split("/")[-1].replace(".mp4", "_edited.mp4")
+
+
 def import_refvie_bench(db: Lake, listing: str | Path, bench: str = "refvie-bench",
                         root: str | Path | None = None) -> ImportReport:
+    """RefVIE-Bench from its folder (holding refvie_bench.yaml) or the YAML itself."""
     import yaml
 
-    listing = Path(listing)
+    listing, folder = _listing(listing, REFVIE_LISTING)
+    folder = Path(root) if root else folder
     try:
         loaded = yaml.safe_load(listing.read_text())
     except (OSError, yaml.YAMLError) as e:
         raise ValueError(f"{listing}: not a readable YAML listing ({e})") from None
     entries = loaded.get("items") if isinstance(loaded, dict) else loaded
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-        raise ValueError(f"{listing}: expected a list of entries (or a mapping with an 'items' list)")
-    base = Path(root) if root else listing.parent
+        raise ValueError(f"{listing}: expected a list of entries with src_video, instruction, ref_img, edit_type")
 
-    def convert(entry: dict) -> dict:
-        task = _REFVIE_TASKS.get(str(_first(entry, "task", "subtask", "type") or "").strip().lower())
+    def convert(index: int, entry: dict) -> dict:
+        subtask = str(_first(entry, "edit_type", "task", "subtask") or "").strip().lower()
+        task = _REFVIE_TASKS.get(subtask)
         if task is None:
-            raise _Bad("unknown_category", f"task {entry.get('task')!r}: use subject or background")
-        instruction = str(_first(entry, "prompt", "instruction", "text") or "").strip()
-        if not instruction:
+            raise _Bad("unknown_category", f"edit_type {subtask!r}: RefVIE-Bench has subject and background")
+        instruction = str(_first(entry, "instruction", "prompt") or "")
+        if not instruction.strip():
             raise _Bad("empty_instruction", "no instruction")
+        src = _first(entry, "src_video", "source_video")
+        ref = _first(entry, "ref_img", "ref_image", "reference_image")
         return dict(category=task, task=task, instruction=instruction, counts_to_overall=True,
-                    edit_type=entry.get("edit_type") or ("background_change" if task == "ref_background" else None),
-                    source_video=_video(base, _first(entry, "src_video", "video", "source_video", "source")),
-                    reference_image=_image(base, _first(entry, "ref_image", "image", "reference", "reference_image")),
-                    origin=f"{listing}")
+                    edit_type="background_change" if task == "ref_background" else None,
+                    source_video=_video(_resolve(folder, src, "src_video"), src),
+                    reference_image=_image(_resolve(folder, ref, "ref_img"), ref),
+                    output_name=refvie_output_name(index, instruction, src), origin=f"{listing}:{src}")
 
     return _write(db, bench, "refvie-bench", entries, convert)
 
@@ -164,25 +201,33 @@ def _read_manifest(path: Path) -> list[dict]:
 
 def import_openve_bench(db: Lake, manifest: str | Path, bench: str = "openve-bench",
                         root: str | Path | None = None) -> ImportReport:
-    manifest = Path(manifest)
+    """OpenVE-Bench from its folder (holding benchmark_videos.csv) or the listing itself (CSV, or JSON with the
+    same fields)."""
+    manifest, folder = _listing(manifest, OPENVE_LISTING)
+    folder = Path(root) if root else folder
     try:
         entries = _read_manifest(manifest)
     except (OSError, ValueError) as e:
-        raise ValueError(f"{manifest}: not a readable manifest (JSON, JSON lines or CSV): {e}") from None
+        raise ValueError(f"{manifest}: not a readable listing (CSV, JSON or JSON lines): {e}") from None
     if not isinstance(entries, list):
         raise ValueError(f"{manifest}: expected a list of entries")
-    base = Path(root) if root else manifest.parent
+    if entries and "original_video" not in entries[0] and "video" not in entries[0]:
+        raise ValueError(f"{manifest}: no original_video column (columns: {', '.join(entries[0])}); "
+                         "OpenVE-Bench lists prompt, edited_type, original_video")
+    bases = (folder.resolve().parent, folder.resolve())  # upstream's ./benchmark/ + path, then the folder itself
 
-    def convert(entry: dict) -> dict:
-        category = normalise_category(_first(entry, "category", "edit_category", "type") or "")
+    def convert(index: int, entry: dict) -> dict:
+        raw = _first(entry, "edited_type", "category")
+        category = normalise_category(raw or "")
         if category not in OPENVE_ALIGNED and category not in OPENVE_APART:
-            raise _Bad("unknown_category", f"category {entry.get('category')!r} is not an OpenVE-Bench category")
-        instruction = str(_first(entry, "instruction", "prompt", "text") or "").strip()
-        if not instruction:
-            raise _Bad("empty_instruction", "no instruction")
+            raise _Bad("unknown_category", f"edited_type {raw!r} is not an OpenVE-Bench category")
+        instruction = str(_first(entry, "prompt", "instruction") or "")
+        if not instruction.strip():
+            raise _Bad("empty_instruction", "no prompt")
+        video = _first(entry, "original_video", "video")
         return dict(category=category, edit_type=OPENVE_ALIGNED.get(category, "other"), task="instruct",
                     instruction=instruction, counts_to_overall=category in OPENVE_ALIGNED,
-                    source_video=_video(base, _first(entry, "video", "source_video", "src_video", "path")),
-                    origin=f"{manifest}")
+                    source_video=_video(_resolve(folder, video, "original_video", bases), video),
+                    output_name=openve_output_name(video), origin=f"{manifest}:{video}")
 
     return _write(db, bench, "openve-bench", entries, convert)

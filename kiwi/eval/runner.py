@@ -3,7 +3,13 @@ blob, under the evaluation's run id), then score the outputs with each scorer in
 
 Both phases resume: an item whose output is stored is not run again, and a (item, scorer) pair with rows is not
 scored again, so a killed evaluation picks up where it stopped and a rerun costs nothing. The run id is a hash of
-(model, bench, inference settings), so the same evaluation always lands in the same rows."""
+(model, bench, inference settings), so the same evaluation always lands in the same rows.
+
+Two protocols, whose results never share a run: `quick` (a few frames spread over each clip, a small square crop,
+outputs stored lossless) for CPU work, and `published` — the benchmarks' own inference as upstream runs it: the
+first 81 frames (cut to 4k+1), frames scaled down with the aspect kept to at most 720x1280 pixels and floored to
+multiples of 32 (a 1280x720 clip runs at 1280x704), 50 sampler steps, seed 0, the output written as a 15 fps
+H.264 MP4 and stored as that file, which is what the judge is shown (with the source file as the bench gives it)."""
 
 from __future__ import annotations
 
@@ -20,36 +26,84 @@ from tqdm.auto import tqdm
 from kiwi.data import reference_on_white, resize_crop, sample_frames
 from kiwi.eval.bench import BenchItem, ItemMedia, item_media, load_bench
 from kiwi.eval.scorers import AutomaticScorer, Case, Scorer
+from kiwi.frames import MAX_PIXELS
 from kiwi.model.flow import keyed_generator
 from lake import Lake, media
 from lake.sql import literal
 
+PROTOCOLS = ("quick", "published")
+_QUICK_ONLY, _PUBLISHED_ONLY = ("frames", "size"), ("protocol", "max_frames", "max_pixels", "fps")
+
 
 @dataclass(frozen=True)
 class EvalConfig:
-    frames: int = 5  # 4k+1, sampled evenly from each item's source (and target)
-    size: int = 64  # multiple of 32: centre crop of the short side
+    frames: int = 5  # quick: 4k+1, sampled evenly from each item's source (and target)
+    size: int = 64  # quick: multiple of 32, centre crop of the short side
     steps: int = 8  # sampler steps
     seed: int = 0
     instruct_only: bool = False  # every item as an instruction edit (references unused): a model without stage 3
+    protocol: str = "quick"  # or "published": the benchmark's own geometry (below) and stored MP4 outputs
+    max_frames: int = 81  # published: the first frames of each clip
+    max_pixels: int = MAX_PIXELS  # published: 720x1280, aspect kept, sides floored to multiples of 32
+    fps: float = 15.0  # published: the outputs' frame rate
+
+    def __post_init__(self):
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol {self.protocol!r}: choose one of {', '.join(PROTOCOLS)}")
+
+    @classmethod
+    def published(cls, steps: int = 50, seed: int = 0, instruct_only: bool = False) -> EvalConfig:
+        """Upstream's benchmark inference (test_benchmark.py): 81 frames, 720p budget, 50 steps, seed 0."""
+        return cls(steps=steps, seed=seed, instruct_only=instruct_only, protocol="published")
+
+    @property
+    def is_published(self) -> bool:
+        return self.protocol == "published"
 
     def run_id(self, model_name: str, bench: str) -> str:
-        text = json.dumps(dict(model=model_name, bench=bench, **asdict(self)), sort_keys=True)
+        fields = asdict(self)
+        for name in _QUICK_ONLY if self.is_published else _PUBLISHED_ONLY:  # quick runs keep their ids
+            fields.pop(name)
+        text = json.dumps(dict(model=model_name, bench=bench, **fields), sort_keys=True)
         return "eval-" + hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
 def conform(pixels: ItemMedia, config: EvalConfig) -> ItemMedia:
-    """An item's videos at the evaluation geometry (frames sampled, resized, centre-cropped) with the mask
-    cropped alike, so outputs, targets, sources and masks line up pixel for pixel."""
+    """An item's videos at the evaluation geometry with the mask brought alike, so outputs, targets, sources and
+    masks line up pixel for pixel: quick, frames sampled and centre-cropped to a square; published, the first
+    frames at upstream's benchmark shape (`kiwi.inference.prepare_video`)."""
+    from kiwi.inference import prepare_video
 
     def video(frames):
-        return None if frames is None else resize_crop(sample_frames(frames, config.frames), config.size)
+        if frames is None:
+            return None
+        if config.is_published:
+            return prepare_video(frames, config.max_frames, config.max_pixels)
+        return resize_crop(sample_frames(frames, config.frames), config.size)
 
     mask = None
     if pixels.edit_mask is not None:
         as_image = np.repeat(pixels.edit_mask.astype(np.uint8)[None, ..., None] * 255, 3, axis=-1)
-        mask = resize_crop(as_image, config.size)[0, ..., 0] > 127
-    return ItemMedia(video(pixels.source), video(pixels.target), pixels.reference, mask)
+        if config.is_published:
+            mask = prepare_video(as_image, 1, config.max_pixels)[0, ..., 0] > 127
+        else:
+            mask = resize_crop(as_image, config.size)[0, ..., 0] > 127
+    return ItemMedia(video(pixels.source), video(pixels.target), pixels.reference, mask, pixels.source_file,
+                     pixels.reference_file)
+
+
+def store_output(output: np.ndarray | bytes, pixels: ItemMedia, config: EvalConfig,
+                 name: str = "output") -> tuple[bytes, str]:
+    """(the video file to keep, its hash). Published: frames become a 15 fps H.264 MP4 and a given file is kept
+    as it is; the hash is the file's, since the file is what the judge sees. Quick: frames are kept lossless
+    (stored frames == frames) and hashed; a given file is decoded and brought to the quick geometry first."""
+    if config.is_published:
+        data = output if isinstance(output, bytes) else media.encode_video(output, fps=config.fps)
+        return data, hashlib.sha256(data).hexdigest()
+    frames = output
+    if isinstance(output, bytes):
+        frames = resize_crop(sample_frames(media.decode_video(output, name=name), config.frames), config.size)
+    return media.encode_video(frames, codec="ffv1"), output_hash(frames)
 
 
 def output_hash(frames: np.ndarray) -> str:
@@ -81,7 +135,7 @@ def _result_id(run_id: str, item_id: str, scorer: str, metric: str) -> str:
     return hashlib.blake2b(f"{run_id}\x00{item_id}\x00{scorer}\x00{metric}".encode(), digest_size=12).hexdigest()
 
 
-Editor = Callable[[BenchItem, ItemMedia, EvalConfig], np.ndarray]
+Editor = Callable[[BenchItem, ItemMedia, EvalConfig], np.ndarray | bytes]  # frames, or an encoded video file
 
 
 def model_editor(model) -> Editor:
@@ -115,14 +169,21 @@ def evaluate(db: Lake, model, bench: str, model_name: str, config: EvalConfig = 
     todo = [i for i in items if i.item_id not in done]
     bar = tqdm(total=len(todo), desc="inference", unit="item", disable=not progress)
     inferred = 0
+    missing: list[tuple[str, str]] = []
     for item in todo:
         if limit is not None and inferred >= limit:
             break
-        frames = editor(item, conform(item_media(db, item), config), config)
-        video = media.encode_video(frames, codec="ffv1")  # lossless: stored frames == frames, scores are the model's
+        pixels = conform(item_media(db, item), config)
+        try:
+            output = editor(item, pixels, config)
+        except FileNotFoundError as e:  # a folder of another model's outputs without this item's file
+            missing.append((item.item_id, str(e)))
+            bar.update(1)
+            continue
+        video, digest = store_output(output, pixels, config, name=item.item_id)
         db.upsert("eval_outputs", [dict(output_id=f"{run_id}/{item.item_id}", run_id=run_id, bench=bench,
                                         item_id=item.item_id, model=model_name, video=video,
-                                        output_hash=output_hash(frames), meta=asdict(config))])
+                                        output_hash=digest, meta=asdict(config))])
         inferred += 1
         bar.update(1)
     bar.close()
@@ -133,7 +194,10 @@ def evaluate(db: Lake, model, bench: str, model_name: str, config: EvalConfig = 
     if failures:
         db.reject_many([dict(input_ref=f"{run_id}/{item_id}", stage="eval_judge", reason="judge_failed",
                              detail=error) for item_id, error in failures])
-    return EvalRun(run_id, bench, model_name, inferred, scored, failures)
+    if missing:
+        db.reject_many([dict(input_ref=f"{run_id}/{item_id}", stage="eval_outputs", reason="missing_output",
+                             detail=error) for item_id, error in missing])
+    return EvalRun(run_id, bench, model_name, inferred, scored, failures + missing)
 
 
 def _score(db: Lake, run_id: str, bench: str, model_name: str, items: list[BenchItem], scorers: list[Scorer],
@@ -149,7 +213,8 @@ def _score(db: Lake, run_id: str, bench: str, model_name: str, items: list[Bench
         keys = [f"{run_id}/{i.item_id}" for i in part]
         hashes = db.take("eval_outputs", keys, columns=["output_hash"])["output_hash"].to_pylist()
         videos = db.read_blobs("eval_outputs", "video", keys)
-        cases = [Case(i, conform(item_media(db, i), config), media.decode_video(v, name=k), h)
+        cases = [Case(i, conform(item_media(db, i), config), media.decode_video(v, name=k), h,
+                      v if config.is_published else None, config.protocol)
                  for i, k, v, h in zip(part, keys, videos, hashes, strict=True)]
         rows = []
         for scorer in scorers:

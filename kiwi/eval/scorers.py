@@ -11,8 +11,8 @@ import numpy as np
 
 from kiwi.eval import metrics
 from kiwi.eval.bench import BenchItem, ItemMedia
-from kiwi.eval.judge import JudgeClient, JudgeRequest
-from kiwi.eval.rubrics import rubric_for
+from kiwi.eval.judge import JudgeRequest
+from kiwi.eval.rubrics import PROJECT_RUBRICS, RubricSet
 from lake.embed import l2_normalise
 
 
@@ -24,6 +24,8 @@ class Case:
     media: ItemMedia
     output: np.ndarray  # (T, H, W, 3) uint8
     output_hash: str
+    output_file: bytes | None = None  # published protocol: the stored MP4, what the judge is shown
+    protocol: str = "quick"
 
 
 @dataclass(frozen=True)
@@ -107,26 +109,42 @@ class ClipScorer:
 
 
 class JudgeScorer:
-    """The VLM judge with the rubric of each item's task; one Score per rubric dimension (after the cap), plus
-    `judge_mean`. An item the judge failed on gets no scores (its error is returned in `failures`)."""
+    """The VLM judge with the rubric each item's category or task calls for (`RubricSet`: the project's own, or
+    the official ones read by `kiwi.eval.official`); one Score per rubric dimension, plus `judge_mean`. Each
+    score's detail records the rubric, its fingerprint, whether it is official, the judge model and the protocol,
+    so a report can say which scores may be set beside the paper's. The scorer's name carries the judge model and
+    the rubric set's fingerprint: another judge or rubric is scored anew, never mixed with these. An item the
+    judge failed on (or with no rubric in the set) gets no scores; its error is in `failures`."""
 
-    name = "judge"
-
-    def __init__(self, client: JudgeClient, progress=None):
-        self.client, self.progress = client, progress
+    def __init__(self, client, rubrics: RubricSet = PROJECT_RUBRICS, progress=None):
+        self.client, self.rubrics, self.progress = client, rubrics, progress
+        self.name = f"judge:{client.config.model}:{rubrics.fingerprint}"
         self.failures: list[tuple[str, str]] = []
 
     def score(self, cases: Sequence[Case]) -> list[list[Score]]:
-        requests = [JudgeRequest(c.item.item_id, rubric_for(c.item.task), c.item.instruction, c.media.source,
-                                 c.output, c.output_hash, c.media.reference) for c in cases]
+        requests, judged = [], []
+        for index, c in enumerate(cases):
+            rubric = self.rubrics.for_item(c.item.category, c.item.task)
+            if rubric is None:
+                self.failures.append((c.item.item_id, f"no rubric for category {c.item.category!r} in "
+                                                      f"{self.rubrics.origin}"))
+                continue
+            whole = c.output_file is not None  # published: the files themselves, as the bench and the model gave
+            requests.append(JudgeRequest(
+                c.item.item_id, rubric, c.item.instruction, c.media.source, c.output, c.output_hash,
+                c.media.reference, source_file=c.media.source_file if whole else None,
+                output_file=c.output_file, reference_file=c.media.reference_file if whole else None))
+            judged.append(index)
         verdicts = self.client.judge_many(requests, progress=self.progress)
-        results = []
-        for verdict in verdicts:
+        results: list[list[Score]] = [[] for _ in cases]
+        for index, request, verdict in zip(judged, requests, verdicts, strict=True):
             if not verdict.ok:
                 self.failures.append((verdict.item_id, verdict.error or ""))
-                results.append([])
                 continue
-            detail = dict(rubric=verdict.rubric, raw=verdict.raw_scores, cached=verdict.cached)
-            results.append([*(Score(d, float(v), detail) for d, v in verdict.scores.items()),
-                            Score("judge_mean", verdict.mean, detail)])
+            detail = dict(rubric=verdict.rubric, rubric_fingerprint=request.rubric.version,
+                          rubric_set=self.rubrics.fingerprint, official=request.rubric.official,
+                          judge_model=verdict.model, protocol=cases[index].protocol, raw=verdict.raw_scores,
+                          cached=verdict.cached)
+            results[index] = [*(Score(d, float(v), detail) for d, v in verdict.scores.items()),
+                              Score("judge_mean", verdict.mean, detail)]
         return results
