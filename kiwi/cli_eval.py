@@ -3,6 +3,7 @@ quick or the published protocol, the paper's table beside ours, and the rebalanc
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -81,6 +82,8 @@ def _judge(kind, url, model, media, concurrency, cache, protocol, suite):
         from kiwi.eval.gemini import DEFAULT_MODELS, GeminiConfig, GeminiJudge
 
         name = model or DEFAULT_MODELS.get(suite or "", "gemini-2.5-pro")
+        if not os.environ.get(GeminiConfig.api_key_env):
+            raise click.ClickException(f"--judge gemini needs an API key in ${GeminiConfig.api_key_env}")
         return GeminiJudge(GeminiConfig(name, base_url=url, concurrency=concurrency, cache_dir=str(cache),
                                         enforce_cap=cap))
     from kiwi.eval.judge import JudgeClient, JudgeConfig
@@ -244,6 +247,9 @@ def _print_run(db, run, name, bench_name, suite, report_dir) -> None:
         click.echo(metric_table(frame, automatic, excluded).to_string(float_format=lambda v: f"{v:.3f}",
                                                                      na_rep=""))
     tables = {"psnr": category_table(frame, ["psnr"], excluded)} if "psnr" in automatic else {}
+    if suite and not any(str(s).startswith("judge") for s in set(frame["scorer"])):
+        click.echo(f"{suite} has no ground truth: give a judge (--judge gemini, or --judge-url) to score it; "
+                   "the outputs are kept, so scoring later runs no inference")
     pooled = suite in POOLED_SUITES
     for scorer in sorted(s for s in set(frame["scorer"]) if str(s).startswith("judge")):
         part = frame[(frame["scorer"] == scorer) & (frame["metric"] != "judge_mean")]
@@ -295,6 +301,8 @@ def eval_report(bench_name, out, lake_uri) -> None:
                + ("overall pooled over every score" if suite == "refvie-bench" else
                   "overall = mean of the five category means") + "):")
     click.echo(table.drop(columns=["run"]).to_string(float_format=lambda v: f"{v:.2f}", na_rep=""))
+    if not (table["comparable"] != "paper").any():
+        click.echo(f"(no model has been judged on {bench_name} yet: kiwi eval --bench {bench_name} --judge …)")
     if out:
         from kiwi.eval.paper import chart
 

@@ -118,18 +118,18 @@ def chart(table: pd.DataFrame, suite: str, path: str | Path):
 
     categories = ["overall", *(OPENVE_CATEGORIES if suite == "openve-bench" else REFVIE_CATEGORIES)]
     values = table[categories].astype(float)
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(categories)), 3.8))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(categories)) + 3.0, 3.8))
     width = 0.8 / max(1, len(values))
     x = np.arange(len(categories))
     for i, (model, row) in enumerate(values.iterrows()):
         paper = str(model).startswith("paper:")
-        ax.bar(x + (i - (len(values) - 1) / 2) * width, row.to_numpy(), width, label=str(model)[:40],
+        ax.bar(x + (i - (len(values) - 1) / 2) * width, row.to_numpy(), width, label=str(model)[:48],
                hatch="//" if paper else None, alpha=0.55 if paper else 1.0)
     ax.set_xticks(x, [c.replace("_", "\n") for c in categories], fontsize=8)
     ax.set_ylim(0, 5)
     ax.set_ylabel("judge score (1-5)")
     ax.set_title(f"{suite}: this project beside the paper (hatched)", fontsize=10)
-    ax.legend(fontsize=6, ncol=2, loc="upper right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
