@@ -91,10 +91,10 @@ def run_daft(lake: Lake, sql: str, values: Mapping[str, Any],
     """The same SQL through Daft: tables become Daft DataFrames, value parameters become literals."""
     import daft
 
-    from lake.sql import _versions_per_table, referenced_tables
+    from lake.sql import referenced_tables, versions_per_table
 
     tables = referenced_tables(sql)
-    versions = _versions_per_table(tables, version)
+    versions = versions_per_table(tables, version)
     frames = {t: lake.daft(t, version=versions.get(t)) for t in tables}
     text = _VALUE.sub(lambda m: literal(values[m.group(1)]), sql)
     for duckdb_name, daft_name in _DAFT_FUNCTIONS.items():

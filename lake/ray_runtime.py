@@ -63,3 +63,13 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     # our commands draw their own progress bar (rows written); Ray Data's note that its bars are off means nothing
     logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
+
+
+def node_id() -> str:
+    """The Ray node this process runs on ("local" outside Ray): which machine wrote a row."""
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+    except Exception:  # noqa: BLE001 - outside Ray there is one node
+        return "local"

@@ -46,7 +46,7 @@ def connect(lake: Lake, tables: set[str], version: Version | Mapping[str, Versio
     """A DuckDB connection with each of `tables` registered as a metadata-only view, at the requested version:
     over the version's Parquet snapshot where the query allows one (`lake.snapshots`), else over the Lance
     dataset."""
-    versions = _versions_per_table(tables, version)
+    versions = versions_per_table(tables, version)
     con = lake.duckdb_cursor()
     for name in sorted(tables):
         dataset = lake.dataset(name, versions.get(name))
@@ -96,7 +96,7 @@ def _hidden_column_hint(message: str, tables: set[str]) -> str:
     return ""
 
 
-def _versions_per_table(tables: set[str], version: Version | Mapping[str, Version] | None) -> dict[str, Version]:
+def versions_per_table(tables: set[str], version: Version | Mapping[str, Version] | None) -> dict[str, Version]:
     if version is None:
         return {}
     if isinstance(version, Mapping):

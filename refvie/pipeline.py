@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lake import Lake
-from lake.ray_runtime import init_ray
+from lake.ray_runtime import init_ray, node_id
 from lake.splits import DEFAULT_FRACTIONS
 from refvie.labels import make_classifier
 from refvie.stages import (
@@ -192,7 +192,7 @@ def run_cpu_stages(batch: dict, lake_uri: str, storage_options: dict, config: Pi
     for stage in _STAGE_CACHE[key]:
         batch = stage(batch)
     if part != "post":
-        batch["node"] = np.array([_node_id()] * len(batch["pair_id"]), dtype=object)
+        batch["node"] = np.array([node_id()] * len(batch["pair_id"]), dtype=object)
     return batch
 
 
@@ -208,15 +208,6 @@ class ScaffoldActor:
         for stage in self.stages:
             batch = stage(batch)
         return batch
-
-
-def _node_id() -> str:
-    try:
-        import ray
-
-        return ray.get_runtime_context().get_node_id()
-    except Exception:  # noqa: BLE001 - outside Ray there is one node
-        return "local"
 
 
 # Ray cannot restart an actor whose constructor arguments sit in the object store (Ray Data's always do) and says so

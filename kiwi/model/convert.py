@@ -80,15 +80,15 @@ def convert_diffusers_release(src: str | Path, out: str | Path, vae: str | Path 
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ConversionError(f"{out} exists and is not empty (pass overwrite=True / --overwrite)")
 
-    dit_config = _json(src / "transformer" / "config.json")
-    qwen_config = _json(src / "processor" / "qwen_config.json")
-    encoder_config = _json(src / "mllm_encoder" / "config.json")
+    dit_config = read_json(src / "transformer" / "config.json")
+    qwen_config = read_json(src / "processor" / "qwen_config.json")
+    encoder_config = read_json(src / "mllm_encoder" / "config.json")
     hidden = (qwen_config.get("text_config") or {}).get("hidden_size") or qwen_config["hidden_size"]
     tensors, conversion = {}, Conversion(out)
     counts = {"image": encoder_config.get("num_image_queries", 256),
               "video": encoder_config.get("num_video_queries", 512),
               "reference": encoder_config.get("num_ref_queries", 768)}
-    expected = _expected_shapes(dit_config, hidden, counts)
+    expected = expected_shapes(dit_config, hidden, counts)
 
     own = _read(src / "mllm_encoder" / "diffusion_pytorch_model.safetensors")
     unmapped = sorted(set(own) - set(MLLM_ENCODER_KEYS))
@@ -124,7 +124,7 @@ def convert_diffusers_release(src: str | Path, out: str | Path, vae: str | Path 
     _mllm_folder(src, out / "mllm", qwen_config)
     conversion.copied.append("mllm/ (Qwen2.5-VL shards from mllm_encoder/, tokenizer and processor from processor/)")
 
-    ref_config = _json(src / "ref_embedder" / "config.json")
+    ref_config = read_json(src / "ref_embedder" / "config.json")
     conversion.config = release_config(counts, bool(ref_config.get("ref_pad_first")), float(_scheduler_shift(src)),
                                        int(encoder_config.get("max_frames", 16)),
                                        int(encoder_config.get("max_pixels_per_frame") or VIDEO_MAX_PIXELS), src)
@@ -159,7 +159,7 @@ def _write_index(out: Path) -> None:
          "kiwi": ["kiwi", "queries, connectors, embedders"]}, indent=1))
 
 
-def _expected_shapes(dit: dict, hidden: int, counts: dict[str, int]) -> dict[str, tuple[int, ...]]:
+def expected_shapes(dit: dict, hidden: int, counts: dict[str, int]) -> dict[str, tuple[int, ...]]:
     width = dit["num_attention_heads"] * dit["attention_head_dim"]
     patch = tuple(dit["patch_size"])
     shapes = {f"mllm.queries.{task}": (n, hidden) for task, n in counts.items()}
@@ -191,7 +191,7 @@ def _diffusers_vae(src: Path, vae: str | Path | None) -> Path:
     candidates = [Path(vae)] if vae is not None else [src / "vae"]
     for folder in candidates:
         config = folder / "config.json"
-        if config.is_file() and _json(config).get("_class_name") == "AutoencoderKLWan":
+        if config.is_file() and read_json(config).get("_class_name") == "AutoencoderKLWan":
             return folder
     if vae is not None:
         raise ConversionError(f"--vae {vae}: not a diffusers AutoencoderKLWan folder (config.json with "
@@ -202,7 +202,7 @@ def _diffusers_vae(src: Path, vae: str | Path | None) -> Path:
 
 def _scheduler_shift(src: Path) -> float:
     config = src / "scheduler" / "scheduler_config.json"
-    return _json(config).get("shift", 5.0) if config.is_file() else 5.0
+    return read_json(config).get("shift", 5.0) if config.is_file() else 5.0
 
 
 def _read(path: Path) -> dict[str, torch.Tensor]:
@@ -211,7 +211,7 @@ def _read(path: Path) -> dict[str, torch.Tensor]:
     return load_file(path)
 
 
-def _json(path: Path) -> dict:
+def read_json(path: Path) -> dict:
     if not path.is_file():
         raise ConversionError(f"{path}: missing")
     return json.loads(path.read_text())

@@ -27,8 +27,8 @@ from kiwi.model.convert import (
     EMBEDDERS,
     Conversion,
     ConversionError,
-    _expected_shapes,
-    _json,
+    expected_shapes,
+    read_json,
     release_config,
     write_kiwi_part,
 )
@@ -101,7 +101,7 @@ def convert_diffsynth_checkpoint(checkpoint: str | Path, out: str | Path, wan: s
         if not (folder / "config.json").is_file():
             raise ConversionError(f"{what} {folder}: no config.json (expected a diffusers Wan2.2-TI2V-5B folder "
                                   "with transformer/ and vae/, and a Qwen2.5-VL-3B-Instruct folder)")
-    if _json(wan / "vae" / "config.json").get("_class_name") != "AutoencoderKLWan":
+    if read_json(wan / "vae" / "config.json").get("_class_name") != "AutoencoderKLWan":
         raise ConversionError(f"--wan {wan}/vae: not a diffusers AutoencoderKLWan folder")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ConversionError(f"{out} exists and is not empty (pass overwrite=True / --overwrite)")
@@ -122,12 +122,12 @@ def convert_diffsynth_checkpoint(checkpoint: str | Path, out: str | Path, wan: s
         else:
             raise ConversionError(f"{checkpoint}: unmapped tensor {key!r}")
 
-    dit_config = _json(wan / "transformer" / "config.json")
-    qwen_config = _json(qwen / "config.json")
+    dit_config = read_json(wan / "transformer" / "config.json")
+    qwen_config = read_json(qwen / "config.json")
     hidden = (qwen_config.get("text_config") or {}).get("hidden_size") or qwen_config["hidden_size"]
     counts = {task: tuple(own[f"mllm.queries.{task}"].shape)[0] if f"mllm.queries.{task}" in own else 0
               for task in ("image", "video", "reference")}
-    expected = _expected_shapes(dit_config, hidden, counts)
+    expected = expected_shapes(dit_config, hidden, counts)
     missing = sorted(set(expected) - set(own))
     if missing:
         raise ConversionError(f"{checkpoint}: no tensor for {missing} (the model would load with them unfilled)")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lake.fragments import write_uncommitted
+from lake.ray_runtime import node_id
 from refvie.stages.batch import missing
 from refvie.stages.write import quadruplet_row
 
@@ -43,8 +44,6 @@ class FragmentTarget:
 def write_fragments_task(batch: dict, target: FragmentTarget) -> dict:
     """The accepted rows of `batch` written as uncommitted fragments; returns the batch's light columns, its timers,
     `fragments_json` (the same document on every row of the batch) and the writing node."""
-    from refvie.pipeline import _node_id
-
     started = time.perf_counter()
     n = len(batch["pair_id"])
     rows = [quadruplet_row(batch, i, target.pipeline_version, dict(target.split_fractions))
@@ -53,6 +52,6 @@ def write_fragments_task(batch: dict, target: FragmentTarget) -> dict:
                                  target.data_storage_version) if rows else "[]"
     light = {k: v for k, v in batch.items() if k in LIGHT or k.startswith("t_")}
     light["fragments_json"] = np.array([document] * n, dtype=object)
-    light["write_node"] = np.array([_node_id()] * n, dtype=object)
+    light["write_node"] = np.array([node_id()] * n, dtype=object)
     light["t_write"] = np.full(n, (time.perf_counter() - started) / max(n, 1))
     return light
