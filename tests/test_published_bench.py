@@ -246,6 +246,24 @@ def test_the_published_protocol_runs_the_tiny_model_at_the_benchmark_geometry(wo
     assert _geometry(video) == (9, 64, 64, 15.0)  # 9 frames (4k+1) of 64x64: nothing cropped or resampled
 
 
+@pytest.mark.slow
+def test_a_tiny_model_edits_a_720p_clip_into_an_81_frame_15_fps_mp4_at_upstreams_geometry(tmp_path):
+    """~2 min and ~14 GB on two CPU cores (71k video tokens before the DiT's patching): `make test-slow`."""
+    from kiwi.model.kiwi_edit import tiny_edit
+
+    folder = tmp_path / "OpenVE-Bench"
+    (folder / "videos").mkdir(parents=True)
+    (folder / "videos/hd.mp4").write_bytes(media.encode_video(clip(90, 720, 1280), fps=30))
+    (folder / "benchmark_videos.csv").write_text("prompt,edited_type,original_video\n"
+                                                 "Make it snowy,global_style,OpenVE-Bench/videos/hd.mp4\n")
+    db = lake.open(tmp_path / "lake")
+    import_openve_bench(db, folder)
+    model = tiny_edit(seed=0, width=32, layers=1, patch=32, rope_max_seq_len=128).eval()
+    run = evaluate(db, model, "openve-bench", "tiny-edit", EvalConfig.published(steps=1), [AutomaticScorer()])
+    (video,) = db.read_blobs("eval_outputs", "video", [f"{run.run_id}/0000"])
+    assert _geometry(video) == (81, 704, 1280, 15.0)
+
+
 def test_a_folder_of_outputs_scores_exactly_as_evaluating_the_model_does(world, tmp_path):
     db = world["db"]
     server = FakeJudge()

@@ -254,7 +254,7 @@ def tiny(seed: int = 0, queries: QueryCounts = TINY_QUERIES, patch: int = 2, rop
 
 def tiny_edit(seed: int = 0, width: int = 128, layers: int = 4, patch: int = 4, tokens: int = 8,
               source_residual: bool = False, source_gate: bool = False, source_refiner: int = 1,
-              refiner_condition: bool = True) -> KiwiEdit:
+              refiner_condition: bool = True, rope_max_seq_len: int = 64) -> KiwiEdit:
     """The CPU-sized model that learns to edit in minutes: a lossless pixel codec instead of the random tiny VAE, a
     frozen MiniLM + MLP instead of the tiny random MLLM, x0-prediction instead of velocity prediction (see
     `kiwi.model.flow`), and a from-scratch Wan DiT (width 128, 4 layers, ~2M parameters) with Kiwi's source and
@@ -269,7 +269,7 @@ def tiny_edit(seed: int = 0, width: int = 128, layers: int = 4, patch: int = 4, 
                                 in_channels=channels, out_channels=channels * (2 if source_gate else 1),
                                 text_dim=32, freq_dim=64,
                                 ffn_dim=4 * width, num_layers=layers, cross_attn_norm=True,
-                                qk_norm="rms_norm_across_heads", rope_max_seq_len=64)
+                                qk_norm="rms_norm_across_heads", rope_max_seq_len=rope_max_seq_len)
     return KiwiEdit(TextConditioner(hidden_size=width, tokens=tokens), KiwiTransformer(dit), PixelCodec(patch),
                     FlowMatching(prediction="x0"), source_residual=source_residual, source_gate=source_gate,
                     source_refiner=source_refiner, refiner_condition=refiner_condition and source_refiner > 0)
