@@ -216,7 +216,8 @@ def _geometry(data: bytes) -> tuple[int, int, int, float]:
         return frames, stream.height, stream.width, float(stream.average_rate)
 
 
-def test_the_published_protocol_writes_81_frame_15_fps_mp4s_at_upstreams_geometry_for_a_720p_clip(tmp_path):
+def _hd_bench(tmp_path):
+    """A one-item OpenVE-Bench whose video is 90 frames of 1280x720, imported into a new lake."""
     folder = tmp_path / "OpenVE-Bench"
     (folder / "videos").mkdir(parents=True)
     (folder / "videos/hd.mp4").write_bytes(media.encode_video(clip(90, 720, 1280), fps=30))
@@ -224,6 +225,11 @@ def test_the_published_protocol_writes_81_frame_15_fps_mp4s_at_upstreams_geometr
                                                  "Make it snowy,global_style,OpenVE-Bench/videos/hd.mp4\n")
     db = lake.open(tmp_path / "lake")
     import_openve_bench(db, folder)
+    return db
+
+
+def test_the_published_protocol_writes_81_frame_15_fps_mp4s_at_upstreams_geometry_for_a_720p_clip(tmp_path):
+    db = _hd_bench(tmp_path)
     config = EvalConfig.published()
     assert (config.max_frames, config.max_pixels, config.steps, config.seed, config.fps) == (81, 720 * 1280, 50, 0,
                                                                                           15.0)
@@ -251,13 +257,7 @@ def test_a_tiny_model_edits_a_720p_clip_into_an_81_frame_15_fps_mp4_at_upstreams
     """~2 min and ~14 GB on two CPU cores (71k video tokens before the DiT's patching): `make test-slow`."""
     from kiwi.model.kiwi_edit import tiny_edit
 
-    folder = tmp_path / "OpenVE-Bench"
-    (folder / "videos").mkdir(parents=True)
-    (folder / "videos/hd.mp4").write_bytes(media.encode_video(clip(90, 720, 1280), fps=30))
-    (folder / "benchmark_videos.csv").write_text("prompt,edited_type,original_video\n"
-                                                 "Make it snowy,global_style,OpenVE-Bench/videos/hd.mp4\n")
-    db = lake.open(tmp_path / "lake")
-    import_openve_bench(db, folder)
+    db = _hd_bench(tmp_path)
     model = tiny_edit(seed=0, width=32, layers=1, patch=32, rope_max_seq_len=128).eval()
     run = evaluate(db, model, "openve-bench", "tiny-edit", EvalConfig.published(steps=1), [AutomaticScorer()])
     (video,) = db.read_blobs("eval_outputs", "video", [f"{run.run_id}/0000"])
