@@ -46,25 +46,32 @@ def init(config: str, out: Path, seed: int) -> None:
               help="diffsynth: the diffusers Wan2.2-TI2V-5B folder the stage started from (transformer/, vae/).")
 @click.option("--qwen", default=None, type=click.Path(path_type=Path, exists=True, file_okay=False),
               help="diffsynth: the Qwen2.5-VL-3B-Instruct folder the stage started from.")
-@click.option("--ref-pad-first", is_flag=True, help="diffsynth: the stage was trained with the reference first.")
+@click.option("--base", default=None, metavar="DIR|fresh",
+              help="diffsynth: fill what a stage checkpoint lacks (stage 1 trains no reference parts) from DIR, a "
+                   "converted earlier stage (its DiT, Qwen and VAE are the base too), or `fresh`: initialised as "
+                   "kiwi init does, over --wan / --qwen.")
+@click.option("--ref-pad-first", is_flag=True, default=None,
+              help="diffsynth: the stage was trained with the reference first (default: as --base, else last).")
 @click.option("--overwrite", is_flag=True, help="Replace what OUT holds.")
 def convert(layout: str, src: Path, out: Path, vae: Path | None, wan: Path | None, qwen: Path | None,
-            ref_pad_first: bool, overwrite: bool) -> None:
+            base: str | None, ref_pad_first: bool | None, overwrite: bool) -> None:
     """Turn released Kiwi-Edit weights into a model folder (`kiwi edit --model OUT`, `kiwi eval --model OUT`)."""
     from kiwi.model.convert import ConversionError, convert_diffusers_release
     from kiwi.model.convert_diffsynth import convert_diffsynth_checkpoint
 
     try:
         if layout == "diffsynth":
-            if wan is None or qwen is None:
+            if (wan is None or qwen is None) and (base is None or base == "fresh"):
                 raise click.UsageError("--from diffsynth needs --wan and --qwen (the base models the stage "
-                                       "started from)")
+                                       "started from), or --base DIR (a converted earlier stage)")
             conversion = convert_diffsynth_checkpoint(src, out, wan, qwen, ref_pad_first=ref_pad_first,
-                                                      overwrite=overwrite)
+                                                      overwrite=overwrite, base=base)
         else:
             if src.is_file():
                 raise click.UsageError(f"{src} is a file: --from diffusers takes a release folder "
                                        "(a raw checkpoint is --from diffsynth)")
+            if base is not None:
+                raise click.UsageError("--base fills a diffsynth stage checkpoint; a diffusers release is whole")
             conversion = convert_diffusers_release(src, out, vae=vae, overwrite=overwrite)
         click.echo(str(conversion))
     except ConversionError as e:

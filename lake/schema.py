@@ -138,7 +138,7 @@ QUADRUPLETS = TableSpec(
             optional("source_uri", pa.string()),
             optional("target_uri", pa.string()),
             *_VIDEO_SHAPE,
-            optional("reference_image", pa.binary()),  # PNG
+            optional("reference_image", pa.binary()),  # PNG, or the dataset's own file when it gave one
             optional("edit_mask", pa.binary()),  # PNG of the keyframe mask
             optional("thumb_source", pa.binary()),  # JPEG
             optional("thumb_target", pa.binary()),  # JPEG
@@ -157,6 +157,7 @@ QUADRUPLETS = TableSpec(
             optional("edit_type_confidence", pa.float32()),
             optional("edit_type_predicted", pa.string()),
             optional("needs_review", pa.bool_()),
+            optional("reference_source", pa.string()),  # given · synthesised · the scaffold model's name
         ]
     ),
     key=("id",),
@@ -339,10 +340,30 @@ EVAL_OUTPUTS = TableSpec(
     timestamp_defaults=("created_at",),
 )
 
+DATASETS = TableSpec(
+    name="datasets",  # where each dataset's rows came from: its identity, so two sources are never merged
+    schema=pa.schema(
+        [
+            required("dataset", pa.string()),
+            required("origin", pa.string()),  # the resolved file or folder (file:// URI), or a generator's key
+            optional("format", pa.string()),  # the ingest format that read it
+            optional("roots", pa.list_(pa.string())),  # folders its media paths may lie in
+            optional("licence", pa.string()),
+            optional("homepage", pa.string()),
+            optional("meta", pa.string()),  # JSON: provenance, the files ingested whole (for resumable releases)
+            required("created_at", TIMESTAMP),
+            required("updated_at", TIMESTAMP),
+        ]
+    ),
+    key=("dataset",),
+    json_columns=("meta",),
+    timestamp_defaults=("created_at", "updated_at"),
+)
+
 TABLES: dict[str, TableSpec] = {
     spec.name: spec
     for spec in (PAIRS, QUADRUPLETS, REJECTS, SLICES, SLICE_ROWS, RUNS, MIX_WEIGHTS, EVAL_RESULTS, BENCH_ITEMS,
-                 EVAL_OUTPUTS)
+                 EVAL_OUTPUTS, DATASETS)
 }
 
 

@@ -8,7 +8,7 @@ import click
 
 from lake.cli_common import FriendlyGroup, group_lake_option, lake_option, open_lake
 
-FORMATS = ("kiwi-csv", "refvie-parquet", "manifest", "synthetic")
+FORMATS = ("kiwi-csv", "refvie-parquet", "kiwi-release", "nhr-edit", "gpt-image-edit", "manifest", "synthetic")
 
 
 @click.group(cls=FriendlyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -71,9 +71,16 @@ def load_classifier(classifier: str, endpoint_url: str | None, endpoint_model: s
 
 @cli.command()
 @click.argument("path", required=False, type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(FORMATS), required=True, help="Layout of PATH.")
-@click.option("--root", type=click.Path(path_type=Path), help="Folder the paths in PATH are relative to.")
-@click.option("--dataset", default="", help="Dataset name recorded on every pair (default: the file's stem).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), required=True,
+              help="Layout of PATH: a Kiwi-Edit CSV, RefVIE parquet chunks, the whole Kiwi-Edit training release "
+                   "(its folder), NHR-Edit's train/metadata.jsonl, GPT-Image-Edit-1.5M's training_json/, a manifest "
+                   "of your own, or the synthetic world. See docs/ingest.md.")
+@click.option("--root", "roots", type=click.Path(path_type=Path), multiple=True,
+              help="Folder the paths in PATH are relative to (default: PATH's folder; kiwi-release: the folder "
+                   "holding the source datasets). Repeat it to allow absolute paths in more folders.")
+@click.option("--dataset", default="", help="Dataset name recorded on every pair (default: the file's stem, or a "
+              "name telling it apart when another source holds that one).")
+@click.option("--licence", default=None, help="The dataset's licence, recorded in the lake's `datasets` table.")
 @click.option("--map", "mappings", multiple=True, metavar="FIELD=COLUMN", help="Manifest column mapping (repeatable).")
 @click.option("--n", type=int, default=500, show_default=True, help="Synthetic: number of pairs.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Synthetic: world seed.")
@@ -90,27 +97,36 @@ def load_classifier(classifier: str, endpoint_url: str | None, endpoint_model: s
               "repairing them (a repair needs every path column to end in a media extension).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @lake_option
-def ingest(path, fmt, root, dataset, mappings, n, seed, start, mix, frames, size, min_frames, no_bytes, label_map,
-           strict, quiet, lake_uri) -> None:
-    """Ingest pairs into the lake's `pairs` table; bad rows go to `rejects` with a reason."""
+def ingest(path, fmt, roots, dataset, licence, mappings, n, seed, start, mix, frames, size, min_frames, no_bytes,
+           label_map, strict, quiet, lake_uri) -> None:
+    """Ingest pairs into the lake's `pairs` table; bad rows go to `rejects` with a reason. Each source is one
+    dataset in the lake's `datasets` table: two files never share a name, and so never each other's rows."""
     from refvie.ingest import IngestConfig
     from refvie.ingest import ingest as run_ingest
-
-    source = build_source(fmt, path, root, dataset, parse_mapping(mappings), n, seed, start, parse_mix(mix), frames,
-                          size, strict)
     from refvie.labels.maps import parse_label_map
 
     try:
         labels = parse_label_map(label_map)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--label-map") from None
-    summary = run_ingest(source, open_lake(lake_uri, create=True),
-                         IngestConfig(min_frames=min_frames, store_bytes=not no_bytes, progress=not quiet,
-                                      label_map=labels))
+    config = IngestConfig(min_frames=min_frames, store_bytes=not no_bytes, progress=not quiet, label_map=labels)
+    if fmt == "kiwi-release":
+        from refvie.release import ingest_release
+
+        if path is None or not roots:
+            raise click.UsageError("--format kiwi-release needs the release folder (PATH) and --root, the folder "
+                                   "holding the source datasets its paths are relative to")
+        summary = ingest_release(path, open_lake(lake_uri, create=True), roots[0], tuple(roots[1:]), config,
+                                 say=lambda line: None if quiet else click.echo(line, err=True))
+        click.echo(str(summary))
+        return
+    source = build_source(fmt, path, roots, dataset, parse_mapping(mappings), n, seed, start, parse_mix(mix), frames,
+                          size, strict, licence)
+    summary = run_ingest(source, open_lake(lake_uri, create=True), config)
     click.echo(str(summary))
 
 
-def build_source(fmt, path, root, dataset, mapping, n, seed, start, mix, frames, size, strict=False):
+def build_source(fmt, path, roots, dataset, mapping, n, seed, start, mix, frames, size, strict=False, licence=None):
     from refvie import sources
     from refvie.synthetic import SyntheticConfig
 
@@ -120,12 +136,21 @@ def build_source(fmt, path, root, dataset, mapping, n, seed, start, mix, frames,
         return sources.SyntheticSource(n=n, config=config, start=start)
     if path is None:
         raise click.UsageError(f"--format {fmt} needs a PATH")
-    root = root or Path(path).parent
+    roots_given = bool(roots)
+    roots = tuple(roots) if roots else (Path(path).parent,)
+    common = dict(dataset=dataset, allowed_roots=roots[1:], about={"licence": licence} if licence else None)
     if fmt == "kiwi-csv":
-        return sources.KiwiCsvSource(path, root, dataset=dataset, strict=strict)
+        return sources.KiwiCsvSource(path, roots[0], strict=strict, **common)
     if fmt == "refvie-parquet":
-        return sources.RefvieParquetSource(path, root, dataset=dataset or "refvie")
-    return sources.ManifestSource(path, root, mapping=mapping, dataset=dataset)
+        return sources.RefvieParquetSource(path, roots[0], **common)
+    if fmt == "nhr-edit":
+        return sources.NhrEditSource(path, roots[0] if roots_given else None, **common)
+    if fmt == "gpt-image-edit":
+        if not roots_given:
+            raise click.UsageError("--format gpt-image-edit reads PATH = training_json/ and needs --root, the "
+                                   "gpt-edit/ folder its images were extracted into")
+        return sources.GptImageEditSource(path, roots[0], **common)
+    return sources.ManifestSource(path, roots[0], mapping=mapping, **common)
 
 
 @cli.command()
@@ -138,6 +163,8 @@ def build_source(fmt, path, root, dataset, mapping, n, seed, start, mix, frames,
 @click.option("--scaffold-model", default=None, help="Local path of a diffusers image-editing pipeline for references.")
 @click.option("--scaffold-gpus", type=float, default=0.0, show_default=True, help="GPUs per scaffold actor.")
 @click.option("--localise-model", default=None, help="Local path of a CLIPSeg model for text-grounded masks.")
+@click.option("--resynthesise", is_flag=True,
+              help="Synthesise a reference even where the dataset gave one (given references win otherwise).")
 @click.option("--no-ray", is_flag=True, help="Run the stages in a plain loop in this process.")
 @click.option("--parallel-writes", is_flag=True,
               help="Workers write the quadruplets' bytes (on every node); the driver only checks and commits.")
@@ -145,7 +172,8 @@ def build_source(fmt, path, root, dataset, mapping, n, seed, start, mix, frames,
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @lake_option
 def build(ray_address, limit, batch_size, embed_actors, embed_gpus, image_model, scaffold_model, scaffold_gpus,
-          localise_model, no_ray, parallel_writes, classifier, endpoint_url, endpoint_model, quiet, lake_uri) -> None:
+          localise_model, resynthesise, no_ray, parallel_writes, classifier, endpoint_url, endpoint_model, quiet,
+          lake_uri) -> None:
     """Turn every ingested pair not yet built or rejected into a scored, embedded quadruplet."""
     from refvie.pipeline import PipelineConfig, build_local
     from refvie.pipeline import build as run_build
@@ -153,6 +181,7 @@ def build(ray_address, limit, batch_size, embed_actors, embed_gpus, image_model,
     config = PipelineConfig(batch_size=batch_size, embed_actors=embed_actors, embed_gpus=embed_gpus,
                             image_model_path=image_model, scaffold_model_path=scaffold_model,
                             scaffold_gpus=scaffold_gpus, localise_model_path=localise_model, classifier=classifier,
+                            resynthesise=resynthesise,
                             endpoint_url=endpoint_url, endpoint_model=endpoint_model, parallel_writes=parallel_writes)
     if parallel_writes and no_ray:
         raise click.UsageError("--parallel-writes needs Ray workers; --no-ray writes from this process")

@@ -18,6 +18,7 @@ from typing import Any
 from lake import Lake, media
 from lake.db import reject_id
 from lake.errors import MediaError
+from refvie.datasets import claim
 from refvie.labels.maps import LabelMap
 from refvie.sources.base import MediaRef, PairRecord, RowProblem, Source
 
@@ -62,7 +63,12 @@ class IngestSummary:
         return "\n".join(lines)
 
 
-def ingest(source: Source, db: Lake, config: IngestConfig = IngestConfig()) -> IngestSummary:
+def ingest(source: Source, db: Lake, config: IngestConfig = IngestConfig(), claim_name: bool = True) -> IngestSummary:
+    """Every row of `source` into `pairs` or `rejects`, under the dataset name its origin holds in `datasets`
+    (claimed first: a name another origin holds is refused, never shared). `claim_name=False`: the caller has
+    claimed `source.dataset` for a larger origin (a release folder) already."""
+    if claim_name:
+        source.dataset = claim(db, source.provenance(), getattr(source, "requested", None) or None)
     summary = IngestSummary(dataset=source.dataset)
     existing = _existing_pair_ids(db) if config.skip_existing else set()
     earlier = db.read("rejects", columns=["reject_id", "dataset"], where=f"stage = '{STAGE}'")

@@ -64,6 +64,7 @@ class PipelineConfig:
     scaffold_actors: int = 1
     scaffold_cpus: float = 0.0
     scaffold_gpus: float = 0.0
+    resynthesise: bool = False  # synthesise a reference even where the dataset gave one (given ones win otherwise)
     max_frames: int | None = None
     classifier: str = "text"  # rules · text · endpoint (a given label always wins; see refvie.labels)
     endpoint_url: str | None = None
@@ -174,7 +175,7 @@ def cpu_stages(lake_uri: str, storage_options: Mapping[str, str], config: Pipeli
            Localise(localiser(config))]
     post = [Score(config.filter), Package()]
     stages = {"pre": [*pre, Pack()], "post": [Unpack(), *post],
-              "all": [*pre, Scaffold(scaffolder(config)), *post]}[part]
+              "all": [*pre, Scaffold(scaffolder(config), config.resynthesise), *post]}[part]
     for stage in stages:
         stage.setup()
     return stages
@@ -200,7 +201,8 @@ class ScaffoldActor:
     """The model-backed scaffold as a Ray actor: the diffusion pipeline loads once, on the actor's device."""
 
     def __init__(self, config: PipelineConfig):
-        self.stages = [Unpack(), Scaffold(scaffolder(config, "cuda" if config.scaffold_gpus else "cpu")), Pack()]
+        self.stages = [Unpack(), Scaffold(scaffolder(config, "cuda" if config.scaffold_gpus else "cpu"),
+                                          config.resynthesise), Pack()]
         for stage in self.stages:
             stage.setup()
 

@@ -3,6 +3,7 @@ names and folders as released) becomes a model folder whose outputs equal those 
 (the context bit for bit, the DiT's loss to float rounding)."""
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -213,3 +214,61 @@ def test_the_diffsynth_conversion_refuses_unknown_and_half_tensors(tmp_path):
     with pytest.raises(ConversionError, match=r"no tensor for \['reference_connector.2.bias'\]"):
         convert_diffsynth_checkpoint(tmp_path / "c.safetensors", tmp_path / "out-c", wan, qwen)
     assert not any((tmp_path / f"out-{n}").exists() for n in "abc")
+
+
+STAGE_1_LACKS = ("ref_queries", "ref_connector", "vae_condition")  # upstream's stage 1 trains no reference parts
+
+
+def stage_1_checkpoint(tmp_path):
+    model, checkpoint, wan, qwen = fabricate_diffsynth(tmp_path)
+    raw = {k: v for k, v in load_file(checkpoint).items() if not any(part in k for part in STAGE_1_LACKS)}
+    save_file(raw, tmp_path / "stage1.safetensors")
+    return model, tmp_path / "stage1.safetensors", checkpoint, wan, qwen
+
+
+def test_a_stage_1_checkpoint_is_refused_without_a_base_naming_what_it_lacks(tmp_path):
+    from kiwi.model.convert_diffsynth import convert_diffsynth_checkpoint
+
+    _, stage1, _, wan, qwen = stage_1_checkpoint(tmp_path)
+    with pytest.raises(ConversionError) as info:
+        convert_diffsynth_checkpoint(stage1, tmp_path / "m", wan, qwen)
+    message = str(info.value)
+    for name in ("mllm.queries.reference", "reference_connector.0.weight", "transformer.reference_embedder.bias",
+                 "transformer.source_embedder.weight", "--base"):
+        assert name in message
+    assert not (tmp_path / "m").exists()
+
+
+def test_a_stage_1_checkpoint_converts_over_a_fresh_start_or_an_earlier_stage(tmp_path):
+    from kiwi.cli import cli
+
+    model, stage1, full, wan, qwen = stage_1_checkpoint(tmp_path)
+    result = CliRunner().invoke(cli, ["convert", "--from", "diffsynth", str(stage1), "--wan", str(wan), "--qwen",
+                                      str(qwen), "--base", "fresh", "--out", str(tmp_path / "fresh")])
+    assert result.exit_code == 0, result.output
+    report = result.output[result.output.index("where each component came from:"):]
+    assert re.search(r"image queries\s+checkpoint", report) and re.search(r"query connector\s+checkpoint", report)
+    assert re.search(r"reference connector\s+fresh initialisation", report)
+    assert re.search(r"source embedder\s+fresh initialisation", report)
+    fresh = from_pretrained(tmp_path / "fresh")
+    assert fresh.mllm.queries["reference"].shape[0] == 768  # the published count, as kiwi init makes it
+    assert fresh.reference_connector[2].weight.abs().sum() == 0  # a fresh connector hands the DiT zeros
+    assert fresh.transformer.source_embedder.weight.abs().sum() == 0
+    torch.testing.assert_close(fresh.query_connector[0].weight, model.query_connector[0].weight, rtol=0, atol=0)
+
+    earlier = tmp_path / "earlier"  # a converted earlier stage that has every part
+    assert CliRunner().invoke(cli, ["convert", "--from", "diffsynth", str(full), "--wan", str(wan), "--qwen",
+                                    str(qwen), "--out", str(earlier)]).exit_code == 0
+    result = CliRunner().invoke(cli, ["convert", "--from", "diffsynth", str(stage1), "--base", str(earlier),
+                                      "--out", str(tmp_path / "m")])
+    assert result.exit_code == 0, result.output
+    assert re.search(rf"reference embedder\s+base \({re.escape(str(earlier))}\)", result.output)
+    converted, base = from_pretrained(tmp_path / "m"), from_pretrained(earlier)
+    for name, tensor in base.state_dict().items():
+        if name.startswith(("reference_connector", "transformer.reference_embedder", "transformer.source_embedder")):
+            torch.testing.assert_close(converted.state_dict()[name], tensor, rtol=0, atol=0)
+    torch.testing.assert_close(converted.transformer.transformer.proj_out.weight,
+                               model.transformer.transformer.proj_out.weight, rtol=0, atol=0)  # the stage's DiT
+    both = CliRunner().invoke(cli, ["convert", "--from", "diffsynth", str(stage1), "--base", str(earlier), "--wan",
+                                    str(wan), "--qwen", str(qwen), "--out", str(tmp_path / "x")])
+    assert both.exit_code != 0 and "leave out --wan / --qwen" in both.output

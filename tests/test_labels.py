@@ -46,6 +46,42 @@ def test_text_classifier_on_held_out_real_style_instructions(text_model):
     assert report.recall["background_change"] >= 0.90  # measured 0.97 (rules: 0.27)
 
 
+LONG = {name: Path(__file__).parent / "data" / f"label_eval_long{name}.tsv" for name in ("", "_fresh", "_dev3",
+                                                                                       "_holdout")}
+
+
+def test_text_classifier_on_long_scene_describing_instructions(text_model):
+    """OpenVE-3M-style instructions (~40 words: the clip described, one edit asked, what must stay named). The
+    holdout file was written after the classifier was frozen and scored once; the three others were each held out
+    once, then used to develop the clause extraction and the grammar's long forms (see their headers)."""
+    for name, path in LONG.items():
+        texts, truth = read_labelled(path)
+        assert len(texts) >= 60 and len(set(truth)) == 6
+        assert sum(len(t.split()) for t in texts) / len(texts) >= 25  # words on average
+        report = score(truth, text_model.classify(texts))
+        print(f"\nlong instructions ({path.name}):\n{report}")
+        if name == "_holdout":  # measured 0.917, background precision 0.75 (the whole text, unextracted: 0.45)
+            assert report.accuracy >= 0.9 and report.recall["background_change"] >= 0.9
+        else:  # measured 0.972 / 0.917 / 0.950 on the three development sets
+            assert report.accuracy >= 0.9
+
+
+def test_the_edit_clause_of_a_long_instruction():
+    from refvie.labels.clauses import edit_clause
+
+    assert edit_clause("In a sunny park where children play on the swings and dogs chase balls across the grass, "
+                       "remove the red kite from the sky, keeping the park and the children unchanged.") \
+        == "remove the red kite from the sky"
+    assert edit_clause("The video shows a man walking his dog along a beach at sunset with waves rolling in. "
+                       "I want the dog to be a white horse instead.") == "the dog to be a white horse instead"
+    assert edit_clause("A chef cooks in a busy kitchen full of steam and copper pans hanging above the stove. The "
+                       "whole video should look like a watercolour painting.") \
+        == "The whole video should look like a watercolour painting"
+    assert edit_clause("Add a hat to the man") == "Add a hat to the man"  # short: one request already
+    described = "A woman walks along a river past old stone houses while boats drift by in the morning light"
+    assert edit_clause(described) == described  # nothing asked: the text as it is
+
+
 def test_text_classifier_keeps_the_synthetic_world(text_model):
     world = SyntheticWorld(SyntheticConfig(frames=1, height=32, width=32, mix=BALANCED, seed=11))
     samples = list(world.samples(1000))

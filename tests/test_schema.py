@@ -24,7 +24,8 @@ def good_row(**overrides):
 
 def test_all_design_tables_exist_with_keys():
     assert set(TABLES) == {"pairs", "quadruplets", "rejects", "slices", "slice_rows", "runs", "mix_weights",
-                           "eval_results", "bench_items", "eval_outputs"}
+                           "eval_results", "bench_items", "eval_outputs", "datasets"}
+    assert TABLES["datasets"].key == ("dataset",)
     assert TABLES["slice_rows"].key == ("slice_id", "id") and TABLES["mix_weights"].key == ("mix_id",)
     assert TABLES["bench_items"].blob_columns == ["source_video", "target_video"]
     assert TABLES["eval_outputs"].blob_columns == ["video"]

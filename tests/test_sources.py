@@ -113,7 +113,10 @@ def test_prompts_with_unquoted_commas_are_repaired_when_unambiguous(dataset, emp
     assert repaired["repaired_from"] == f"Add a hat, a scarf, and gloves to the man,{src},{tgt}"
     details = sorted(empty_lake.read("rejects", columns=["detail"])["detail"].to_pylist())
     assert details == ["line 4 has 4 fields, expected 3", "line 5 has 2 fields, expected 3"]  # the real counts
-    strict = ingest(KiwiCsvSource(path, dataset.root, dataset="strict", strict=True), empty_lake, QUIET)
+    copy = tmp_path / "strict" / path.name  # one file is one dataset: the strict reading goes in as a copy
+    copy.parent.mkdir()
+    copy.write_bytes(path.read_bytes())
+    strict = ingest(KiwiCsvSource(copy, dataset.root, dataset="strict", strict=True), empty_lake, QUIET)
     assert strict.rejected == Counter(malformed_row=3) and strict.repaired == 0
 
 
@@ -346,3 +349,73 @@ def test_ingest_counts_frames_without_holding_a_clip_in_memory(dataset, empty_la
     assert summary.accepted == 1 and summary.rejected == Counter(truncated=1)
     assert empty_lake.read("pairs", columns=["num_frames"])["num_frames"].to_pylist() == [
         media.count_frames((dataset.root / dataset.good_pairs[0][0]).read_bytes())]
+
+
+def write_manifest(path: Path, rows) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_two_manifests_with_one_file_name_are_two_datasets(dataset, empty_lake, tmp_path):
+    """Every release calls its manifest pairs.jsonl / train.csv: a second one must neither erase the first's reject
+    records nor be mistaken for rows already in the lake."""
+    good = [dict(source=s, target=t, instruction=p) for s, t, p in dataset.good_pairs[:3]]
+    bad = [dict(source=s, target=t, instruction=p) for s, t, p, _ in dataset.bad_pairs]
+    first = ingest(ManifestSource(write_manifest(tmp_path / "bad" / "pairs.jsonl", good + bad), dataset.root),
+                   empty_lake, QUIET)
+    assert (first.accepted, first.rejected_total) == (3, 13)
+    others = [dict(source=s, target=t, instruction=f"{p}, take {n}")
+              for n in range(2) for s, t, p in dataset.good_pairs[:3]]
+    second = ingest(ManifestSource(write_manifest(tmp_path / "other" / "pairs.jsonl", others), dataset.root),
+                    empty_lake, QUIET)
+    assert (second.accepted, second.unchanged, second.rejected_total) == (6, 0, 0)
+    assert empty_lake.count("rejects") == 13 and empty_lake.count("pairs") == 9
+    names = {r["dataset"]: r["origin"] for r in empty_lake.read("datasets").to_pylist()}
+    assert names == {"pairs": (tmp_path / "bad" / "pairs.jsonl").resolve().as_uri(),
+                     "other-pairs": (tmp_path / "other" / "pairs.jsonl").resolve().as_uri()}
+    again = ingest(ManifestSource(tmp_path / "other" / "pairs.jsonl", dataset.root), empty_lake, QUIET)
+    assert (again.dataset, again.unchanged) == ("other-pairs", 6)  # a rerun finds its own name and rows
+
+
+def test_same_given_id_in_two_folders_is_two_pairs(dataset, empty_lake, tmp_path):
+    src, tgt, _ = dataset.good_pairs[0]
+    for folder, text in (("a", "Add a red apple on the table"), ("b", "Remove the apple from the table")):
+        path = write_manifest(tmp_path / folder / "pairs.jsonl", [dict(id="x1", source=src, target=tgt,
+                                                                      instruction=text)])
+        summary = ingest(ManifestSource(path, dataset.root), empty_lake, QUIET)
+        assert (summary.accepted, summary.unchanged) == (1, 0)
+    rows = {r["pair_id"]: r["instruction"] for r in empty_lake.read("pairs", columns=["pair_id", "instruction"])
+            .to_pylist()}
+    assert rows == {"pairs-x1": "Add a red apple on the table", "b-pairs-x1": "Remove the apple from the table"}
+
+
+def test_a_dataset_name_held_by_another_source_is_refused(dataset, empty_lake, tmp_path):
+    rows = [dict(source=s, target=t, instruction=p) for s, t, p in dataset.good_pairs[:1]]
+    ingest(ManifestSource(write_manifest(tmp_path / "a" / "train.jsonl", rows), dataset.root, dataset="pool"),
+           empty_lake, QUIET)
+    from refvie.datasets import DatasetConflict
+
+    with pytest.raises(DatasetConflict, match=r"dataset 'pool' already holds the rows of .*a/train.jsonl.*"
+                                              r"give it its own --dataset"):
+        ingest(ManifestSource(write_manifest(tmp_path / "b" / "train.jsonl", rows), dataset.root, dataset="pool"),
+               empty_lake, QUIET)
+    with pytest.raises(DatasetConflict, match=r"was ingested as dataset 'pool'; rerun with --dataset pool"):
+        ingest(ManifestSource(tmp_path / "a" / "train.jsonl", dataset.root, dataset="renamed"), empty_lake, QUIET)
+    assert empty_lake.count("pairs") == 1
+
+
+def test_absolute_paths_are_accepted_inside_the_allowed_roots(dataset, empty_lake, tmp_path):
+    inside = str((dataset.root / "clips/a_src.mp4").resolve())
+    elsewhere = tmp_path / "pool"
+    elsewhere.mkdir()
+    (elsewhere / "t.mp4").write_bytes((dataset.root / "clips/a_tgt.mp4").read_bytes())
+    rows = [[inside, str(elsewhere / "t.mp4"), "Add a red ball"],
+            [inside, str(dataset.outside / "secret.mp4"), "Add a sun"]]
+    path = write_kiwi_csv(tmp_path / "abs.csv", rows)
+    summary = ingest(KiwiCsvSource(path, dataset.root, allowed_roots=(elsewhere,)), empty_lake, QUIET)
+    assert summary.accepted == 1 and summary.rejected == Counter(path_escape=1)
+    (detail,) = empty_lake.read("rejects", columns=["detail"])["detail"].to_pylist()
+    assert "outside the allowed roots" in detail and "--root" in detail
+    with pytest.raises(RowProblem, match="path_escape"):  # without the second root, the pool is outside
+        resolve_inside(dataset.root, str(elsewhere / "t.mp4"))

@@ -57,6 +57,7 @@ class Conversion:
     mapped: list[tuple[str, str, tuple[int, ...]]] = field(default_factory=list)  # (theirs, ours, shape)
     copied: list[str] = field(default_factory=list)
     config: dict = field(default_factory=dict)
+    origins: dict[str, str] = field(default_factory=dict)  # component -> checkpoint · base (DIR) · fresh init
 
     def __str__(self) -> str:
         lines = [f"converted into {self.out}:"]
@@ -64,6 +65,10 @@ class Conversion:
         b = max((len(ours) for _, ours, _ in self.mapped), default=0)
         lines += [f"  {theirs:<{a}} -> {ours:<{b}} {list(shape)}" for theirs, ours, shape in self.mapped]
         lines += [f"  {name}" for name in self.copied]
+        if self.origins:
+            width = max(map(len, self.origins))
+            lines.append("where each component came from:")
+            lines += [f"  {name:<{width}}  {origin}" for name, origin in self.origins.items()]
         lines.append("  kiwi/config.json: " + json.dumps(self.config, sort_keys=True))
         return "\n".join(lines)
 

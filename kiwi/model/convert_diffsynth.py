@@ -16,6 +16,7 @@ converter merges it (W + B @ A, alpha 1). Every tensor is mapped or the conversi
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 from pathlib import Path
@@ -23,6 +24,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from kiwi.model.connector import Connector
 from kiwi.model.convert import (
     EMBEDDERS,
     Conversion,
@@ -32,7 +34,7 @@ from kiwi.model.convert import (
     release_config,
     write_kiwi_part,
 )
-from kiwi.model.mllm import VIDEO_MAX_PIXELS
+from kiwi.model.mllm import VIDEO_MAX_PIXELS, QueryCounts
 
 # the original Wan DiT names (as DiffSynth keeps them) -> diffusers' WanTransformer3DModel names
 WAN_BLOCK_KEYS = {
@@ -70,6 +72,14 @@ MLLM_KEYS = {
 EMBEDDER_KEYS = {f"{theirs}.patch_embedding.{p}": f"{ours}.{p}"
                  for theirs, ours in (("vae_condition", EMBEDDERS["source_embedder"]),
                                       ("ref_vae_condition", EMBEDDERS["ref_embedder"])) for p in ("weight", "bias")}
+FRESH = "fresh"  # --base fresh: what the checkpoint lacks starts as `kiwi init` starts it
+# where each Kiwi-specific component's tensors are named, for the per-component origin report
+COMPONENTS = {
+    "image queries": "mllm.queries.image", "video queries": "mllm.queries.video",
+    "reference queries": "mllm.queries.reference", "query connector": "query_connector.",
+    "reference connector": "reference_connector.", "source embedder": EMBEDDERS["source_embedder"] + ".",
+    "reference embedder": EMBEDDERS["ref_embedder"] + ".",
+}
 LORA = re.compile(r"^(?P<target>.+)\.lora_(?P<half>[AB])(\.default)?\.weight$")
 
 
@@ -92,17 +102,40 @@ def normalized(checkpoint: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def convert_diffsynth_checkpoint(checkpoint: str | Path, out: str | Path, wan: str | Path, qwen: str | Path,
-                                 ref_pad_first: bool = False, overwrite: bool = False) -> Conversion:
-    checkpoint, out, wan, qwen = Path(checkpoint), Path(out), Path(wan), Path(qwen)
+def convert_diffsynth_checkpoint(checkpoint: str | Path, out: str | Path, wan: str | Path | None = None,
+                                 qwen: str | Path | None = None, ref_pad_first: bool | None = None,
+                                 overwrite: bool = False, base: str | Path | None = None) -> Conversion:
+    """A stage checkpoint into a model folder. The models the stage started from are `wan` + `qwen` (the published
+    parts), or `base`: a converted earlier stage (its DiT, Qwen and VAE, and the Kiwi tensors this stage did not
+    train). `base="fresh"` with `wan` + `qwen` initialises what the checkpoint lacks as `kiwi init` does. Without a
+    base, a checkpoint that lacks a Kiwi tensor (stage 1 trains no reference queries) is refused, naming it."""
+    checkpoint, out = Path(checkpoint), Path(out)
     if not checkpoint.is_file():
         raise ConversionError(f"{checkpoint}: missing")
-    for folder, what in ((wan / "transformer", "--wan"), (wan / "vae", "--wan"), (qwen, "--qwen")):
-        if not (folder / "config.json").is_file():
-            raise ConversionError(f"{what} {folder}: no config.json (expected a diffusers Wan2.2-TI2V-5B folder "
-                                  "with transformer/ and vae/, and a Qwen2.5-VL-3B-Instruct folder)")
-    if read_json(wan / "vae" / "config.json").get("_class_name") != "AutoencoderKLWan":
-        raise ConversionError(f"--wan {wan}/vae: not a diffusers AutoencoderKLWan folder")
+    fresh = base is not None and str(base) == FRESH
+    base_dir = None if base is None or fresh else Path(base)
+    if base_dir is not None:
+        if wan is not None or qwen is not None:
+            raise ConversionError("--base DIR brings the models the stage started from; leave out --wan / --qwen")
+        for part in ("transformer/config.json", "vae/config.json", "mllm/config.json", "kiwi/model.safetensors",
+                     "kiwi/config.json"):
+            if not (base_dir / part).is_file():
+                raise ConversionError(f"--base {base_dir}: no {part} (expected a model folder written by kiwi "
+                                      "convert / kiwi init / kiwi train)")
+        dit_dir, vae_dir, qwen = base_dir / "transformer", base_dir / "vae", base_dir / "mllm"
+    else:
+        if wan is None or qwen is None:
+            raise ConversionError("a stage checkpoint needs the models it started from: --wan and --qwen (the "
+                                  "published parts), or --base DIR (a converted earlier stage)")
+        wan, qwen = Path(wan), Path(qwen)
+        dit_dir, vae_dir = wan / "transformer", wan / "vae"
+        for folder, what in ((dit_dir, "--wan"), (vae_dir, "--wan"), (qwen, "--qwen")):
+            if not (folder / "config.json").is_file():
+                raise ConversionError(f"{what} {folder}: no config.json (expected a diffusers Wan2.2-TI2V-5B "
+                                      "folder with transformer/ and vae/, and a Qwen2.5-VL-3B-Instruct folder)")
+    qwen = Path(qwen)
+    if read_json(vae_dir / "config.json").get("_class_name") != "AutoencoderKLWan":
+        raise ConversionError(f"{vae_dir}: not a diffusers AutoencoderKLWan folder")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ConversionError(f"{out} exists and is not empty (pass overwrite=True / --overwrite)")
     state = normalized(load_file(checkpoint) if checkpoint.suffix == ".safetensors"
@@ -122,20 +155,39 @@ def convert_diffsynth_checkpoint(checkpoint: str | Path, out: str | Path, wan: s
         else:
             raise ConversionError(f"{checkpoint}: unmapped tensor {key!r}")
 
-    dit_config = read_json(wan / "transformer" / "config.json")
+    dit_config = read_json(dit_dir / "config.json")
     qwen_config = read_json(qwen / "config.json")
     hidden = (qwen_config.get("text_config") or {}).get("hidden_size") or qwen_config["hidden_size"]
-    counts = {task: tuple(own[f"mllm.queries.{task}"].shape)[0] if f"mllm.queries.{task}" in own else 0
-              for task in ("image", "video", "reference")}
+    base_config = read_json(base_dir / "kiwi" / "config.json") if base_dir is not None else {}
+    default_counts = base_config.get("queries") or (dataclasses.asdict(QueryCounts()) if fresh else {})
+    counts = {task: tuple(own[f"mllm.queries.{task}"].shape)[0] if f"mllm.queries.{task}" in own
+              else int(default_counts.get(task, 0)) for task in ("image", "video", "reference")}
     expected = expected_shapes(dit_config, hidden, counts)
     missing = sorted(set(expected) - set(own))
+    conversion.origins = {component: "checkpoint" for component in COMPONENTS}
+    if missing and base is None:
+        raise ConversionError(f"{checkpoint}: no tensor for {missing} (the model would load with them unfilled); a "
+                              "stage checkpoint holds only what its stage trained: pass --base DIR (a converted "
+                              "earlier stage) or --base fresh to fill the rest")
     if missing:
-        raise ConversionError(f"{checkpoint}: no tensor for {missing} (the model would load with them unfilled)")
+        filler = (_fresh_tensors(expected, counts, hidden) if fresh
+                  else load_file(base_dir / "kiwi" / "model.safetensors"))
+        lacking = [k for k in missing if k not in filler]
+        if lacking:
+            raise ConversionError(f"--base {base_dir}: has no {lacking} either")
+        for key in missing:
+            own[key] = filler[key]
+            conversion.origins[component_of(key)] = "fresh initialisation" if fresh else f"base ({base_dir})"
     wrong = [f"{k}: {tuple(own[k].shape)} != {expected[k]}" for k in expected if tuple(own[k].shape) != expected[k]]
     if wrong:
         raise ConversionError(f"{checkpoint}: shapes that do not fit the Wan / Qwen configs: {wrong}")
+    if ref_pad_first is None:
+        ref_pad_first = base_config.get("reference_position") == "prepend"
+    started_from = f"base ({base_dir})" if base_dir is not None else "published parts"
+    conversion.origins.update({"transformer": f"{started_from}, the checkpoint's DiT tensors over it",
+                               "mllm": f"{started_from}, the checkpoint's LoRA merged", "vae": started_from})
 
-    dit = _folder_tensors(wan / "transformer")
+    dit = _folder_tensors(dit_dir)
     unknown = sorted(set(dit_full) - set(dit))
     if unknown:
         raise ConversionError(f"{checkpoint}: DiT tensors the base transformer does not have: {unknown[:5]}")
@@ -163,19 +215,40 @@ def convert_diffsynth_checkpoint(checkpoint: str | Path, out: str | Path, wan: s
     for name in ("transformer", "mllm", "vae", "kiwi"):
         shutil.rmtree(out / name, ignore_errors=True)
     (out / "transformer").mkdir()
-    shutil.copy2(wan / "transformer" / "config.json", out / "transformer" / "config.json")
+    shutil.copy2(dit_dir / "config.json", out / "transformer" / "config.json")
     save_file({k: v.contiguous() for k, v in dit.items()}, out / "transformer" / "diffusion_pytorch_model.safetensors")
-    shutil.copytree(wan / "vae", out / "vae")
+    shutil.copytree(vae_dir, out / "vae")
     (out / "mllm").mkdir()
     for asset in qwen.iterdir():
         if asset.is_file() and not _is_weight_file(asset.name):
             shutil.copy2(asset, out / "mllm" / asset.name)
     save_file({k: v.contiguous() for k, v in qwen_tensors.items()}, out / "mllm" / "model.safetensors")
-    conversion.copied += [f"transformer/ ({wan}/transformer, the checkpoint's DiT tensors over it)",
-                          f"vae/ (from {wan}/vae)", f"mllm/ ({qwen}, LoRA merged)"]
+    conversion.copied += [f"transformer/ ({dit_dir}, the checkpoint's DiT tensors over it)",
+                          f"vae/ (from {vae_dir})", f"mllm/ ({qwen}, LoRA merged)"]
     conversion.config = release_config(counts, ref_pad_first, 5.0, 16, VIDEO_MAX_PIXELS, checkpoint)
     write_kiwi_part(out, own, conversion)
     return conversion
+
+
+def component_of(key: str) -> str:
+    return next(name for name, prefix in COMPONENTS.items() if key == prefix or key.startswith(prefix))
+
+
+def _fresh_tensors(expected: dict[str, tuple[int, ...]], counts: dict[str, int], hidden: int,
+                   seed: int = 0) -> dict[str, torch.Tensor]:
+    """The Kiwi tensors as a new model has them: queries ~ N(0, 0.02), connectors with a zero output layer,
+    zero embedders (the DiT starts unchanged), drawn from a fixed seed so a conversion is reproducible."""
+    generator = torch.Generator().manual_seed(seed)
+    width = expected["query_connector.0.bias"][0]
+    out = {f"mllm.queries.{task}": torch.randn(n, hidden, generator=generator) * 0.02 for task, n in counts.items()}
+    for name in ("query_connector", "reference_connector"):
+        with torch.random.fork_rng(devices=[]):  # the caller's random stream is left as it was
+            torch.manual_seed(seed)
+            out.update({f"{name}.{k}": v for k, v in Connector(hidden, width).state_dict().items()})
+    for ours in EMBEDDERS.values():
+        out[f"{ours}.weight"] = torch.zeros(expected[f"{ours}.weight"])
+        out[f"{ours}.bias"] = torch.zeros(expected[f"{ours}.bias"])
+    return out
 
 
 def _is_weight_file(name: str) -> bool:

@@ -17,7 +17,7 @@ import numpy as np
 
 from lake.taxonomy import EditType
 
-GRAMMAR_VERSION = "1"
+GRAMMAR_VERSION = "2"  # 2: long scene-describing forms, more places, wearables, camera and text edits
 
 # ---- vocabularies -------------------------------------------------------------------------------------------------
 OBJECTS = (
@@ -60,6 +60,13 @@ PLACES = (
     "a highway", "a parking garage", "a TV studio", "a news studio", "a lecture hall", "a ballroom",
     "a white studio", "a green screen", "a starry sky", "outer space", "Paris", "Tokyo", "New York",
     "Venice", "London", "the Sahara", "the Alps", "a rice terrace", "a mountain lake", "a sandy dune",
+    "a backyard", "a bedroom", "a garage", "a driveway", "a porch", "a balcony", "an attic", "a basement",
+    "a hallway", "a hotel lobby", "a shopping mall", "a supermarket aisle", "a food court", "a parking lot",
+    "a schoolyard", "a courtyard", "a meadow", "an orchard", "a swamp", "a prairie", "a mountain top", "a cliff",
+    "a coastline", "a marina", "a dock", "the deck of a ship", "a spaceship bridge", "a throne room", "a treehouse",
+    "a log cabin", "a campsite", "the surface of Mars", "a coral reef", "a ski slope", "a boxing ring",
+    "a bowling alley", "a laundromat", "a gas station", "a rooftop garden", "a fairground", "a circus tent",
+    "an enchanted forest", "a haunted house", "a palace garden", "a Japanese garden", "a tea house", "a temple",
 )
 PLACES_BARE = tuple(p.split(" ", 1)[1] if p.startswith(("a ", "an ", "the ")) else p for p in PLACES)
 SKIES = ("a stormy sky", "a starry night sky", "a sunset sky", "a clear blue sky", "a sky full of clouds",
@@ -135,6 +142,8 @@ LOCAL_ADD = (
     "add a {colour} {obj} that moves across the frame", "spawn a {obj} {pos}", "add a {wear} to the {obj}",
     "add some {obj}s {pos}", "populate the scene with {obj}s", "add a flock of {obj}s {pos}",
     "add a {obj} next to the {person}", "put a {colour} {wear} on the {person}'s head",
+    "give the {person} a {colour} {wear} and a {wear2}", "put a {obj} on the {obj2} beside the {new}",
+    "!I want a {obj} {pos}.", "!I'd like a {colour} {animal} to appear {pos}.",
 )
 LOCAL_REMOVE = (
     "remove the {obj}", "remove the {obj} {pos}", "remove the {person}", "remove the {person} {pos}",
@@ -175,6 +184,12 @@ LOCAL_CHANGE = (
     "!The {person} now has {colour} hair.", "!The {obj} should be {colour} instead of {colour2}.",
     "!A {new} instead of the {obj}.", "!The {obj} {pos} is now a {new}.", "!The {person} becomes a {person2}.",
     "!Instead of the {obj}, a {new}.", "!The {obj} is repainted {colour}.",
+    "change the {person}'s {wear} into a {colour} {wear2}", "make the {person}'s {wear} a {colour} {wear2}",
+    "replace the {person}'s {wear} with a {wear2}", "swap the {person}'s {wear} for a {colour} {wear2}",
+    "turn the {person}'s {colour} {wear} into a {wear2}", "!The {person}'s {wear} should be a {colour} {wear2}.",
+    "!The {obj} should become a {new}.", "!The {obj} should be a {colour} {new}.",
+    "make the {animal} a {colour} {animal2}", "turn the {animal} into a {animal2}",
+    "change the {obj} the {person} is holding into a {new}",
 )
 BACKGROUND_CHANGE = (
     "replace the background with {place}", "change the background to {place}", "swap the background for {place}",
@@ -202,6 +217,13 @@ BACKGROUND_CHANGE = (
     "!The {person} should be in {place} rather than {place2}.", "!The room behind the {person} becomes {place}.",
     "!Behind the {person}, {place}.", "!The sky is now {sky}.", "!The {person} stands in front of {place}.",
     "!Everything around the {person} becomes {place}.", "!The {person} {acts} through {place} rather than {place2}.",
+    "replace the {place_bare} with {place}", "swap the {place_bare} for {place}", "turn the {place_bare} into {place}",
+    "change the {place_bare} around the {person} into {place}", "!The setting should be {place}.",
+    "!The {person} should be in {place}.", "make it look like the {person} is {act} in {place} instead of {place2}",
+    "have the {person} {act} in {place}", "let the {animal} {act3} in {place} instead",
+    "move the {person}s onto {place}",
+    "!The {subject} should be {act} in {place} instead.", "!I want the {subject} {act} in {place}.",
+    "!I'd like the {person} to be {act} on {place}.", "!Show the {animal} {act} across {place} instead of {place2}.",
 )
 GLOBAL_STYLE = (
     "make the video look like {style}", "make it look like {style}", "make the whole clip look like {style}",
@@ -257,18 +279,29 @@ OTHER = (
     "show the {textthing} on screen", "add a text overlay with the {textthing}", "add a watermark with the {textthing}",
     "add a lower third with the {person}'s name", "insert a title card", "add closed captions",
     "make {scope} {speedadj}", "play {scope} {speedplay}", "slow {scope} down", "speed {scope} up",
+    "change the shot to a {shot}", "switch the camera to a {shot} of the {person}",
+    "zoom out until the {obj} is visible",
+    "tilt the camera {updown} from the {person} to the {obj}", "pan from the {obj} to the {person}",
+    "add the text \"{words}\" {pos}", "add the subtitle \"{words}\" {pos}", "put the words \"{words}\" {pos}",
+    "add the caption \"{words}\" in {colour} letters", "!The video should play at {speedfrac} speed.",
+    "!The clip should be played backwards.", "!The camera should slowly zoom out.", "!The shot becomes a {shot}.",
+    "make the {person} stop and {gesture}", "make the {person} turn their head and {gesture}",
+    "make the {animal} {motion} and then {motion}", "trim the clip to the last {k} seconds",
+    "cut the clip so it starts when the {person} {motion3}", "keep only the part where the {person} {motion3}",
     "zoom {scope} in", "reframe {scope} as a {shot}", "cut {scope} into {k} shots", "shorten {scope}",
 )
 SLOTS_OTHER = dict(
     dir=("left", "right", "left to right", "right to left", "to the {person}", "across the room"),
     updown=("up", "down", "up to the sky", "down to the floor"),
     shot=("close-up", "wide shot", "bird's-eye view", "low-angle shot", "high-angle shot", "over-the-shoulder shot",
-          "medium shot", "extreme close-up", "top-down view", "side view", "first-person view"),
+          "medium shot", "extreme close-up", "top-down view", "side view", "first-person view", "aerial view",
+          "wide aerial view", "drone shot", "tracking shot", "POV shot", "establishing shot", "dutch angle"),
     ratio=("9:16", "a square", "16:9", "a vertical frame", "4:3"),
     lang=("English", "Spanish", "French", "Chinese", "German", "Japanese"),
     words=("Hello", "Welcome", "Day 1", "The End", "Summer 2024", "Breaking News", "Happy Birthday", "Chapter One",
            "Subscribe", "Coming soon"),
     speed=("twice", "three times", "half"),
+    speedfrac=("half", "quarter", "double", "triple", "a third of the", "normal"),
     k=("two", "three", "five", "2", "3", "10"),
     motion=("wave", "jump", "dance", "nod", "turn around", "sit down", "stand up", "laugh", "clap", "run",
             "walk to the left", "look at the camera", "raise their hand", "spin", "bow", "blink", "shrug"),
@@ -325,7 +358,7 @@ def _slots(rng: np.random.Generator) -> dict[str, Callable[[], str]]:
         pos=pick(POSITIONS), n=pick(("two", "three", "a few", "some", "several")), event=pick(EVENTS),
         act=pick(ACTS), acts=pick(ACTS3), age=pick(AGES), act3=pick(ACT_BASE), scope=pick(SCOPES),
         subject=pick(SUBJECTS),
-        animal=pick(ANIMALS),
+        animal=pick(ANIMALS), animal2=pick(ANIMALS), wear2=pick(WEARABLES), place_bare=pick(PLACES_BARE),
     )
     slots.update({name: pick(values) for name, values in SLOTS_OTHER.items()})
     return slots
@@ -342,6 +375,9 @@ class _Lazy(dict):
         return self.slots[key]().format_map(self)
 
 
+LONG_SHARE = 0.3  # of the corpus written in the long form
+
+
 def instruction(edit_type: EditType, rng: np.random.Generator) -> str:
     """One instruction of the given category, in a randomly chosen shape, wording and casing."""
     templates = TEMPLATES[edit_type]
@@ -349,15 +385,41 @@ def instruction(edit_type: EditType, rng: np.random.Generator) -> str:
     slots = _Lazy(_slots(rng))
     complete = template.startswith("!")
     text = template.lstrip("!").format_map(slots)
+    long = rng.random() < LONG_SHARE
     if not complete:
         keep = KEEP_FOR.get(edit_type, KEEP)
-        text = PREFIX[rng.integers(len(PREFIX))] + text + keep[rng.integers(len(keep))].format_map(slots)
+        text = ("" if long else PREFIX[rng.integers(len(PREFIX))]) + text + keep[rng.integers(len(keep))].format_map(
+            slots)
         text = text + ("." if rng.random() < 0.6 else "")
+    if long:
+        text = long_form(text, complete, rng, slots)
     text = " ".join(text.split()).replace(" .", ".").replace(" ,", ",")
     text = text.replace(" a a", " an a").replace(" a e", " an e").replace(" a o", " an o").replace(" a i", " an i")
     if rng.random() < 0.15:
         return text.lower().rstrip(".")
     return text[0].upper() + text[1:]
+
+
+# Long forms, as large pools write them: the clip described first, then the request, often with a keep clause.
+SCENES = (
+    "The video shows a {person} {act} in {place}.", "In {place}, a {person} is {act}",
+    "A {person} {acts} through {place} while a {obj} stands nearby.", "The clip follows a {animal} in {place}.",
+    "In this clip, a {person} and a {person2} are {act} near a {obj}", "The footage shows {place} on a calm day.",
+    "A {colour} {obj} sits {pos} as a {person} is {act} in {place}", "In the video, a {animal} {acts} past a {obj}",
+    "On a sunny afternoon in {place}, a {person} is {act} next to a {obj}",
+)
+REQUEST_FRAMES = ("", "", "Please ", "I want you to ", "Can you ", "Now ")
+
+
+def long_form(text: str, complete: bool, rng: np.random.Generator, slots: dict) -> str:
+    """`text` after a sentence or clause that describes the clip."""
+    scene = SCENES[rng.integers(len(SCENES))].format_map(slots)
+    if complete:
+        return f"{scene.rstrip('.')}. {text}"
+    frame = REQUEST_FRAMES[rng.integers(len(REQUEST_FRAMES))]
+    joiner = ". " if scene.endswith(".") or rng.random() < 0.5 else "; "
+    request = frame + text if frame else text
+    return scene.rstrip(".") + joiner + (request[0].upper() + request[1:] if joiner == ". " else request)
 
 
 def corpus(n_per_category: int, seed: int = 0) -> list[tuple[str, EditType]]:

@@ -24,6 +24,30 @@ _BACKGROUND = re.compile(
     r"\b(background|backdrop|back ground|setting|surroundings|environment|in front of|scene against|"
     r"against (a|an|the)|sky\b|behind (the|them|it|him|her)|(set|move|place|put|relocate|transport)s? "
     r"(the scene|the setting|everything|them|it|the video)\b)", re.I)
+# nouns that name a place, not a thing in it: replacing one, or moving someone into one, changes the background
+_PLACE_NOUNS = (r"(?:street|road|lane|alley|avenue|highway|beach|shore|coast(?:line)?|forest|woods|jungle|park|"
+                r"garden|backyard|yard|schoolyard|playground|courtyard|square|plaza|field|meadow|prairie|desert|"
+                r"savanna|mountain(?: top)?|hill|valley|canyon|cliff|lake|river|sea|ocean|bay|harbou?r|marina|"
+                r"island|city|town|village|countryside|farm|barn|room|living room|bedroom|kitchen|office|"
+                r"apartment|house|studio|hall|gym|stage|arena|stadium|station|airport|terminal|library|museum|"
+                r"church|cathedral|temple|castle|palace|cafe|café|restaurant|bar|club|mall|market|shop|store|"
+                r"classroom|school|hospital|corridor|hallway|basement|attic|garage|driveway|porch|terrace|"
+                r"balcony|rooftop|dock|pier|deck|cave|glacier|space|planet|moon|mars|swamp|marsh|orchard|"
+                r"vineyard|campsite|snowfield|slope|parking lot|food court)")
+_PLACE_SWAP = re.compile(r"\b(replace|swap|change|turn|transform|exchange)\s+(the|this|that)\s+(\w+\s+){0,2}?"
+                         + _PLACE_NOUNS + r"\b(?!'s)\s*(with|for|into|to)\b", re.I)
+# someone (not something: "place the vase in the kitchen" adds a vase) taken into a place
+_PLACE_MOVE = re.compile(r"\b((put|place|set|take|bring)\s+(him|her|them|us)|(move|transport|relocate|send)\s+"
+                         r"(him|her|them|us|it|the \w+(?: \w+)?))\s+(in|into|onto|on|to|inside)\s+"
+                         r"(the middle of\s+)?(a|an|the)\s+(\w+[ -]){0,4}?" + _PLACE_NOUNS + r"\b", re.I)
+# camera, playback and on-screen text: what the picture shows stays, how it is shot, timed or captioned changes
+_CAMERA_PLAYBACK_TEXT = re.compile(
+    r"\b(slow[- ]motion|slow (it|the \w+) down|speed (it |the \w+ |the whole \w+ )?up|time-?lapse|fast[- ]forward|"
+    r"reverse (the |this )?(video|clip|footage|playback|it|whole \w+)|reversed|in reverse|backwards|"
+    r"zoom(s|ed|ing)? (in|out)|pan(s|ned)? (the camera|slowly|left|right)|"
+    r"tilt(s|ed)? (the camera|up|down)|(the|a) camera (should |slowly )?(move|pan|tilt|zoom|orbit|track|rotate)|"
+    r"tracking shot|aerial view|close-up|wide shot|subtitles?|captions?|on-screen text|title card|freeze the frame|"
+    r"trim (the|it)|(play|played|plays) (it |the \w+ )?(at|in|backwards)|loop the)\b", re.I)
 _REMOVE_BACKGROUND = re.compile(r"^\s*(please\s+)?(remove|delete|erase)\s+(the\s+)?(background|backdrop)", re.I)
 _LEADING_REMOVE = re.compile(r"^\s*(please\s+)?(remove|delete|erase|get rid of|take out|take away|eliminate)\b",
                              re.I)
@@ -54,9 +78,11 @@ class RuleClassifier:
             return EditType.BACKGROUND_CHANGE
         if _LEADING_REMOVE.search(text):  # "Remove the person in the background" removes a person
             return EditType.LOCAL_REMOVE
+        if _CAMERA_PLAYBACK_TEXT.search(text):
+            return EditType.OTHER
         if _STYLE.search(text) and (_WHOLE_FRAME.search(text) or not _REMOVE.search(text)):
             return EditType.GLOBAL_STYLE
-        if _BACKGROUND.search(text):
+        if _BACKGROUND.search(text) or _PLACE_SWAP.search(text) or _PLACE_MOVE.search(text):
             return EditType.BACKGROUND_CHANGE
         if _WHOLE_SCENE_CHANGE.search(text):  # seasons, time of day: the whole picture changes its look
             return EditType.GLOBAL_STYLE

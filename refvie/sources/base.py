@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from refvie.datasets import Provenance, file_origin
+
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp"})
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".gif"})
 
@@ -71,26 +73,35 @@ class PairRecord:
 
 
 class Source(Protocol):
-    """A lazy iterable of PairRecords with a dataset name."""
+    """A lazy iterable of PairRecords with a dataset name ("" until ingest claims one: see refvie.datasets) and
+    where its rows come from."""
 
     dataset: str
+
+    def provenance(self) -> Provenance: ...
 
     def __iter__(self) -> Iterator[PairRecord]: ...
 
 
-def resolve_inside(root: Path, relative: str) -> MediaRef:
-    """A path from a manifest, resolved inside `root`. Absolute paths, `..` escapes and symlinks that lead out of
-    the root raise RowProblem('path_escape'); URIs (s3://…) are not local files and raise 'unsupported_uri'."""
+def resolve_inside(root: Path, relative: str, allowed: tuple[Path, ...] = ()) -> MediaRef:
+    """A path from a manifest, resolved inside `root`. A relative path is taken from `root`; an absolute one is
+    accepted when it lies inside `root` or one of the `allowed` folders (Kiwi-Edit's CSVs allow both). `..`
+    escapes, symlinks that lead out and absolute paths elsewhere raise RowProblem('path_escape'); URIs
+    (s3://…) are not local files and raise 'unsupported_uri'."""
     if relative is None or not str(relative).strip():
         raise RowProblem("missing_path", "empty path")
     text = str(relative).strip()
     if "://" in text:
         raise RowProblem("unsupported_uri", f"{text}: only files under the dataset root can be ingested")
+    roots = [r.resolve() for r in (root, *allowed)]
     if os.path.isabs(text):
-        raise RowProblem("path_escape", f"{text} is absolute; paths must be relative to the dataset root")
-    root = root.resolve()
-    candidate = (root / text).resolve()
-    if not candidate.is_relative_to(root):
+        candidate = Path(text).resolve()
+        if not any(candidate.is_relative_to(r) for r in roots):
+            raise RowProblem("path_escape", f"{text} is absolute and lies outside the allowed roots "
+                                            f"({', '.join(map(str, roots))}); add its folder with --root")
+        return MediaRef(uri=text, path=candidate)
+    candidate = (roots[0] / text).resolve()
+    if not candidate.is_relative_to(roots[0]):
         raise RowProblem("path_escape", f"{text} resolves outside the dataset root")
     return MediaRef(uri=text, path=candidate)
 
@@ -100,12 +111,20 @@ def stable_id(prefix: str, *parts: object) -> str:
     return f"{prefix}-{digest}"
 
 
-def media_field(root: Path, value: Any) -> MediaRef | None:
-    """A manifest cell: bytes are inline media, strings are paths under the root, empty means absent."""
+def media_field(root: Path, value: Any, allowed: tuple[Path, ...] = ()) -> MediaRef | None:
+    """A manifest cell: bytes are inline media, strings are paths under the root (or absolute, inside an allowed
+    root), empty means absent."""
     if value is None or (isinstance(value, float) and value != value):  # None or NaN
         return None
     if isinstance(value, bytes | bytearray | memoryview):
         return MediaRef(uri=None, data=bytes(value)) if len(value) else None
     if isinstance(value, str) and not value.strip():
         return None
-    return resolve_inside(root, str(value))
+    return resolve_inside(root, str(value), allowed)
+
+
+def file_provenance(path: Path, fmt: str, root: Path, allowed: tuple[Path, ...], default_name: str = "",
+                    **about: Any) -> Provenance:
+    """A file or folder source's provenance: its resolved location is its identity."""
+    return Provenance(origin=file_origin(path), default_name=default_name or Path(path).stem, format=fmt,
+                      roots=tuple(str(r.resolve()) for r in (root, *allowed)), **about)

@@ -9,7 +9,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from refvie.sources.base import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, PairRecord, RowProblem, media_field, stable_id
+from refvie.datasets import Provenance
+from refvie.sources.base import (
+    IMAGE_EXTENSIONS,
+    VIDEO_EXTENSIONS,
+    PairRecord,
+    RowProblem,
+    file_provenance,
+    media_field,
+    stable_id,
+)
 
 REQUIRED = ("src_video", "tgt_video", "prompt")
 
@@ -18,11 +27,15 @@ REQUIRED = ("src_video", "tgt_video", "prompt")
 class KiwiCsvSource:
     csv_path: Path
     root: Path
-    dataset: str = ""
+    dataset: str = ""  # "" = claimed at ingest: the file stem, unless another source holds it
     strict: bool = False  # reject rows with unquoted commas in the prompt instead of repairing them
+    allowed_roots: tuple[Path, ...] = ()  # absolute paths may also lie in these
+    about: dict = None  # licence / homepage / meta recorded in `datasets`
 
     def __post_init__(self):
         self.csv_path, self.root = Path(self.csv_path), Path(self.root)
+        self.allowed_roots = tuple(Path(r) for r in self.allowed_roots)
+        self.requested = self.dataset or None
         self.dataset = self.dataset or self.csv_path.stem
         if not self.csv_path.is_file():
             raise ValueError(f"{self.csv_path}: no such CSV file")
@@ -35,6 +48,9 @@ class KiwiCsvSource:
             raise ValueError(f"{self.csv_path}: missing column(s) {missing}; a Kiwi-Edit CSV has "
                              "src_video,tgt_video,prompt[,ref_image]")
 
+    def provenance(self) -> Provenance:
+        return file_provenance(self.csv_path, "kiwi-csv", self.root, self.allowed_roots, **(self.about or {}))
+
     def __iter__(self) -> Iterator[PairRecord]:
         with self.csv_path.open(newline="") as f:
             reader = csv.reader(f)
@@ -45,10 +61,10 @@ class KiwiCsvSource:
                 try:
                     row, repaired = self._row(header, fields, line)
                     record.instruction = row["prompt"]
-                    record.pair_id = stable_id("kiwi", row["src_video"], row["tgt_video"], row["prompt"])
-                    record.source = media_field(self.root, row["src_video"])
-                    record.target = media_field(self.root, row["tgt_video"])
-                    record.reference = media_field(self.root, row.get("ref_image"))
+                    record.pair_id = stable_id(self.dataset, row["src_video"], row["tgt_video"], row["prompt"])
+                    record.source = media_field(self.root, row["src_video"], self.allowed_roots)
+                    record.target = media_field(self.root, row["tgt_video"], self.allowed_roots)
+                    record.reference = media_field(self.root, row.get("ref_image"), self.allowed_roots)
                     record.meta = {"src_video": row["src_video"], "tgt_video": row["tgt_video"]}
                     if repaired:
                         record.meta["repaired_from"] = repaired

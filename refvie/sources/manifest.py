@@ -15,7 +15,8 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from refvie.sources.base import PairRecord, RowProblem, media_field, stable_id
+from refvie.datasets import Provenance
+from refvie.sources.base import PairRecord, RowProblem, file_provenance, media_field, stable_id
 
 FIELDS = ("id", "instruction", "source", "target", "reference", "edit_type")
 REQUIRED_FIELDS = ("instruction", "source", "target")
@@ -26,10 +27,15 @@ class ManifestSource:
     path: Path
     root: Path
     mapping: Mapping[str, str] = field(default_factory=dict)
-    dataset: str = ""
+    dataset: str = ""  # "" = claimed at ingest: the file stem, unless another source holds it
+    allowed_roots: tuple[Path, ...] = ()  # absolute paths may also lie in these
+    about: dict = None  # licence / homepage / meta recorded in `datasets`
+    format_name: str = "manifest"
 
     def __post_init__(self):
         self.path, self.root = Path(self.path), Path(self.root)
+        self.allowed_roots = tuple(Path(r) for r in self.allowed_roots)
+        self.requested = self.dataset or None
         self.dataset = self.dataset or self.path.stem
         unknown = set(self.mapping) - set(FIELDS)
         if unknown:
@@ -49,6 +55,9 @@ class ManifestSource:
             if missing:
                 raise ValueError(f"{self.path}: no column(s) {missing} (columns: {', '.join(header)}); "
                                  "map fields with --map field=column")
+
+    def provenance(self) -> Provenance:
+        return file_provenance(self.path, self.format_name, self.root, self.allowed_roots, **(self.about or {}))
 
     def _header(self) -> list[str] | None:
         if self.format == "csv":
@@ -95,9 +104,9 @@ class ManifestSource:
                 if missing:
                     raise RowProblem("malformed_row", f"no {missing[0]!r} in this row")
                 record.instruction = row[c["instruction"]]
-                record.source = media_field(self.root, row[c["source"]])
-                record.target = media_field(self.root, row[c["target"]])
-                record.reference = media_field(self.root, row.get(c["reference"]))
+                record.source = media_field(self.root, row[c["source"]], self.allowed_roots)
+                record.target = media_field(self.root, row[c["target"]], self.allowed_roots)
+                record.reference = media_field(self.root, row.get(c["reference"]), self.allowed_roots)
                 given_id = row.get(c["id"])
                 record.pair_id = (f"{self.dataset}-{given_id}" if given_id not in (None, "") else
                                   stable_id(self.dataset, row[c["source"]], row[c["target"]], record.instruction))

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from refvie.sources.base import MediaRef, PairRecord, RowProblem, media_field
+from refvie.datasets import Provenance
+from refvie.sources.base import MediaRef, PairRecord, RowProblem, file_provenance, media_field
 
 REQUIRED = ("iid", "prompt", "src_video", "tgt_video", "ref_image_bytes")
 
@@ -18,11 +19,16 @@ REQUIRED = ("iid", "prompt", "src_video", "tgt_video", "ref_image_bytes")
 class RefvieParquetSource:
     path: Path  # one parquet file, or a folder of chunks
     root: Path
-    dataset: str = "refvie"
+    dataset: str = ""  # "" = claimed at ingest: "refvie", unless another release copy holds it
     batch_rows: int = 256
+    allowed_roots: tuple[Path, ...] = ()  # absolute paths may also lie in these
+    about: dict = None  # licence / homepage / meta recorded in `datasets`
 
     def __post_init__(self):
         self.path, self.root = Path(self.path), Path(self.root)
+        self.allowed_roots = tuple(Path(r) for r in self.allowed_roots)
+        self.requested = self.dataset or None
+        self.dataset = self.dataset or "refvie"
         if self.path.is_dir():
             self.files = sorted(self.path.glob("*.parquet"))
         elif self.path.is_file():
@@ -39,6 +45,10 @@ class RefvieParquetSource:
             if missing:
                 raise ValueError(f"{file}: missing column(s) {missing}; the RefVIE release has {', '.join(REQUIRED)}")
 
+    def provenance(self) -> Provenance:
+        return file_provenance(self.path, "refvie-parquet", self.root, self.allowed_roots, default_name="refvie",
+                               **(self.about or {}))
+
     def __iter__(self) -> Iterator[PairRecord]:
         for file in self.files:
             row_number = 0
@@ -51,8 +61,8 @@ class RefvieParquetSource:
                             raise RowProblem("malformed_row", "iid is empty")
                         record.pair_id = f"{self.dataset}-{row['iid']}"
                         record.instruction = row["prompt"]
-                        record.source = media_field(self.root, row["src_video"])
-                        record.target = media_field(self.root, row["tgt_video"])
+                        record.source = media_field(self.root, row["src_video"], self.allowed_roots)
+                        record.target = media_field(self.root, row["tgt_video"], self.allowed_roots)
                         ref = row["ref_image_bytes"]
                         record.reference = MediaRef(uri=None, data=ref) if ref else None
                         record.meta = {"iid": row["iid"], "src_video": row["src_video"], "tgt_video": row["tgt_video"]}

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from lake import media
+from refvie.datasets import Provenance
 from refvie.sources.base import MediaRef, PairRecord
 from refvie.synthetic import SyntheticConfig, SyntheticSample, SyntheticWorld
 
@@ -21,6 +22,12 @@ class SyntheticSource:
     def __post_init__(self):
         self.world = SyntheticWorld(self.config)
         self.dataset = self.config.dataset
+        self.requested = self.dataset
+
+    def provenance(self) -> Provenance:
+        c = self.config
+        return Provenance(origin=f"synthetic:seed={c.seed},frames={c.frames},size={c.height}x{c.width}",
+                          default_name=self.dataset, format="synthetic")
 
     def __iter__(self) -> Iterator[PairRecord]:
         """Cheap placeholders: rendering and encoding happen in `deferred`, only for rows the lake lacks."""

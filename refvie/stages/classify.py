@@ -11,14 +11,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lake.taxonomy import EditType, Task
+from lake.taxonomy import EditScope, EditType, Task
 from refvie.labels import DEFAULT_CLASSIFIER, EditClassifier, RuleClassifier, make_classifier
 from refvie.stages.batch import missing, size, timed
 
 
-def task_for(edit_type: EditType) -> Task:
-    """Subject reference for additions and changes, background plate for background changes, else instruction only."""
-    return edit_type.reference_task or Task.INSTRUCT
+def task_for(edit_type: EditType, given_reference: bool = False) -> Task:
+    """Subject reference for additions and changes, background plate for background changes, else instruction
+    only. A pair that ships its own reference is a reference task whatever its edit: a background plate when the
+    edit reaches beyond a region (background, style), else a subject."""
+    if edit_type.reference_task or not given_reference:
+        return edit_type.reference_task or Task.INSTRUCT
+    return Task.REF_BACKGROUND if edit_type.scope in (EditScope.BACKGROUND, EditScope.GLOBAL) else Task.REF_SUBJECT
 
 
 @dataclass
@@ -41,7 +45,9 @@ class Classify:
         given = batch.get("gt_edit_type", [None] * n)
         final = [EditType(g) if not missing(g) else label.edit_type for g, label in zip(given, labels, strict=True)]
         batch["edit_type"] = np.array([t.value for t in final], dtype=object)
-        batch["task"] = np.array([task_for(t).value for t in final], dtype=object)
+        given_refs = batch.get("given_reference", [None] * n)
+        batch["task"] = np.array([task_for(t, not missing(r)).value for t, r in zip(final, given_refs, strict=True)],
+                                 dtype=object)
         batch["edit_type_source"] = np.array(["given" if not missing(g) else label.source
                                               for g, label in zip(given, labels, strict=True)], dtype=object)
         batch["edit_type_predicted"] = np.array([label.edit_type.value for label in labels], dtype=object)

@@ -15,7 +15,7 @@ from lake.errors import MediaError
 from refvie.stages.batch import column, reject, timed
 
 PAIR_COLUMNS = ["pair_id", "dataset", "instruction", "source_uri", "target_uri", "num_frames", "fps", "width",
-                "height", "codec", "meta", "gt_edit_type"]
+                "height", "codec", "meta", "gt_edit_type", "given_reference"]
 
 
 @dataclass
@@ -39,6 +39,7 @@ class Decode:
         sources = self.db.read_blobs("pairs", "source_video", ids, resolve_uris=False)  # URIs per row, below
         targets = self.db.read_blobs("pairs", "target_video", ids, resolve_uris=False)
         out = {name: column([row[name] for row in meta]) for name in PAIR_COLUMNS}
+        out["given_reference"] = column([row["given_reference"] or b"" for row in meta])  # b"": none given
         out["source_bytes"], out["target_bytes"] = column(sources), column(targets)
         out["source"], out["target"] = column([None] * len(ids)), column([None] * len(ids))
         out["reject_reason"] = column([None] * len(ids))

@@ -18,7 +18,7 @@ FRAME_COLUMNS = ("source", "target", "mask", "reference", "keyframe")
 
 TEXT_COLUMNS = ("pair_id", "dataset", "instruction", "source_uri", "target_uri", "codec", "edit_type", "task",
                 "reject_stage", "reject_reason", "reject_detail", "scores_json", "meta_json", "edit_type_source",
-                "edit_type_predicted")
+                "edit_type_predicted", "reference_source")
 BYTES_COLUMNS = ("source_bytes", "target_bytes", "reference_png", "edit_mask_png", "thumb_source", "thumb_target")
 NUMBER_COLUMNS = ("num_frames", "fps", "width", "height", "edit_type_confidence")
 
@@ -33,9 +33,11 @@ class Package:
     def __call__(self, batch: dict) -> dict:
         start = time.perf_counter()
         n = size(batch)
-        for name in ("reference", "mask", "keyframe", "scores", "edit_type", "task"):
+        for name in ("reference", "mask", "keyframe", "scores", "edit_type", "task", "given_reference",
+                     "reference_source"):
             ensure(batch, name)
-        out = {k: v for k, v in batch.items() if k not in FRAME_COLUMNS and k not in ("scores", "meta", "gt_edit_type")}
+        out = {k: v for k, v in batch.items()
+               if k not in FRAME_COLUMNS and k not in ("scores", "meta", "gt_edit_type", "given_reference")}
         out["reference_png"], out["edit_mask_png"] = column([None] * n), column([None] * n)
         out["thumb_source"], out["thumb_target"] = column([None] * n), column([None] * n)
         out["scores_json"] = column([json.dumps(s) if s else None for s in batch["scores"]])
@@ -50,7 +52,9 @@ class Package:
             out["thumb_target"][i] = media.thumbnail(target[key], self.thumb_size)
             if batch["mask"][i] is not None:
                 out["edit_mask_png"][i] = media.encode_mask_stack(batch["mask"][i])
-            if batch["reference"][i] is not None:
+            if batch["reference_source"][i] == "given":  # the dataset's own file, byte for byte
+                out["reference_png"][i] = bytes(batch["given_reference"][i])
+            elif batch["reference"][i] is not None:
                 out["reference_png"][i] = media.encode_image(batch["reference"][i])
         timed(out, "package", start)
         return typed(out)
@@ -89,7 +93,7 @@ class Pack:
             if name in batch:
                 batch[name] = column([b"" if v is None else pickle.dumps(v, protocol=5) for v in batch[name]])
         for name in ("reject_stage", "reject_reason", "reject_detail", "edit_type", "task", "edit_type_source",
-                     "edit_type_predicted", "gt_edit_type"):
+                     "edit_type_predicted", "gt_edit_type", "reference_source"):
             if name in batch:
                 batch[name] = np.array(["" if v is None else str(v) for v in batch[name]], dtype=object)
         if "keyframe" in batch:

@@ -4,7 +4,11 @@
   re-posed on a white canvas (scale 0.7-1.0, maybe flipped, rotated a little) so a model cannot copy pixels;
 - background edits: the target keyframe with the foreground (what did not change) removed and inpainted;
 - style edits: an exemplar frame of the target, away from the keyframe.
-A diffusers image-editing pipeline is the GPU backend behind the same `Scaffolder` protocol."""
+A diffusers image-editing pipeline is the GPU backend behind the same `Scaffolder` protocol.
+
+A reference the dataset gives (`pairs.given_reference`, e.g. the RefVIE release's) wins, as given labels do: it is
+decoded for the filters and kept byte for byte (`reference_source = 'given'`); `resynthesise` makes a new one
+anyway. A given reference that does not decode is a reject, never silently replaced."""
 
 from __future__ import annotations
 
@@ -17,8 +21,10 @@ import cv2
 import numpy as np
 from scipy.ndimage import binary_fill_holes
 
+from lake import media
+from lake.errors import MediaError
 from lake.taxonomy import EditType
-from refvie.stages.batch import alive, ensure, reject, timed
+from refvie.stages.batch import alive, ensure, missing, reject, timed
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,8 @@ class ScaffoldConfig:
 
 
 class Scaffolder(Protocol):
+    name: str  # recorded as the quadruplet's reference_source
+
     def reference(self, pair_id: str, edit_type: str, instruction: str, source: np.ndarray, target: np.ndarray,
                   mask: np.ndarray, keyframe: int) -> np.ndarray | None: ...
 
@@ -83,6 +91,7 @@ def background_plate(frame: np.ndarray, mask: np.ndarray, radius: int = 3) -> np
 @dataclass
 class HeuristicScaffolder:
     config: ScaffoldConfig = ScaffoldConfig()
+    name: str = "synthesised"
 
     def reference(self, pair_id, edit_type, instruction, source, target, mask, keyframe):
         height, width = target.shape[1:3]
@@ -103,6 +112,7 @@ class Scaffold:
     """Adds `reference` (uint8 H x W x 3, or None for instruction-only edits)."""
 
     scaffolder: Scaffolder | None = None
+    resynthesise: bool = False  # make a new reference even where the dataset gave one
 
     def setup(self) -> None:
         self.scaffolder = self.scaffolder or HeuristicScaffolder()
@@ -111,9 +121,19 @@ class Scaffold:
         if self.scaffolder is None:
             self.setup()
         start = time.perf_counter()
-        references = ensure(batch, "reference")
+        references, sources = ensure(batch, "reference"), ensure(batch, "reference_source")
+        given = ensure(batch, "given_reference")
         for i in alive(batch):
             edit_type = batch["edit_type"][i]
+            if not self.resynthesise and not missing(given[i]):
+                try:
+                    references[i] = media.decode_image(bytes(given[i]), name="given reference")
+                except MediaError as e:
+                    reject(batch, i, "scaffold", "bad_reference", f"the given reference: {e}")
+                    continue
+                sources[i] = "given"
+                continue
+            given[i] = b""  # resynthesised: the given file is not what the quadruplet holds
             ref = self.scaffolder.reference(batch["pair_id"][i], edit_type, batch["instruction"][i],
                                             batch["source"][i], batch["target"][i], batch["mask"][i],
                                             batch["keyframe"][i])
@@ -121,5 +141,6 @@ class Scaffold:
                 reject(batch, i, "scaffold", "no_subject", "the edited region is too small to cut a reference from")
                 continue
             references[i] = ref
+            sources[i] = None if ref is None else self.scaffolder.name
         timed(batch, "scaffold", start)
         return batch

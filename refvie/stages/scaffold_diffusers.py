@@ -31,6 +31,13 @@ class DiffusersScaffolder:
     fallback: HeuristicScaffolder = field(default_factory=HeuristicScaffolder)
     pipe: object = None
 
+    @property
+    def name(self) -> str:
+        """The model's folder name, recorded as each reference's `reference_source`."""
+        from pathlib import Path
+
+        return Path(self.path).name or str(self.path)
+
     def setup(self) -> None:
         import torch
         from diffusers import DiffusionPipeline

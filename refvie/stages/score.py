@@ -50,6 +50,9 @@ def crop_to_content(image: np.ndarray, mask: np.ndarray | None = None, white: in
 
 def reference_similarity(reference: np.ndarray, target_frame: np.ndarray, mask: np.ndarray, edit_type: str,
                          descriptor: ImageDescriptor) -> float:
+    if edit_type in (EditType.BACKGROUND_CHANGE, EditType.GLOBAL_STYLE) and reference.shape != target_frame.shape:
+        # a given reference comes at its own size: compared as a whole picture, it is seen at the frame's
+        reference = cv2.resize(reference, target_frame.shape[1::-1], interpolation=cv2.INTER_AREA)
     if edit_type == EditType.BACKGROUND_CHANGE:
         a, b = reference, np.where(mask[..., None], target_frame, reference)
     elif edit_type == EditType.GLOBAL_STYLE:

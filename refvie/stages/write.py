@@ -301,6 +301,7 @@ def quadruplet_row(batch: dict, i: int, pipeline_version: str, split_fractions: 
         meta=_opt(batch["meta_json"][i]), edit_type_source=_opt(batch["edit_type_source"][i]),
         edit_type_confidence=_float(batch["edit_type_confidence"][i]),
         edit_type_predicted=_opt(batch["edit_type_predicted"][i]), needs_review=bool(batch["needs_review"][i]),
+        reference_source=_opt(batch["reference_source"][i]) if "reference_source" in batch else None,
         **{k: scores.get(k) for k in ("edit_strength", "mask_area", "ref_similarity", "temporal_stability",
                                       "leakage")},
     )
