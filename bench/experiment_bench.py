@@ -29,7 +29,8 @@ from kiwi.eval.bench import freeze_lake_bench, load_bench  # noqa: E402
 from kiwi.eval.runner import EvalConfig, evaluate  # noqa: E402
 from kiwi.inference import edit  # noqa: E402
 from kiwi.model.kiwi_edit import tiny_edit  # noqa: E402
-from kiwi.train import Trainer, sample_generators, set_trainable  # noqa: E402
+from kiwi.train import Trainer, sample_generators  # noqa: E402
+from kiwi.trainable import set_trainable  # noqa: E402
 from lake.balance import Strategy  # noqa: E402
 from lake.slices import build_slice, load_slice, save_slice  # noqa: E402
 from tests.conftest import synthetic_quadruplet_lake  # noqa: E402

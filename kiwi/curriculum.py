@@ -71,6 +71,10 @@ class StageConfig:
     # budget keeps each clip's aspect (sides multiples of 32) instead of a `size` x `size` centre crop
     frame_sampling: str = "spread"
     max_pixels: int | None = None
+    # the MLLM's per-frame pixel budget while the stage trains (None: the model's own, its inference budget);
+    # upstream trains with Qwen's 768-token cap and infers at 512x512
+    mllm_frame_pixels: int | None = None
+    raw_reference: bool = False  # the MLLM sees the reference as given (upstream), the VAE its letterboxed canvas
 
     def __post_init__(self):
         if self.frame_sampling not in SAMPLINGS:
@@ -84,6 +88,16 @@ class StageConfig:
         unknown = set(self.trains) - set(TRAINABLE)
         if unknown:
             raise ValueError(f"stage {self.name}: unknown trainable parts {sorted(unknown)}; choose from {TRAINABLE}")
+
+    @property
+    def micro_batches(self) -> int:
+        """Forward-backward passes per rank: `steps` counts optimizer steps, each of `grad_accumulation` passes
+        (upstream's trainer counts these passes as its steps)."""
+        return self.steps * self.grad_accumulation
+
+    @property
+    def samples_per_rank(self) -> int:
+        return self.micro_batches * self.batch_size
 
     @property
     def mixture(self) -> tuple[TaskSource, ...]:
@@ -135,32 +149,45 @@ STAGE3 = ("queries", "query_connector", "reference_connector", "source_embedder"
 PAPER_VARIANTS = ("img-vid-refvid", "refvid-only")
 
 
+UPSTREAM_STEPS = {"stage1-align": 30_000, "stage2-img-vid": 20_000, "stage3-img-vid-refvid": 15_000,
+                  "stage3-refvid": 30_000}  # the published "Steps" column: upstream's trainer counts micro-batches
+UPSTREAM_MLLM_FRAME_PIXELS = 768 * 28 * 28  # Qwen's video token cap, upstream's training default (no per-frame cap)
+
+
 def kiwi_paper(image_slice: str, video_slice: str, reference_slice: str, variant: str = "img-vid-refvid",
                init_from: str | None = None) -> RunConfig:
     """The published recipe (upstream's Wan2.2-TI2V-5B scripts): stage 1 aligns the image queries, query connector
     and LoRA on images (30K steps, 1e-5); stage 2 interleaves image and video editing 1:1 with accumulation 2
     (20K, 1e-5); stage 3 image, video and reference editing 1:1:1 with accumulation 3 (15K, 5e-6) — or, as the
-    `refvid-only` variant, reference editing alone for 30K steps with the reference frame first. Batch 1 per GPU,
-    AdamW weight decay 0.01, constant learning rate, the first 81 frames of each clip at up to 720x1280 pixels
-    with the aspect kept (1024x1024 for stage 1's images), images and videos in stages 2-3 conditioned on their
-    source, fp32 master weights under bf16 autocast."""
+    `refvid-only` variant, reference editing alone for 30K steps with the reference frame first. Upstream's trainer
+    counts a step per micro-batch (batch 1 per GPU), so a stage's optimizer steps here are its published steps over
+    its accumulation and each rank sees the published number of samples (30K / 20K / 15K / 30K). AdamW weight
+    decay 0.01, constant learning rate, the first 81 frames of each clip (a shorter clip cut to 4k+1 frames) at up
+    to 720x1280 pixels with the aspect kept (1024x1024 for stage 1's images), images and videos in stages 2-3
+    conditioned on their source, the MLLM at upstream's training budget (768 tokens a frame) and given the raw
+    reference image, fp32 master weights under bf16 autocast."""
     if variant not in PAPER_VARIANTS:
         raise ValueError(f"unknown kiwi_paper variant {variant!r}; choose from {PAPER_VARIANTS}")
     images = TaskSource("image", image_slice, frames=1)
     videos = TaskSource("instruct", video_slice)
     references = TaskSource("ref_subject", reference_slice)
-    common = dict(batch_size=1, frames=81, frame_sampling="prefix", max_pixels=720 * 1280)
-    stage1 = StageConfig("stage1-align", image_slice, "image", STAGE1, 30_000, 1e-5, batch_size=1, frames=1,
-                         frame_sampling="prefix", max_pixels=1024 * 1024)
-    stage2 = StageConfig("stage2-img-vid", video_slice, "instruct", STAGE2, 20_000, 1e-5, grad_accumulation=2,
-                         sources=(images, videos), source_conditioning=True, **common)
+    inputs = dict(frame_sampling="prefix_cut", mllm_frame_pixels=UPSTREAM_MLLM_FRAME_PIXELS, raw_reference=True)
+    common = dict(batch_size=1, frames=81, max_pixels=720 * 1280, **inputs)
+
+    def steps(name: str, accumulation: int) -> int:
+        return UPSTREAM_STEPS[name] // accumulation
+
+    stage1 = StageConfig("stage1-align", image_slice, "image", STAGE1, steps("stage1-align", 1), 1e-5,
+                         batch_size=1, frames=1, max_pixels=1024 * 1024, **inputs)
+    stage2 = StageConfig("stage2-img-vid", video_slice, "instruct", STAGE2, steps("stage2-img-vid", 2), 1e-5,
+                         grad_accumulation=2, sources=(images, videos), source_conditioning=True, **common)
     if variant == "refvid-only":
-        stage3 = StageConfig("stage3-refvid", reference_slice, "ref_subject", STAGE3, 30_000, 5e-6,
+        stage3 = StageConfig("stage3-refvid", reference_slice, "ref_subject", STAGE3, steps("stage3-refvid", 1), 5e-6,
                              source_conditioning=True, **common)
     else:
-        stage3 = StageConfig("stage3-img-vid-refvid", reference_slice, "ref_subject", STAGE3, 15_000, 5e-6,
-                             grad_accumulation=3, sources=(images, videos, references), source_conditioning=True,
-                             **common)
+        stage3 = StageConfig("stage3-img-vid-refvid", reference_slice, "ref_subject", STAGE3,
+                             steps("stage3-img-vid-refvid", 3), 5e-6, grad_accumulation=3,
+                             sources=(images, videos, references), source_conditioning=True, **common)
     return RunConfig(f"kiwi-paper-{variant}", (stage1, stage2, stage3), checkpoint_every=500, init_from=init_from,
                      reference_position="prepend" if variant == "refvid-only" else None, master_weights="fp32")
 

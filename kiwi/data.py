@@ -10,6 +10,7 @@ uninterrupted run would have seen: the position lives in the sampler's state."""
 
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
 import json
@@ -51,6 +52,9 @@ class DataConfig:
     # with a pixel budget and batches of more than one: batches grouped by the frame shape each clip trains at
     # (aspect-ratio buckets, from the table's width / height), so no row is cropped to another's shape
     bucket_by_shape: bool = True
+    # the MLLM sees the reference image as the dataset gives it (upstream's training input); the VAE always gets
+    # the letterboxed white canvas. False: the MLLM gets the canvas too.
+    raw_reference: bool = False
 
     def __post_init__(self):
         if self.sampling not in SAMPLINGS:
@@ -206,6 +210,7 @@ class SliceLoader(IterableDataset):
             arrays["instructions"] = json.loads(str(arrays["instructions"]))
             arrays["edit_types"] = json.loads(str(arrays["edit_types"]))
             arrays["tasks"] = json.loads(str(arrays["tasks"]))
+            arrays["mllm_reference"] = _unpack_images(str(arrays["mllm_reference"]))
             if not arrays.pop("has_reference"):
                 arrays["reference"] = None
             yield arrays
@@ -216,7 +221,7 @@ class SliceLoader(IterableDataset):
     def _batch(self, arrays: dict) -> EditBatch:
         return EditBatch(arrays["instructions"], self._tensor(arrays["source"]), self._tensor(arrays["target"]),
                          None if arrays["reference"] is None else self._tensor(arrays["reference"]), self.task,
-                         arrays.get("tasks"))
+                         arrays.get("tasks"), mllm_reference=arrays.get("mllm_reference"))
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         if not array.flags.writeable:  # Ray Data hands out read-only views of its object store
@@ -257,7 +262,7 @@ def prepare_rows(db: Lake, slice_: Slice, ids: list[str], config: DataConfig, ta
     meta = db.take(table, ids, columns=columns, version=version).to_pylist()
     sources = db.read_blobs(table, "source_video", ids, version=version)
     targets = db.read_blobs(table, "target_video", ids, version=version)
-    src, tgt, refs, tasks = [], [], [], []
+    src, tgt, refs, tasks, raw_refs = [], [], [], [], []
     shape = None  # with a pixel budget: the batch's frame shape, from its first row
     for row, s, t in zip(meta, sources, targets, strict=True):
         for blob, out in ((s, src), (t, tgt)):
@@ -277,12 +282,31 @@ def prepare_rows(db: Lake, slice_: Slice, ids: list[str], config: DataConfig, ta
             if row["reference_image"] is None:
                 raise ValueError(f"{row['id']} has no reference image but the stage's task is {task}")
             shrink = _shrink(seed, epoch, row["id"], *config.reference_shrink) if config.train else 1.0
-            refs.append(reference_on_white(media.decode_image(row["reference_image"]), shape or config.size, shrink))
+            image = media.decode_image(row["reference_image"])
+            refs.append(reference_on_white(image, shape or config.size, shrink))
+            raw_refs.append(image)
         elif task == MIXED:  # a white placeholder keeps the batch one array; the row's task says it is unused
             refs.append(np.full((*(shape or (config.size, config.size)), 3), 255, np.uint8))
+            raw_refs.append(refs[-1])
+    if config.sampling == "prefix_cut":  # clips cut to different 4k+1 lengths: the batch takes the shortest
+        length = min(len(clip) for clip in src + tgt)
+        src, tgt = [clip[:length] for clip in src], [clip[:length] for clip in tgt]
     return dict(instructions=[r["instruction"] for r in meta], edit_types=[r["edit_type"] for r in meta],
                 source=np.stack(src), target=np.stack(tgt), reference=np.stack(refs) if refs else None,
-                tasks=tasks if task == MIXED else None)
+                tasks=tasks if task == MIXED else None,
+                mllm_reference=raw_refs if config.raw_reference and refs else None)
+
+
+def _pack_images(images: list[np.ndarray] | None) -> str:
+    """Raw reference images (sizes differ) through Ray Data: PNG, base64, one JSON string."""
+    if images is None:
+        return "null"
+    return json.dumps([base64.b64encode(media.encode_image(image, "png")).decode() for image in images])
+
+
+def _unpack_images(text: str) -> list[np.ndarray] | None:
+    items = json.loads(text)
+    return None if items is None else [media.decode_image(base64.b64decode(item)) for item in items]
 
 
 def row_task_of(task: str | None, has_reference: bool) -> str:
@@ -320,4 +344,5 @@ class _RayPrepare:
                     has_reference=np.array([reference is not None]),
                     instructions=np.array([json.dumps(arrays["instructions"])]),
                     edit_types=np.array([json.dumps(arrays["edit_types"])]),
-                    tasks=np.array([json.dumps(arrays["tasks"])]))
+                    tasks=np.array([json.dumps(arrays["tasks"])]),
+                    mllm_reference=np.array([_pack_images(arrays["mllm_reference"])]))

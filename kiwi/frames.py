@@ -9,8 +9,15 @@ import math
 import numpy as np
 from PIL import Image
 
-SAMPLINGS = ("prefix", "spread")
+# "prefix_cut": the first frames, and a clip shorter than asked cut to its longest 4k+1 prefix (upstream's training
+# reader keeps the VAE's 4k+1 rule that way, where "prefix" repeats the last frame)
+SAMPLINGS = ("prefix", "spread", "prefix_cut")
 MAX_PIXELS = 720 * 1280  # upstream's budget for the released model (--max_pixels 921600)
+
+
+def cut_to_4k1(frames: int) -> int:
+    """The longest 4k+1 frame count a clip of `frames` frames holds (50 -> 49, 81 -> 81, 4 -> 1)."""
+    return 4 * ((max(frames, 1) - 1) // 4) + 1
 
 
 def frame_shape(height: int, width: int, max_pixels: int | None = MAX_PIXELS) -> tuple[int, int]:
@@ -37,8 +44,11 @@ def fit_frames(frames: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def take_frames(frames: np.ndarray, count: int, sampling: str = "spread") -> np.ndarray:
-    """`count` frames: the first ones in a row ("prefix", upstream's training reader; a shorter clip repeats its
-    last frame) or evenly spaced over the clip ("spread", repeating frames of a short clip)."""
+    """`count` frames: the first ones in a row ("prefix": a shorter clip repeats its last frame; "prefix_cut": a
+    shorter clip gives its longest 4k+1 prefix, as upstream's training reader does) or evenly spaced over the clip
+    ("spread", repeating frames of a short clip)."""
+    if sampling == "prefix_cut":
+        return frames[: min(count, cut_to_4k1(len(frames)))]
     if sampling == "prefix":
         index = np.minimum(np.arange(count), len(frames) - 1)
     elif sampling == "spread":

@@ -23,7 +23,7 @@ import torch
 
 from kiwi.curriculum import RunConfig, StageConfig
 from kiwi.model.kiwi_edit import KiwiEdit
-from kiwi.train import trainable_groups
+from kiwi.trainable import trainable_groups
 
 GIB = 2**30
 CHECKPOINTED_BLOCK_BYTES = 34  # per token per width unit, one block recomputed (fused attention)
@@ -64,9 +64,10 @@ def _compression(model: KiwiEdit) -> tuple[int, int]:
     return int(vae.config.scale_factor_spatial), int(vae.config.scale_factor_temporal)
 
 
-def mllm_tokens(model: KiwiEdit, task: str, frames: int, height: int, width: int, prompt_tokens: int = 96) -> int:
+def mllm_tokens(model: KiwiEdit, task: str, frames: int, height: int, width: int, prompt_tokens: int = 96,
+                frame_pixels: int | None = None) -> int:
     """The language model's sequence: vision tokens of the source (frame pairs, or one image), the reference's,
-    the task's queries and the prompt's words."""
+    the task's queries and the prompt's words. `frame_pixels`: the stage's MLLM frame budget (else the model's)."""
     from kiwi.model import mllm as qwen_budgets
     from kiwi.model.mllm import frame_size, image_size
 
@@ -78,7 +79,7 @@ def mllm_tokens(model: KiwiEdit, task: str, frames: int, height: int, width: int
         h, w = image_size(height, width, qwen_budgets.IMAGE_MIN_PIXELS, qwen_budgets.IMAGE_MAX_PIXELS)
         vision, queries = h * w // per_merge, counts.image
     else:
-        h, w = frame_size(height, width, mllm.min_pixels, mllm.max_pixels)
+        h, w = frame_size(height, width, mllm.min_pixels, frame_pixels or mllm.max_pixels)
         pairs = math.ceil(min(frames, mllm.max_frames) / 2)
         vision, queries = pairs * h * w // per_merge, counts.video
     if task.startswith("ref"):
@@ -117,7 +118,7 @@ def plan_stage(model: KiwiEdit, run: RunConfig, stage: StageConfig, gpus: int, g
     for source in stage.mixture:
         frames, shape = source.frames or stage.frames, _shape(stage, source, clip)
         tokens.append((dit_tokens(model, frames, *shape, source.task.startswith("ref")),
-                       mllm_tokens(model, source.task, frames, *shape)))
+                       mllm_tokens(model, source.task, frames, *shape, frame_pixels=stage.mllm_frame_pixels)))
     # micro-batches of the mixture run one after another: the largest one sets the peak
     activations = max(_activation_bytes(model, *t) for t in tokens) * stage.batch_size
     total = (weights + gradients + optimizer + gathered + activations) / GIB + OVERHEAD_GIB

@@ -12,20 +12,18 @@ import os
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import lance
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute  # noqa: F401 - pa.compute in nearest()
 
-from lake import media
+from lake.access import RandomAccess, in_filter  # noqa: F401 - in_filter: part of lake.db's interface
 from lake.errors import LakeError
 from lake.memory import CacheLimits, shared_session
 from lake.schema import PRIMARY_KEY, TABLES, TableSpec, primary_key_metadata, spec_for
-from lake.sql import literal
 from lake.validate import Rows, to_arrow
+from lake.vectors import VectorSearch
+from lake.versioning import TableInfo, VersionInfo, Versioning  # noqa: F401 - re-exported
 
 if TYPE_CHECKING:
     import daft
@@ -51,24 +49,6 @@ class WriteResult:
     version: int
 
 
-@dataclass(frozen=True)
-class VersionInfo:
-    version: int
-    timestamp: datetime
-    rows: int
-    tags: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class TableInfo:
-    name: str
-    rows: int
-    version: int
-    versions: int
-    tags: dict[str, int]
-    bytes: int
-
-
 def open(uri: str | os.PathLike | None = None, storage_options: Mapping[str, str] | None = None,
          *, create: bool = True, caches: CacheLimits | None = None) -> Lake:  # noqa: A001 - reads like lance.dataset
     """Open (and by default create) the lake at `uri` (default: `$KIWI_LAKE` or ./data/lake); `caches` caps Lance's
@@ -87,7 +67,7 @@ def exists(uri: str | os.PathLike, storage_options: Mapping[str, str] | None = N
     return bool(names & set(TABLES))
 
 
-class Lake:
+class Lake(VectorSearch, Versioning, RandomAccess):
     """The one entry point: tables, writes, versions, tags, SQL (DuckDB), Daft and blob access."""
 
     def __init__(self, uri: str | os.PathLike | None = None, storage_options: Mapping[str, str] | None = None,
@@ -243,192 +223,6 @@ class Lake:
                     tbl.create_index(column, config=BTree())
             tbl.optimize()
 
-    # ------------------------------------------------------------------------------------------- vectors
-
-    def nearest(self, query: Any, k: int = 10, table: str = "quadruplets", column: str = "target_emb",
-                where: str | None = None, columns: Sequence[str] | None = None,
-                version: Version | None = None) -> pa.Table:
-        """The k rows whose `column` vector is closest (cosine) to `query`: a vector, or the key of a row whose
-        own vector is used (that row is left out of the answer). `where` filters before the search."""
-        spec = spec_for(table)
-        key = spec.key[0]
-        tbl = self.table(table, version)
-        exclude = None
-        if isinstance(query, str):
-            row = self.take(table, [query], columns=[column], version=version)
-            vector = row[column][0].as_py()
-            if vector is None:
-                raise LakeError(f"{table} row {query!r} has no {column}")
-            exclude = query
-        else:
-            vector = np.asarray(query, np.float32).tolist()
-        filters = [f for f in (where, f"{key} != {literal(exclude)}" if exclude else None) if f]
-        search = tbl.search(vector, vector_column_name=column).metric("cosine").limit(k)
-        if any(ix.columns == [column] for ix in tbl.list_indices()):
-            search = search.nprobes(20).refine_factor(10)  # PQ distances are coarse: re-rank the candidates exactly
-        if filters:
-            search = search.where(" AND ".join(f"({f})" for f in filters), prefilter=True)
-        wanted = list(columns) if columns else [key, "edit_type", "instruction"] if table == "quadruplets" else [key]
-        result = search.select(wanted).to_arrow()
-        distance = result["_distance"]
-        return result.select(wanted).append_column("similarity", pa.compute.subtract(1.0, distance))
-
-    def index_vectors(self, table: str, column: str, min_rows: int = 256) -> bool:
-        """Build an IVF-PQ index on a vector column once the table is big enough to train one (a new version)."""
-        from lancedb.index import IvfPq
-
-        tbl = self.table(table)
-        rows = tbl.count_rows(f"{column} IS NOT NULL")
-        if rows < min_rows:
-            return False
-        dim = tbl.schema.field(column).type.list_size
-        sub_vectors = next(d for d in (dim // 16, dim // 8, dim // 4, 1) if d and dim % d == 0)
-        with self._write_lock:
-            tbl.create_index(column, config=IvfPq(distance_type="cosine", num_partitions=max(1, int(rows**0.5) // 4),
-                                                  num_sub_vectors=sub_vectors), replace=True)
-        return True
-
-    # ------------------------------------------------------------------------------------------- versions
-
-    def versions(self, table: str) -> list[VersionInfo]:
-        tbl = self.table(table)
-        by_version: dict[int, list[str]] = {}
-        for tag, info in tbl.tags.list().items():
-            by_version.setdefault(int(info["version"]), []).append(tag)
-        return [
-            VersionInfo(
-                version=int(v["version"]),
-                timestamp=v["timestamp"],
-                rows=int(v.get("metadata", {}).get("total_rows", 0) or 0),
-                tags=tuple(sorted(by_version.get(int(v["version"]), []))),
-            )
-            for v in tbl.list_versions()
-        ]
-
-    def resolve_version(self, table: str, version: Version) -> int:
-        """A version number or tag name to a version number, with an error that lists what exists."""
-        tbl = self.table(table)
-        if isinstance(version, str) and not version.isdigit():
-            tags = tbl.tags.list()
-            if version not in tags:
-                known = ", ".join(sorted(tags)) or "none"
-                raise LakeError(f"table {table!r} has no tag {version!r} (tags: {known})")
-            return int(tags[version]["version"])
-        number = int(version)
-        known = [int(v["version"]) for v in tbl.list_versions()]
-        if number not in known:
-            raise LakeError(f"table {table!r} has no version {number} (versions {min(known)}..{max(known)})")
-        return number
-
-    def tag(self, table: str, name: str, version: Version | None = None) -> int:
-        """Name a version (default: the latest) so it can be read back by name; returns the version number."""
-        tbl = self.table(table)
-        number = tbl.version if version is None else self.resolve_version(table, version)
-        if name in tbl.tags.list():
-            raise LakeError(f"table {table!r} already has a tag {name!r}")
-        if name.isdigit():
-            raise LakeError(f"tag {name!r} would read as a version number; use a name with a letter in it")
-        tbl.tags.create(name, number)
-        return number
-
-    def delete_tag(self, table: str, name: str) -> None:
-        self.resolve_version(table, name)
-        self.table(table).tags.delete(name)
-
-    def tags(self, table: str | None = None) -> list[tuple[str, str, int]]:
-        """(table, tag, version) for one table or all of them."""
-        names = [table] if table else self.table_names
-        return [
-            (name, tag, int(info["version"]))
-            for name in names
-            for tag, info in sorted(self.table(name).tags.list().items())
-        ]
-
-    def info(self) -> list[TableInfo]:
-        out = []
-        for name in self.table_names:
-            tbl = self.table(name)
-            out.append(TableInfo(
-                name=name,
-                rows=tbl.count_rows(),
-                version=tbl.version,
-                versions=len(tbl.list_versions()),
-                tags={tag: int(i["version"]) for tag, i in tbl.tags.list().items()},
-                bytes=int(tbl.stats().get("total_bytes", 0)) if tbl.count_rows() else 0,
-            ))
-        return out
-
-    # ------------------------------------------------------------------------------------------- random access
-
-    def take(self, table: str, keys: Sequence[Any], columns: Sequence[str] | None = None,
-             version: Version | None = None) -> pa.Table:
-        """Rows by key, in the order given (metadata columns only; blobs come from `blobs`). Missing keys raise."""
-        spec = spec_for(table)
-        columns = list(columns) if columns is not None else spec.metadata_columns
-        self._check_columns(spec, columns)
-        found, _ = self._locate(table, keys, columns, version)
-        return found.drop_columns(["_rowaddr"])
-
-    def blobs(self, table: str, column: str, keys: Sequence[Any], version: Version | None = None) -> list:
-        """File objects (Lance BlobFile: read, seek, PyAV opens them) for one blob column, in key order;
-        None where the row holds no bytes (its video lives at the `*_uri` column instead)."""
-        spec = spec_for(table)
-        if column not in spec.blob_columns:
-            raise LakeError(f"{table}.{column} is not a blob column (blob columns: {', '.join(spec.blob_columns)})")
-        found, ds = self._locate(table, keys, [spec.key[0]], version)
-        return ds.take_blobs(column, addresses=found["_rowaddr"].to_pylist())
-
-    def read_blobs(self, table: str, column: str, keys: Sequence[Any], version: Version | None = None,
-                   resolve_uris: bool = True) -> list[bytes | None]:
-        """Whole blob payloads for many rows in key order, through Lance's planned batch reader (what loaders
-        want). A row ingested without bytes (`--no-bytes`) is read from its `*_uri` column instead
-        (`media.read_uri`: a file:// or s3:// URI; MediaError('missing_file') when it cannot be read); with
-        `resolve_uris=False`, or where the row has no URI either, its payload is None."""
-        spec = spec_for(table)
-        if column not in spec.blob_columns:
-            raise LakeError(f"{table}.{column} is not a blob column (blob columns: {', '.join(spec.blob_columns)})")
-        uri_column = column.removesuffix("_video") + "_uri"
-        uri_column = uri_column if resolve_uris and uri_column in spec.columns else None
-        found, ds = self._locate(table, keys, [spec.key[0], *([uri_column] if uri_column else [])], version)
-        addresses = found["_rowaddr"].to_pylist()
-        if not addresses:
-            return []
-        by_address = dict(ds.read_blobs(column, addresses=list(dict.fromkeys(addresses)), preserve_order=True))
-        payloads = [by_address[a] for a in addresses]
-        if uri_column:
-            uris = found[uri_column].to_pylist()
-            payloads = [media.read_uri(uri, self.storage_options) if data is None and uri else data
-                        for data, uri in zip(payloads, uris, strict=True)]
-        return payloads
-
-    def read_video(self, table: str, key: Any, column: str = "source_video",
-                   version: Version | None = None, **decode_kwargs) -> np.ndarray:
-        """Decode one stored video to uint8 (T, H, W, 3)."""
-        (blob,) = self.blobs(table, column, [key], version)
-        if blob is None:
-            raise LakeError(f"{table} row {key!r} has no bytes in {column}")
-        with blob:
-            return media.decode_video(blob, name=f"{table}/{key}/{column}", **decode_kwargs)
-
-    def _locate(self, table: str, keys: Sequence[Any], columns: list[str], version: Version | None):
-        spec = spec_for(table)
-        if len(spec.key) != 1:
-            raise LakeError(f"{table} has a composite key {spec.key}; use read(where=...)")
-        key = spec.key[0]
-        keys = list(keys)
-        ds = self.dataset(table, version)
-        if not keys:
-            return ds.to_table(columns=columns, limit=0, with_row_address=True), ds
-        wanted = columns if key in columns else [*columns, key]
-        # a key asked for twice (a sampler repeating a row) is read once and returned twice
-        found = ds.to_table(columns=wanted, filter=in_filter(key, list(dict.fromkeys(keys))), with_row_address=True)
-        position = {k: i for i, k in enumerate(found[key].to_pylist())}
-        missing = [k for k in keys if k not in position]
-        if missing:
-            raise LakeError(f"{table}: {len(missing)} key(s) not found, e.g. {missing[:3]}")
-        found = found.take(pa.array([position[k] for k in keys]))
-        return found.select([*columns, "_rowaddr"]), ds
-
     # ------------------------------------------------------------------------------------------- SQL and Daft
 
     def duckdb_cursor(self):
@@ -498,13 +292,3 @@ def reject_id(stage: str, input_ref: str, dataset: str | None = None) -> str:
     """Stable key of a reject: (stage, dataset, input_ref); two datasets' `train.csv:12` are two records."""
     key = f"{stage}\x00{input_ref}" if dataset is None else f"{stage}\x00{dataset}\x00{input_ref}"
     return hashlib.blake2b(key.encode(), digest_size=12).hexdigest()
-
-
-def in_filter(column: str, values: Sequence[Any]) -> str:
-    if all(isinstance(v, str) for v in values):
-        literals = ", ".join("'" + v.replace("'", "''") + "'" for v in values)
-    elif all(isinstance(v, int | np.integer) for v in values):
-        literals = ", ".join(str(int(v)) for v in values)
-    else:
-        raise LakeError(f"keys for {column} must be all strings or all integers")
-    return f"{column} IN ({literals})"

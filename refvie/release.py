@@ -51,7 +51,7 @@ class ReleaseSummary:
         lines = []
         for name, outcome in self.files:
             if isinstance(outcome, int):
-                lines.append(f"{name}: done before ({outcome} rows), skipped")
+                lines.append(f"{name}: done before ({_rows(outcome)}), skipped")
             else:
                 lines.append(f"{name}: " + str(outcome).removeprefix(f"ingest {outcome.dataset}: "))
         done = [s for _, s in self.files if isinstance(s, IngestSummary)]
@@ -59,6 +59,10 @@ class ReleaseSummary:
                      f"{sum(s.accepted for s in done)}, already in the lake {sum(s.unchanged for s in done)}, "
                      f"rejected {sum(s.rejected_total for s in done)}")
         return "\n".join(lines)
+
+
+def _rows(n: int) -> str:
+    return f"{n} row" if n == 1 else f"{n} rows"
 
 
 def release_files(root: Path) -> list[tuple[ReleasePart, Path]]:
@@ -94,9 +98,9 @@ def ingest_release(root: Path, db: Lake, base: Path, allowed_roots: tuple[Path, 
         rows = file_done(db, dataset, path)
         if rows is not None:
             summary.files.append((label, rows))
-            say(f"{label}: done before ({rows} rows), skipped")
+            say(f"{label}: done before ({_rows(rows)}), skipped")
             continue
-        say(f"{label}: ingesting into {dataset}")
+        say(f"{label}: ingesting into dataset {dataset}")
         if part.stage == "reference":
             source = RefvieParquetSource(path, base, dataset=dataset, allowed_roots=allowed_roots)
         else:
@@ -104,6 +108,4 @@ def ingest_release(root: Path, db: Lake, base: Path, allowed_roots: tuple[Path, 
         outcome = ingest(source, db, replace(config, progress=False), claim_name=False)
         record_file_done(db, dataset, path, outcome.read)
         summary.files.append((label, outcome))
-        say(f"{label}: read {outcome.read}, accepted {outcome.accepted}, already in the lake {outcome.unchanged}, "
-            f"rejected {outcome.rejected_total}")
     return summary

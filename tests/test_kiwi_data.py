@@ -166,3 +166,13 @@ def test_batches_are_bucketed_by_frame_shape_and_keep_order_resume_and_ranks(two
     with pytest.raises(ValueError, match="cannot resume: the saved sampler has bucketed=False"):
         make(batch_size=4).load_state_dict(SliceLoader(db, s, DataConfig(max_pixels=64 * 96, bucket_by_shape=False),
                                                        4, 2, "instruct").state_dict())
+
+
+def test_a_short_clip_is_cut_to_4k_plus_1_frames_as_upstream_trains():
+    from kiwi.frames import cut_to_4k1, take_frames
+
+    clip = np.arange(50)[:, None, None, None] * np.ones((1, 2, 2, 3), np.uint8)
+    assert len(take_frames(clip, 81, "prefix_cut")) == 49 == cut_to_4k1(50)  # upstream: 4k+1 frames of a short clip
+    assert (take_frames(clip, 81, "prefix_cut")[:, 0, 0, 0] == np.arange(49)).all()
+    assert len(take_frames(clip, 81, "prefix")) == 81  # the repeat-the-last-frame reading, for comparison
+    assert len(take_frames(clip, 33, "prefix_cut")) == 33 and cut_to_4k1(81) == 81 and cut_to_4k1(4) == 1

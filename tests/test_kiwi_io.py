@@ -146,7 +146,7 @@ def test_a_training_checkpoint_missing_a_tensor_refuses_to_load(tmp_path):
     import pytest
     from safetensors.torch import save_file
 
-    from kiwi.train import NOT_CHECKPOINTED, load_weights
+    from kiwi.checkpoints import NOT_CHECKPOINTED, load_weights
 
     model = tiny(seed=8)
     weights = {k: v.contiguous() for k, v in model.state_dict().items() if not k.startswith(NOT_CHECKPOINTED)}

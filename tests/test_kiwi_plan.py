@@ -73,7 +73,11 @@ def test_kiwi_plan_prints_every_stage_of_the_full_recipe_and_whether_it_fits():
     rows = {line.split()[0]: line.split() for line in one.output.splitlines() if line.startswith("stage")}
     assert set(rows) == {"stage", "stage1-align", "stage2-img-vid", "stage3-img-vid-refvid"}
     assert rows["stage1-align"][-1] == "yes" and rows["stage2-img-vid"][-1] == "NO"  # 5B trained: not on one GPU
-    assert float(rows["stage2-img-vid"][1].rstrip("B")) > 4.9  # the Wan2.2-TI2V-5B DiT trains in stage 2
+    assert float(rows["stage2-img-vid"][3].rstrip("B")) > 4.9  # the Wan2.2-TI2V-5B DiT trains in stage 2
+    # optimizer steps and samples per GPU: upstream's published steps are micro-batches of one sample
+    assert [rows[s][1:3] for s in ("stage1-align", "stage2-img-vid", "stage3-img-vid-refvid")] == [
+        ["30,000", "30,000"], ["10,000", "20,000"], ["5,000", "15,000"]]
+    assert "samples: 65,000 per GPU, 65,000 over 1 GPU(s)" in one.output
     eight = CliRunner().invoke(cli, ["plan", "--gpus", "8", "--config", "kiwi-paper-refvid-only"])
     assert eight.exit_code == 0 and "stage3-refvid" in eight.output
     assert all(line.endswith("yes") for line in eight.output.splitlines() if line.startswith("stage") and

@@ -6,10 +6,11 @@ import json
 import pytest
 import torch
 
+from kiwi.checkpoints import NOT_CHECKPOINTED
 from kiwi.curriculum import STAGE1, RunConfig, StageConfig, TaskSource, kiwi_paper
 from kiwi.feed import round_robin
 from kiwi.model.kiwi_edit import tiny
-from kiwi.train import NOT_CHECKPOINTED, Trainer
+from kiwi.train import Trainer
 from lake.slices import build_slice, save_slice
 from tests.conftest import synthetic_quadruplet_lake
 
@@ -181,16 +182,62 @@ def test_the_paper_recipe_matches_upstreams_scripts():
     run = kiwi_paper("img", "vid", "ref")
     s1, s2, s3 = run.stages
     assert (s1.steps, s1.lr, s1.mixture[0].task, s1.frames) == (30_000, 1e-5, "image", 1)
+    # upstream's trainer counts a step per micro-batch: the published 30K / 20K / 15K are samples per GPU
+    assert [(s.steps, s.grad_accumulation, s.samples_per_rank) for s in run.stages] == [
+        (30_000, 1, 30_000), (10_000, 2, 20_000), (5_000, 3, 15_000)]
+    assert all(s.frame_sampling == "prefix_cut" and s.raw_reference and s.mllm_frame_pixels == 768 * 28 * 28
+               for s in run.stages)
     assert "lora" in s1.trains and "dit" not in s1.trains and s1.source_conditioning is None
     assert [(t.task, t.slice, t.weight, t.frames) for t in s2.mixture] == [("image", "img", 1, 1),
                                                                          ("instruct", "vid", 1, None)]
-    assert (s2.steps, s2.lr, s2.grad_accumulation, s2.frames, s2.source_conditioning) == (20_000, 1e-5, 2, 81, True)
+    assert (s2.steps, s2.lr, s2.grad_accumulation, s2.frames, s2.source_conditioning) == (10_000, 1e-5, 2, 81, True)
     assert [t.task for t in s3.mixture] == ["image", "instruct", "ref_subject"]
-    assert (s3.steps, s3.lr, s3.grad_accumulation) == (15_000, 5e-6, 3)
+    assert (s3.steps, s3.lr, s3.grad_accumulation) == (5_000, 5e-6, 3)
     assert all(s.weight_decay == 0.01 and s.batch_size == 1 and s.lr_schedule == "constant" for s in run.stages)
     assert run.master_weights == "fp32" and run.reference_position is None
     only = kiwi_paper("img", "vid", "ref", variant="refvid-only")
     assert [t.task for t in only.stages[2].mixture] == ["ref_subject"]
     assert (only.stages[2].steps, only.stages[2].grad_accumulation, only.reference_position) == (30_000, 1, "prepend")
+    assert only.stages[2].samples_per_rank == 30_000
     with pytest.raises(ValueError, match="unknown kiwi_paper variant"):
         kiwi_paper("a", "b", "c", variant="ref")
+
+
+def test_a_stage_consumes_steps_times_accumulation_times_batch_samples(db, tmp_path):
+    """4 optimizer steps of 3 micro-batches of 2 samples: 24 samples, as upstream would count 12 steps of 2."""
+    run = _mixed_run(steps=4, accumulation=3)
+    summary = Trainer(tiny(seed=0), db, run, tmp_path / "count").train()
+    assert run.stages[0].samples_per_rank == 4 * 3 * 2 == sum(summary.consumed.values())
+    assert sum(len(h["ids"]) for h in summary.history) == 24 and summary.steps == 4
+
+
+def test_the_mllm_trains_at_its_training_budget_on_the_raw_reference(db, tmp_path):
+    """A stage's MLLM frame budget holds while it trains (and the model's own comes back after); with
+    `raw_reference` the MLLM is given the reference image as stored, the VAE still its white canvas."""
+    from lake import media
+    from lake.slices import load_slice
+
+    model = tiny(seed=0)
+    own = model.mllm.max_pixels
+    seen = []
+    encode = model.mllm.encode
+
+    def spying(instructions, sources, references=None, **kwargs):
+        seen.append((model.mllm.max_pixels, None if references is None else [r.copy() for r in references]))
+        return encode(instructions, sources, references, **kwargs)
+
+    model.mllm.encode = spying
+    stage = StageConfig("refs", "refs", "ref_subject", ("queries", "query_connector", "reference_connector"), 2,
+                        1e-3, batch_size=2, mllm_frame_pixels=own * 2, raw_reference=True)
+    Trainer(model, db, RunConfig("raw", (stage,), checkpoint_every=100), tmp_path / "raw").train()
+    assert [pixels for pixels, _ in seen] == [own * 2] * 2 and model.mllm.max_pixels == own
+    ids = load_slice(db, "refs").ids
+    stored = [media.decode_image(r) for r in db.take("quadruplets", ids, columns=["reference_image"])
+              ["reference_image"].to_pylist()]
+    given = [ref for _, refs in seen for ref in refs]
+    assert len(given) == 4 and all(any(ref.shape == s.shape and (ref == s).all() for s in stored) for ref in given)
+    seen.clear()
+    canvas = StageConfig("refs", "refs", "ref_subject", ("queries",), 1, 1e-3, batch_size=2)
+    Trainer(model, db, RunConfig("canvas", (canvas,), checkpoint_every=100), tmp_path / "canvas").train()
+    assert seen[0][0] == own and not any((ref == s).all() for ref in seen[0][1] for s in stored
+                                         if ref.shape == s.shape)

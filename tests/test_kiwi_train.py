@@ -9,7 +9,8 @@ import torch
 from kiwi.curriculum import RunConfig, StageConfig
 from kiwi.curriculum import tiny as tiny_curriculum
 from kiwi.model.kiwi_edit import tiny
-from kiwi.train import Trainer, set_trainable
+from kiwi.train import Trainer
+from kiwi.trainable import set_trainable
 from lake.balance import Strategy
 from lake.slices import build_slice, save_slice
 from tests.conftest import synthetic_quadruplet_lake
@@ -52,7 +53,7 @@ class Killed(BaseException):
 @pytest.mark.parametrize("where", ["mid-file", "between-renames"])
 def test_a_run_killed_while_checkpointing_resumes_from_a_whole_checkpoint(db, tmp_path, uninterrupted, monkeypatch,
                                                                           where):
-    import kiwi.train as train_module
+    import kiwi.checkpoints as train_module
 
     if where == "mid-file":  # the second checkpoint dies after its weights, before its optimizer and state
         real, calls = train_module.save_file, []
@@ -89,7 +90,7 @@ def test_a_run_killed_while_checkpointing_resumes_from_a_whole_checkpoint(db, tm
 def test_resuming_another_runs_checkpoint_is_refused_with_what_differs(db, tmp_path):
     from dataclasses import replace
 
-    from kiwi.train import RunMismatch
+    from kiwi.checkpoints import RunMismatch
 
     first = Trainer(tiny(seed=0), db, run_config(), tmp_path / "out").train(stop_after=2)
     assert first.steps == 2
@@ -233,7 +234,7 @@ def test_a_stopped_two_worker_run_resumes_to_the_uninterrupted_sequence_and_weig
 
 
 def _sharded_weights(folder):
-    from kiwi.train import NOT_CHECKPOINTED, load_weights
+    from kiwi.checkpoints import NOT_CHECKPOINTED, load_weights
 
     model = load_weights(tiny(seed=7), folder / "checkpoint")  # gathered from the shards into one process
     return {k: v for k, v in model.state_dict().items() if not k.startswith(NOT_CHECKPOINTED)}

@@ -24,7 +24,8 @@ SKIP = {"make ": "the Makefile targets are CI itself", "tensorboard": "a server,
         "/data": "a dataset on the user's disk", "path/to": "a published bench's files",
         "--bench openve-bench": "the published bench the tour cannot import",
         "release/": "the RefVIE parquet release", "…": "an elided command", "http://": "a judge server",
-        "refvie classifier train": "minutes of retraining what first use already trained (tests/test_labels.py)"}
+        "refvie classifier train": "minutes of retraining what first use already trained (tests/test_labels.py)",
+        "--reference-slice refvie": "the published recipe over the release's slices (tests/test_kiwi_launch.py)"}
 # the tour's sizes, cut to seconds; each pattern must match (a README edit that drops one fails the test)
 SCALE = {r"--n 500\b": "--n 64", r"--n 250\b": "--n 25", r"--seeds 5\b": "--seeds 1", r"--steps 400\b": "--steps 2",
          r"--per-category (8|20)\b": "--per-category 1", r"--adaptive-every 256\b": "--adaptive-every 32 --steps 6,0",

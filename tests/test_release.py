@@ -128,7 +128,8 @@ def test_kiwi_release_ingest_puts_each_row_on_its_task(tmp_path, empty_lake):
     assert [name for name, _ in summary.files] == [
         "image_edit_metadata/nhr_edit.csv", "video_edit_metadata/ditto.csv", "refvie_477k/chunk_0000.parquet",
         "refvie_477k/chunk_0001.parquet"]
-    assert "video_edit_metadata/ditto.csv: read 4, accepted 3, already in the lake 0, rejected 1" in lines
+    assert "video_edit_metadata/ditto.csv: ingesting into dataset kiwi-video" in lines  # progress, one line a file
+    assert "video_edit_metadata/ditto.csv: read 4, accepted 3, already in the lake 0, rejected 1" in str(summary)
     pairs = {r["dataset"]: [] for r in empty_lake.read("pairs", columns=["dataset"]).to_pylist()}
     for r in empty_lake.read("pairs", columns=["dataset", "num_frames", "given_reference"]).to_pylist():
         pairs[r["dataset"]].append(r)
@@ -153,7 +154,7 @@ def test_kiwi_release_ingest_resumes_by_file(tmp_path, empty_lake):
     lines: list[str] = []
     again = ingest_release(root, empty_lake, base, config=QUIET, say=lines.append)
     assert again.read == 0 and all(isinstance(outcome, int) for _, outcome in again.files)
-    assert "refvie_477k/chunk_0001.parquet: done before (1 rows), skipped" in lines
+    assert "refvie_477k/chunk_0001.parquet: done before (1 row), skipped" in lines
     chunk = root / "refvie_477k/chunk_0001.parquet"
     chunk.write_bytes(chunk.read_bytes())  # touched: read again, its rows found in the lake
     touched = ingest_release(root, empty_lake, base, config=QUIET, say=lambda _: None)

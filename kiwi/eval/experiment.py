@@ -144,10 +144,11 @@ def train_arm(db: Lake, arm: Arm, seed: int, config: ExperimentConfig, out: Path
     """One arm, one seed: its slice saved, one mixed-task stage trained (resumed if a run was cut short). The
     name returned for evaluation carries the trained weights' fingerprint: results of another model that ran
     under the same settings (an earlier architecture, say) are never taken for this one's."""
+    from kiwi.checkpoints import load_weights
     from kiwi.model.io import state_fingerprint
     from kiwi.model.kiwi_edit import KiwiConfig
     from kiwi.runs import read_history
-    from kiwi.train import Trainer, load_weights
+    from kiwi.train import Trainer
 
     slice_id = save_slice(db, build_slice(db, where=config.train_where, strategy=arm.strategy, seed=seed,
                                           name=f"experiment-{_slug(arm.label)}-seed{seed}"))

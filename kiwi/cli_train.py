@@ -1,0 +1,236 @@
+"""`kiwi train` and `kiwi plan`: the tiny recipes on a CPU, and the published recipe checked, planned and launched."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from lake.cli_common import lake_option, open_lake
+
+
+@click.command()
+@click.option("--config", "recipe", type=click.Choice(["tiny", "tiny-edit", "kiwi-paper", "kiwi-paper-refvid-only"]),
+              default="tiny", show_default=True,
+              help="Model and curriculum: tiny (three stages, the full architecture at toy width), tiny-edit (the "
+                   "CPU model that learns edits; two stages at 32x32), kiwi-paper (the published recipe: the full "
+                   "model, GPUs) or its reference-only stage-3 variant.")
+@click.option("--image-slice", default=None, help="kiwi-paper: saved slice of image pairs (stage 1, and the image "
+              "task of stages 2-3).")
+@click.option("--video-slice", default=None, help="Saved slice for the image/instruct stages (default: built "
+              "now from the train split, temperature 0.3 over edit_type; kiwi-paper: required).")
+@click.option("--reference-slice", default=None, help="Saved slice for the reference stage (default: built now "
+              "over the train split's ref_subject rows; kiwi-paper: required).")
+@click.option("--model", "model_dir", default=None, type=click.Path(path_type=Path),
+              help="Start from this model folder (default: a fresh tiny model).")
+@click.option("--out", default="runs/tiny", show_default=True, type=click.Path(path_type=Path))
+@click.option("--steps", default=None, help="Steps per stage, comma-separated (tiny: 4,8,8; tiny-edit: 1500,300).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--no-resume", is_flag=True, help="Start over even if OUT holds a checkpoint.")
+@click.option("--adaptive-every", type=int, default=0, show_default=True, metavar="SAMPLES",
+              help="Adaptive rebalancing of the instruct stage: move the category mix every SAMPLES samples from the "
+                   "held-out loss of validation rows (0: the slice's static mix). Weights land in mix_weights.")
+@click.option("--workers", type=int, default=1, show_default=True, help="Ray Train workers (1: this process).")
+@click.option("--gpu", is_flag=True, help="One GPU per Ray Train worker.")
+@click.option("--fsdp", is_flag=True, help="With --workers: shard parameters, gradients and optimizer state over the "
+              "workers (FSDP2, sharded checkpoints) instead of a whole model on each (DDP).")
+@click.option("--ray-address", default=None, envvar="RAY_ADDRESS", help="Ray cluster for --workers > 1.")
+@click.option("--dry-run", is_flag=True, help="Check every stage's slices (rows, tasks, references, clip geometry) "
+              "and print the plan (memory per GPU, steps, samples) without training; exit 1 on a problem.")
+@click.option("--gpu-memory", type=click.FloatRange(min=1), default=80.0, show_default=True,
+              help="--dry-run: GiB per GPU for the plan.")
+@lake_option
+def train(recipe, image_slice, video_slice, reference_slice, model_dir, out, steps, seed, no_resume, adaptive_every,
+          workers, gpu, fsdp, ray_address, dry_run, gpu_memory, lake_uri) -> None:
+    """Train through a staged curriculum, streaming slices from the lake; resumes from OUT's checkpoint."""
+    from kiwi import curriculum
+    from kiwi.model.io import from_pretrained, save_pretrained
+    from kiwi.model.kiwi_edit import KiwiConfig
+    from kiwi.train import Trainer
+    from lake.balance import Strategy
+    from lake.slices import build_slice, save_slice
+
+    if recipe.startswith("kiwi-paper"):
+        _train_paper(recipe, image_slice, video_slice, reference_slice, model_dir, out, steps, seed, no_resume,
+                     workers, gpu, fsdp, ray_address, dry_run, gpu_memory, lake_uri)
+        return
+    if dry_run:
+        raise click.UsageError("--dry-run checks the published recipe (--config kiwi-paper); the tiny recipes "
+                               "start in seconds")
+    steps = steps or {"tiny": "4,8,8", "tiny-edit": "1500,300"}[recipe]
+    recipe_fn = {"tiny": curriculum.tiny, "tiny-edit": curriculum.tiny_edit}[recipe]
+    try:
+        counts = tuple(int(s) for s in steps.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{steps!r} is not comma-separated step counts, e.g. 1500,300",
+                                 param_hint="--steps") from None
+    try:
+        recipe_fn("video", "reference", counts, seed=seed)  # the step counts are checked before the lake is touched
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--steps") from None
+    db = open_lake(lake_uri)
+    if video_slice is None:
+        video_slice = save_slice(db, build_slice(db, where="split = 'train'", seed=seed, name="train-video-t03",
+                                                 strategy=Strategy("temperature", alpha=0.3)))
+    if reference_slice is None and counts[-1] == 0:  # no reference stage to run: no reference rows needed
+        reference_slice = video_slice
+    if reference_slice is None:  # tiny-edit learns background plates too (the task label only names the queries)
+        tasks = "('ref_subject', 'ref_background')" if recipe == "tiny-edit" else "('ref_subject')"
+        reference_slice = save_slice(db, build_slice(db, where=f"split = 'train' AND task IN {tasks}",
+                                                     seed=seed, name=f"train-reference-{recipe}"))
+    run = recipe_fn(video_slice, reference_slice, counts, seed=seed)
+    if model_dir is not None:  # the run's origin, in its lineage (the model is built from the folder below)
+        from dataclasses import replace
+
+        run = replace(run, init_from=str(Path(model_dir).resolve()))
+    if adaptive_every:
+        from dataclasses import replace
+
+        from lake.adaptive import AdaptiveConfig
+
+        run = replace(run, stages=tuple(replace(s, adaptive=AdaptiveConfig(update_every=adaptive_every))
+                                        if s.task == "instruct" else s for s in run.stages))
+    if workers > 1:
+        from kiwi.distributed import train_distributed
+        from lake.ray_runtime import init_ray
+
+        if model_dir is None and recipe != "tiny":  # workers build the tiny model themselves; others start from disk
+            model_dir = save_pretrained(KiwiConfig(size=recipe, seed=seed).build(), Path(out) / "init")
+        init_ray(ray_address)
+        result = train_distributed(db.uri, run, out, num_workers=workers, use_gpu=gpu,
+                                   storage_options=db.storage_options, model_dir=str(model_dir) if model_dir else None,
+                                   resume=not no_resume, parallel="fsdp" if fsdp else "ddp")
+        if result.error is not None:
+            raise click.ClickException(f"training failed on a worker: {result.error}")
+        state = Path(out) / "checkpoint" / "state.json"
+        steps = json.loads(state.read_text())["global_step"] if state.exists() else 0
+        click.echo(f"{workers} workers: {steps} steps; checkpoint in {Path(out) / 'checkpoint'}; per-rank metrics in "
+                   f"{Path(out)}/metrics*.jsonl")
+        return
+    model = from_pretrained(model_dir) if model_dir else KiwiConfig(size=recipe, seed=seed).build()
+    from kiwi.checkpoints import RunMismatch
+
+    try:
+        summary = Trainer(model, db, run, out).train(resume=not no_resume, progress=True)
+    except RunMismatch as e:
+        raise click.ClickException(str(e)) from None
+    if not summary.history:  # finished before: the trained weights are in the checkpoint, not in this fresh model
+        from kiwi.checkpoints import load_weights
+
+        load_weights(model, Path(out) / "checkpoint")
+    first, last = summary.history[0]["loss"] if summary.history else None, summary.history[-1]["loss"] \
+        if summary.history else None
+    save_pretrained(model, Path(out) / "model")
+    from kiwi.eval.contamination import write_lineage
+    from lake.slices import load_slice
+
+    write_lineage(Path(out) / "model", summary.run_id,
+                  sorted({load_slice(db, source.slice).slice_id for s in run.stages for source in s.mixture}))
+    losses = f"loss {first:.4f} -> {last:.4f}" if summary.history else "nothing left to train"
+    click.echo(f"run {summary.run_id}: {summary.steps} steps, {losses}; model in {Path(out) / 'model'}; "
+               f"TensorBoard logs in {Path(out) / 'tensorboard'}")
+
+
+def _train_paper(recipe, image_slice, video_slice, reference_slice, model_dir, out, steps, seed, no_resume, workers,
+                 gpu, fsdp, ray_address, dry_run, gpu_memory, lake_uri) -> None:
+    """`kiwi train --config kiwi-paper…`: the published recipe over three saved slices, checked first."""
+    from dataclasses import replace
+
+    from kiwi.curriculum import kiwi_paper
+    from kiwi.preflight import check_run
+
+    missing = [flag for flag, value in (("--image-slice", image_slice), ("--video-slice", video_slice),
+                                        ("--reference-slice", reference_slice)) if not value]
+    if missing:
+        raise click.UsageError(f"--config {recipe} trains on three saved slices: give {', '.join(missing)} "
+                               "(lake balance --name NAME … saves one)")
+    if model_dir is None and not dry_run:
+        raise click.UsageError(f"--config {recipe} trains the full model: give --model DIR (a folder from kiwi "
+                               "convert, to fine-tune a release, or the published parts for a fresh start)")
+    variant = "refvid-only" if recipe.endswith("refvid-only") else "img-vid-refvid"
+    run = kiwi_paper(image_slice, video_slice, reference_slice, variant=variant,
+                     init_from=str(Path(model_dir).resolve()) if model_dir else None)
+    run = replace(run, seed=seed)
+    if steps:
+        try:
+            counts = [int(x) for x in steps.split(",")]
+        except ValueError:
+            raise click.BadParameter(f"{steps!r} is not comma-separated step counts", param_hint="--steps") from None
+        if len(counts) != len(run.stages):
+            raise click.BadParameter(f"{recipe} has {len(run.stages)} stages; got {len(counts)} step counts",
+                                     param_hint="--steps")
+        run = replace(run, stages=tuple(replace(s, steps=n) for s, n in zip(run.stages, counts, strict=True)))
+    db = open_lake(lake_uri)
+    checks = check_run(db, run)
+    click.echo(f"{run.name}: slices checked against the stages that read them")
+    click.echo(f"{'stage':24s} {'task':14s} {'slice':28s} {'rows':>8s}  checks")
+    for check in checks:
+        click.echo(check.line())
+    print_plan(run, max(workers, 1), gpu_memory, (720, 1280))
+    problems = sum(len(c.problems) for c in checks)
+    if problems:
+        raise click.ClickException(f"{problems} problem(s) above: the run would fail on them")
+    if dry_run:
+        click.echo("dry run: nothing trained")
+        return
+    from kiwi.model.io import from_pretrained
+    from kiwi.train import Trainer
+
+    if workers > 1:
+        from kiwi.distributed import train_distributed
+        from lake.ray_runtime import init_ray
+
+        init_ray(ray_address)
+        result = train_distributed(db.uri, run, out, num_workers=workers, use_gpu=gpu,
+                                   storage_options=db.storage_options, model_dir=str(model_dir), resume=not no_resume,
+                                   parallel="fsdp" if fsdp else "ddp")
+        if result.error is not None:
+            raise click.ClickException(f"training failed on a worker: {result.error}")
+        return
+    summary = Trainer(from_pretrained(model_dir), db, run, out).train(resume=not no_resume, progress=True)
+    click.echo(f"run {summary.run_id}: {summary.steps} steps; checkpoint in {Path(out) / 'checkpoint'}")
+
+
+def print_plan(run, gpus: int, gpu_memory: float, clip: tuple[int, int]) -> None:
+    """Memory per GPU, optimizer steps and samples per stage of a full-size run (the model on the meta device)."""
+    from kiwi.plan import OVERHEAD_GIB, published_model
+    from kiwi.plan import plan as plan_run
+
+    height, width = clip
+    plans = plan_run(published_model(), run, gpus, gpu_memory, clip)
+    click.echo(f"{run.name} on {gpus} GPU(s) of {gpu_memory:g} GiB, FSDP2 (parameters, gradients and AdamW state "
+               f"sharded), fp32 master weights, activation checkpointing, {height}x{width} clips; GiB per GPU:")
+    header = (f"{'stage':24s} {'opt. steps':>10s} {'samples/GPU':>11s} {'trained':>8s} {'tokens DiT/LM':>14s} "
+              f"{'weights':>8s} {'grads':>7s} {'adam':>7s} {'gather':>7s} {'activ.':>7s} {'total':>7s}  fits")
+    click.echo(header)
+    for p, stage in zip(plans, run.stages, strict=True):
+        click.echo(f"{p.stage:24s} {stage.steps:>10,d} {stage.samples_per_rank:>11,d} {p.trained_params / 1e9:7.2f}B "
+                   f"{f'{p.dit_tokens}/{p.mllm_tokens}':>14s} {p.weights_gib:8.1f} {p.gradients_gib:7.1f} "
+                   f"{p.optimizer_gib:7.1f} {p.gathered_gib:7.1f} {p.activations_gib:7.1f} {p.total_gib:7.1f}  "
+                   f"{'yes' if p.fits else 'NO'}")
+    samples = sum(stage.samples_per_rank for stage in run.stages)
+    click.echo(f"samples: {samples:,d} per GPU, {samples * gpus:,d} over {gpus} GPU(s) (upstream's trainer counts a "
+               f"step per sample: its published steps are the samples per GPU)")
+    click.echo(f"(total includes {OVERHEAD_GIB:g} GiB for the CUDA context and fragmentation; the VAE is replicated, "
+               f"frozen parts are bf16)")
+
+
+@click.command()
+@click.option("--config", "recipe", type=click.Choice(["kiwi-paper", "kiwi-paper-refvid-only"]), default="kiwi-paper",
+              show_default=True, help="The published recipe, or its reference-only stage-3 variant.")
+@click.option("--gpus", type=click.IntRange(min=1), default=8, show_default=True,
+              help="GPUs the run is sharded over (FSDP2).")
+@click.option("--gpu-memory", type=click.FloatRange(min=1), default=80.0, show_default=True, help="GiB per GPU.")
+@click.option("--clip", default="720x1280", show_default=True, metavar="HxW",
+              help="The training clips' size before the stage's resize.")
+def plan(recipe, gpus, gpu_memory, clip) -> None:
+    """Memory per GPU for each stage of the full-size recipe, from the model's real shapes (nothing is loaded)."""
+    from kiwi.curriculum import kiwi_paper
+
+    try:
+        height, width = (int(x) for x in clip.lower().split("x"))
+    except ValueError:
+        raise click.BadParameter(f"{clip!r} is not HxW, e.g. 720x1280", param_hint="--clip") from None
+    variant = "refvid-only" if recipe.endswith("refvid-only") else "img-vid-refvid"
+    print_plan(kiwi_paper("images", "videos", "references", variant=variant), gpus, gpu_memory, (height, width))
