@@ -1,4 +1,4 @@
-"""Kiwi-Edit model components (issue 8, in progress): the MLLM encoder with learnable queries, the conditioned
+"""Kiwi-Edit model components: the MLLM encoder with learnable queries, the conditioned
 Wan DiT, and the flow-matching objective."""
 
 from kiwi.model.connector import Connector

@@ -1,7 +1,7 @@
 """LoRA (peft) on the language model's attention projections; everything else of the MLLM stays frozen.
 
 The learnable queries and connectors are Kiwi's own parameters and train regardless; which parts train per
-curriculum stage is decided by the training code (issue 6).
+curriculum stage is decided by the training code (`kiwi.trainable`).
 
 Saved as peft saves adapters: the base model in its own key names (loads into a plain Qwen2.5-VL) and the
 adapters apart (`adapter_model.safetensors` + `adapter_config.json`, peft's state-dict helpers), so a round trip
