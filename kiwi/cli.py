@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from kiwi.cli_options import IMAGE_SUFFIXES, device_options, resolve_device
-from lake.cli_common import FriendlyGroup, group_lake_option
+from lake.cli_common import FriendlyGroup, group_lake_option, on_terminal
 from lake.errors import MediaError
 
 
@@ -123,7 +123,7 @@ def edit_command(model_dir, video, instruction, reference, out, steps, max_frame
     device, dtype = resolve_device(device, dtype)
     model = from_pretrained(model_dir, device=str(device), dtype=dtype)
     try:
-        result = edit(model, frames, instruction, ref, task=task, steps=steps, seed=seed, progress=True,
+        result = edit(model, frames, instruction, ref, task=task, steps=steps, seed=seed, progress=on_terminal(),
                       max_frames=max_frames, max_pixels=max_pixels)
     except ValueError as e:
         raise click.ClickException(str(e)) from None

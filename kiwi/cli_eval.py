@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from kiwi.cli_options import device_options, resolve_device
-from lake.cli_common import lake_option, open_lake
+from lake.cli_common import lake_option, on_terminal, open_lake
 
 
 @click.group()
@@ -222,7 +222,7 @@ def eval_group(ctx, model_dir, outputs_dir, outputs_name, bench_name, protocol, 
         if steps is None and protocol == "quick":
             config = replace(config, steps=model.sampler_steps)
     try:
-        run = evaluate(db, model, bench_name, name, config, scorers, progress=True)
+        run = evaluate(db, model, bench_name, name, config, scorers, progress=on_terminal())
     finally:
         if client is not None:
             client.close()
@@ -376,7 +376,7 @@ def experiment_command(bench_name, arms, baseline, seeds, steps, batch_size, lr,
         load_bench(db, bench_name)
     except ValueError as e:
         raise click.ClickException(str(e)) from None
-    result = run_experiment(db, config, out, progress=True, log=click.echo)
+    result = run_experiment(db, config, out, progress=on_terminal(), log=click.echo)
     click.echo("\npsnr per category, mean over seeds (dB), and copying the source:")
     click.echo(result.summary("psnr").to_string(float_format=lambda v: f"{v:.2f}"))
     click.echo("\nverdict:\n" + result.verdict)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from lake.cli_common import lake_option, open_lake
+from lake.cli_common import lake_option, on_terminal, open_lake
 
 
 @click.command()
@@ -112,7 +112,7 @@ def train(recipe, image_slice, video_slice, reference_slice, model_dir, out, ste
     from kiwi.checkpoints import RunMismatch
 
     try:
-        summary = Trainer(model, db, run, out).train(resume=not no_resume, progress=True)
+        summary = Trainer(model, db, run, out).train(resume=not no_resume, progress=on_terminal())
     except RunMismatch as e:
         raise click.ClickException(str(e)) from None
     if not summary.history:  # finished before: the trained weights are in the checkpoint, not in this fresh model
@@ -188,7 +188,8 @@ def _train_paper(recipe, image_slice, video_slice, reference_slice, model_dir, o
         if result.error is not None:
             raise click.ClickException(f"training failed on a worker: {result.error}")
         return
-    summary = Trainer(from_pretrained(model_dir), db, run, out).train(resume=not no_resume, progress=True)
+    summary = Trainer(from_pretrained(model_dir), db, run, out).train(resume=not no_resume,
+                                                                     progress=on_terminal())
     click.echo(f"run {summary.run_id}: {summary.steps} steps; checkpoint in {Path(out) / 'checkpoint'}")
 
 

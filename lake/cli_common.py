@@ -22,6 +22,14 @@ class FriendlyGroup(click.Group):
             raise click.ClickException(str(e)) from None
 
 
+def on_terminal() -> bool:
+    """Whether progress bars help: only on a terminal. In a log file or a captured run a bar is a line per step;
+    commands say one line per stage instead."""
+    import sys
+
+    return sys.stderr.isatty()
+
+
 def _default_lake() -> str:
     return os.environ.get("KIWI_LAKE") or "./data/lake"
 
