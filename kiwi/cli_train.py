@@ -193,6 +193,27 @@ def _train_paper(recipe, image_slice, video_slice, reference_slice, model_dir, o
     click.echo(f"run {summary.run_id}: {summary.steps} steps; checkpoint in {Path(out) / 'checkpoint'}")
 
 
+def print_flops(run, gpus: int, clip: tuple[int, int], mfu: float, peak_tflops: float) -> None:
+    """FLOPs per sample per component, counted on the meta device, and the GPU time they take at `mfu`."""
+    from kiwi.flops import run_flops
+    from kiwi.plan import published_model
+
+    flops = run_flops(published_model(), run, clip)
+    click.echo(f"FLOPs per sample (TFLOP, counted with FlopCounterMode at {clip[0]}x{clip[1]}; forward / backward), "
+               f"GPU time at {mfu:.0%} MFU of {peak_tflops:g} TFLOP/s:")
+    click.echo(f"{'stage':24s} {'MLLM':>13s} {'VAE':>7s} {'DiT':>15s} {'total':>8s} {'VAE share':>9s} "
+               f"{'GPU-s/sample':>12s} {'GPU-hours':>10s}")
+    for stage, f in zip(run.stages, flops, strict=True):
+        c = {k: (v.forward / 1e12, v.backward / 1e12) for k, v in f.components.items()}
+        seconds = f.gpu_seconds(mfu, peak_tflops)
+        hours = seconds * stage.samples_per_rank * gpus / 3600
+        click.echo(f"{stage.name:24s} {c['mllm'][0]:6.1f}/{c['mllm'][1]:<6.1f} {c['vae'][0]:7.1f} "
+                   f"{c['dit'][0]:7.1f}/{c['dit'][1]:<7.1f} {f.total / 1e12:8.1f} {f.share('vae'):9.0%} "
+                   f"{seconds:12.2f} {hours:10,.0f}")
+    click.echo("(the VAE encodes target, source and reference in every step; a latent cache would take its share "
+               "off the GPU)")
+
+
 def print_plan(run, gpus: int, gpu_memory: float, clip: tuple[int, int]) -> None:
     """Memory per GPU, optimizer steps and samples per stage of a full-size run (the model on the meta device)."""
     from kiwi.plan import OVERHEAD_GIB, published_model
@@ -225,7 +246,13 @@ def print_plan(run, gpus: int, gpu_memory: float, clip: tuple[int, int]) -> None
 @click.option("--gpu-memory", type=click.FloatRange(min=1), default=80.0, show_default=True, help="GiB per GPU.")
 @click.option("--clip", default="720x1280", show_default=True, metavar="HxW",
               help="The training clips' size before the stage's resize.")
-def plan(recipe, gpus, gpu_memory, clip) -> None:
+@click.option("--flops", is_flag=True, help="Also count FLOPs per sample per component (MLLM, VAE, DiT) on the meta "
+              "device and the GPU time they take (a few minutes on a CPU).")
+@click.option("--mfu", type=click.FloatRange(0.01, 1.0), default=0.40, show_default=True,
+              help="--flops: model FLOPs utilisation assumed for GPU time.")
+@click.option("--peak-tflops", type=click.FloatRange(min=1), default=989.0, show_default=True,
+              help="--flops: the GPU's dense bf16 peak (an H100's).")
+def plan(recipe, gpus, gpu_memory, clip, flops, mfu, peak_tflops) -> None:
     """Memory per GPU for each stage of the full-size recipe, from the model's real shapes (nothing is loaded)."""
     from kiwi.curriculum import kiwi_paper
 
@@ -234,4 +261,7 @@ def plan(recipe, gpus, gpu_memory, clip) -> None:
     except ValueError:
         raise click.BadParameter(f"{clip!r} is not HxW, e.g. 720x1280", param_hint="--clip") from None
     variant = "refvid-only" if recipe.endswith("refvid-only") else "img-vid-refvid"
-    print_plan(kiwi_paper("images", "videos", "references", variant=variant), gpus, gpu_memory, (height, width))
+    run = kiwi_paper("images", "videos", "references", variant=variant)
+    print_plan(run, gpus, gpu_memory, (height, width))
+    if flops:
+        print_flops(run, gpus, (height, width), mfu, peak_tflops)
