@@ -21,9 +21,13 @@ _STYLE = re.compile(
 _WHOLE_SCENE_CHANGE = re.compile(r"\b(season|time of day|(at|into|to) night\b|nighttime|daytime)", re.I)
 _WHOLE_FRAME = re.compile(r"\b(video|clip|footage|frames?|scene|image|whole|entire|everything)\b", re.I)
 _BACKGROUND = re.compile(
-    r"\b(background|backdrop|back ground|setting|surroundings|environment|in front of|scene against|"
-    r"against (a|an|the)|sky\b|behind (the|them|it|him|her)|(set|move|place|put|relocate|transport)s? "
-    r"(the scene|the setting|everything|them|it|the video)\b)", re.I)
+    r"\b(background|backdrop|back ground|setting|surroundings|environment|scene against|"
+    r"(set|move|place|put|relocate|transport)s? (the scene|the setting|everything|them|it|the video)\b)", re.I)
+# where something stands — behind, in front of, against, in the sky: a background change, unless the request adds
+# something there ("add a radio on the workbench behind him")
+_POSITION = re.compile(r"\b(in front of|against (a|an|the)|sky\b|behind (the|them|it|him|her))", re.I)
+_ADDS_SOMETHING = re.compile(r"^\s*(please\s+)?(add|insert|put|place|introduce|include|drop|attach|spawn|draw|"
+                             r"make|let|have)\s+(a|an|some|two|three|four|several|a few|another|one)\b", re.I)
 # nouns that name a place, not a thing in it: replacing one, or moving someone into one, changes the background
 _PLACE_NOUNS = (r"(?:street|road|lane|alley|avenue|highway|beach|shore|coast(?:line)?|forest|woods|jungle|park|"
                 r"garden|backyard|yard|schoolyard|playground|courtyard|square|plaza|field|meadow|prairie|desert|"
@@ -83,6 +87,10 @@ class RuleClassifier:
         if _STYLE.search(text) and (_WHOLE_FRAME.search(text) or not _REMOVE.search(text)):
             return EditType.GLOBAL_STYLE
         if _BACKGROUND.search(text) or _PLACE_SWAP.search(text) or _PLACE_MOVE.search(text):
+            return EditType.BACKGROUND_CHANGE
+        if _ADDS_SOMETHING.search(text):
+            return EditType.LOCAL_ADD
+        if _POSITION.search(text):
             return EditType.BACKGROUND_CHANGE
         if _WHOLE_SCENE_CHANGE.search(text):  # seasons, time of day: the whole picture changes its look
             return EditType.GLOBAL_STYLE
