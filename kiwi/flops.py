@@ -75,7 +75,7 @@ def stage_flops(model: KiwiEdit, stage: StageConfig, clip: tuple[int, int] = (72
                 cache: dict | None = None) -> StageFlops:
     """The stage's FLOPs per sample. The model must be on the meta device: FlopCounterMode counts attention there,
     and not the CPU's fused attention kernels (which would leave the DiT's largest term out)."""
-    from kiwi.plan import _shape
+    from kiwi.plan import stage_shape
 
     if _device(model).type != "meta":
         raise ValueError("count FLOPs on the meta device (kiwi.plan.published_model(), or model.to('meta')): on the "
@@ -86,7 +86,7 @@ def stage_flops(model: KiwiEdit, stage: StageConfig, clip: tuple[int, int] = (72
     total: dict[str, Flops] = {c: Flops() for c in COMPONENTS}
     for source, weight in zip(stage.mixture, weights, strict=True):
         frames = source.frames or stage.frames
-        height, width = _shape(stage, source, clip)
+        height, width = stage_shape(stage, source, clip)
         conditioned = stage.source_conditioning if stage.source_conditioning is not None else source.task != "image"
         parts = sample_flops(model, source.task, frames, height, width, conditioned, stage, cache)
         for name in COMPONENTS:
@@ -151,17 +151,18 @@ def _encode(vae, clip: torch.Tensor) -> torch.Tensor:
     return encoded.latent_dist.mode() if hasattr(encoded, "latent_dist") else encoded
 
 
-def _latent_shape(model: KiwiEdit, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
-    from kiwi.plan import _compression
+def latent_shape(model: KiwiEdit, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
+    """(channels, latent frames, height, width) of a clip's VAE latents."""
+    from kiwi.plan import compression
 
-    spatial, temporal = _compression(model)
+    spatial, temporal = compression(model)
     channels = model.transformer.config.in_channels
     return channels, (frames - 1) // temporal + 1, height // spatial, width // spatial
 
 
 def _mllm(model: KiwiEdit, task: str, frames: int, height: int, width: int, stage: StageConfig):
     """(FLOPs, the query and reference features the connectors read: meta tensors needing grad as training would)."""
-    from kiwi.plan import mllm_tokens
+    from kiwi.plan import mllm_tokens, reference_tokens
 
     mllm, device = model.mllm, _device(model)
     qwen = getattr(mllm, "model", None)
@@ -183,16 +184,8 @@ def _mllm(model: KiwiEdit, task: str, frames: int, height: int, width: int, stag
     # the connectors read the query (and reference) states; the language model's own backward is counted above
     states = torch.zeros(1, tokens, hidden, device=device, dtype=dtype, requires_grad=needs_grad)
     query_states = states[:, -queries:]
-    reference_states = states[:, :_reference_tokens(model, height, width)] if task.startswith("ref") else None
+    reference_states = states[:, :reference_tokens(height, width)] if task.startswith("ref") else None
     return vision + flops, (query_states, reference_states)
-
-
-def _reference_tokens(model: KiwiEdit, height: int, width: int) -> int:
-    from kiwi.model import mllm as budgets
-    from kiwi.model.mllm import image_size
-
-    h, w = image_size(height, width, budgets.REFERENCE_MIN_PIXELS, budgets.REFERENCE_MAX_PIXELS)
-    return h * w // (28 * 28)
 
 
 def _vision(model: KiwiEdit, task: str, frames: int, height: int, width: int, stage: StageConfig) -> Flops:
@@ -229,7 +222,7 @@ def _vision(model: KiwiEdit, task: str, frames: int, height: int, width: int, st
 
 def _dit(model: KiwiEdit, task: str, frames: int, height: int, width: int, source: bool, features) -> Flops:
     query_states, reference_states = features
-    channels, t, h, w = _latent_shape(model, frames, height, width)
+    channels, t, h, w = latent_shape(model, frames, height, width)
     device, dtype = _device(model), model.transformer.dtype
     noisy = torch.zeros(1, channels, t, h, w, device=device, dtype=dtype)
     source_latents = torch.zeros_like(noisy) if source else None

@@ -51,13 +51,13 @@ class StagePlan:
 
 def dit_tokens(model: KiwiEdit, frames: int, height: int, width: int, reference: bool) -> int:
     """Tokens the DiT attends over: latent frames (and one reference frame) x latent cells / the DiT's patch."""
-    spatial, temporal = _compression(model)
+    spatial, temporal = compression(model)
     patch_t, patch_h, patch_w = model.transformer.config.patch_size
     latent_frames = (frames - 1) // temporal + 1 + (1 if reference else 0)
     return (latent_frames // patch_t) * (height // spatial // patch_h) * (width // spatial // patch_w)
 
 
-def _compression(model: KiwiEdit) -> tuple[int, int]:
+def compression(model: KiwiEdit) -> tuple[int, int]:
     vae = model.vae
     if hasattr(vae, "patch"):  # the pixel codec: space-to-depth, time kept
         return vae.patch, 1
@@ -83,10 +83,17 @@ def mllm_tokens(model: KiwiEdit, task: str, frames: int, height: int, width: int
         pairs = math.ceil(min(frames, mllm.max_frames) / 2)
         vision, queries = pairs * h * w // per_merge, counts.video
     if task.startswith("ref"):
-        h, w = image_size(height, width, qwen_budgets.REFERENCE_MIN_PIXELS,
-                          qwen_budgets.REFERENCE_MAX_PIXELS)
-        vision, queries = vision + h * w // per_merge, counts.reference
+        vision, queries = vision + reference_tokens(height, width), counts.reference
     return vision + queries + prompt_tokens
+
+
+def reference_tokens(height: int, width: int) -> int:
+    """Vision tokens of the reference image the MLLM reads (Qwen's resize at the reference budget, 2x2 merges)."""
+    from kiwi.model import mllm as qwen_budgets
+    from kiwi.model.mllm import image_size
+
+    h, w = image_size(height, width, qwen_budgets.REFERENCE_MIN_PIXELS, qwen_budgets.REFERENCE_MAX_PIXELS)
+    return h * w // (28 * 28)
 
 
 def _largest_unit(model: KiwiEdit) -> int:
@@ -116,7 +123,7 @@ def plan_stage(model: KiwiEdit, run: RunConfig, stage: StageConfig, gpus: int, g
 
     tokens = []
     for source in stage.mixture:
-        frames, shape = source.frames or stage.frames, _shape(stage, source, clip)
+        frames, shape = source.frames or stage.frames, stage_shape(stage, source, clip)
         tokens.append((dit_tokens(model, frames, *shape, source.task.startswith("ref")),
                        mllm_tokens(model, source.task, frames, *shape, frame_pixels=stage.mllm_frame_pixels)))
     # micro-batches of the mixture run one after another: the largest one sets the peak
@@ -127,7 +134,7 @@ def plan_stage(model: KiwiEdit, run: RunConfig, stage: StageConfig, gpus: int, g
                      total <= gpu_memory_gib)
 
 
-def _shape(stage: StageConfig, source, clip: tuple[int, int]) -> tuple[int, int]:
+def stage_shape(stage: StageConfig, source, clip: tuple[int, int]) -> tuple[int, int]:
     from kiwi.frames import frame_shape
 
     budget = source.max_pixels or stage.max_pixels

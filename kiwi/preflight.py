@@ -34,7 +34,7 @@ class SourceCheck:
 
 
 def check_run(db: Lake, run: RunConfig) -> list[SourceCheck]:
-    checks = []
+    checks, tables = [], {}  # a slice read by several stages (the image slice: three) is scanned once
     for stage in run.stages:
         for source in stage.mixture:
             check = SourceCheck(stage.name, source.task, source.slice)
@@ -49,7 +49,10 @@ def check_run(db: Lake, run: RunConfig) -> list[SourceCheck]:
             if not ids:
                 check.problems.append("the slice is empty")
                 continue
-            rows = _rows(db, slice_.table, slice_.table_version, ids)
+            key = (slice_.slice_id, slice_.table, slice_.table_version)
+            if key not in tables:
+                tables[key] = _rows(db, slice_.table, slice_.table_version, ids)
+            rows = tables[key]
             frames = source.frames or stage.frames
             if source.task == "image":
                 videos = sum((r["num_frames"] or 0) > 1 for r in rows)

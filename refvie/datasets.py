@@ -123,4 +123,5 @@ def _where(provenance: Provenance) -> str:
 
 
 def _where_uri(origin: str) -> str:
+    """An origin as a user reads it: the path of a file:// URI, anything else as it is."""
     return origin.removeprefix("file://")

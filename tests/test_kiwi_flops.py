@@ -8,8 +8,9 @@ import torch
 from click.testing import CliRunner
 
 from kiwi.curriculum import STAGE1, STAGE3, StageConfig
-from kiwi.flops import Flops, StageFlops, _latent_shape, _reference_tokens, counted, sample_flops, stage_flops
+from kiwi.flops import Flops, StageFlops, counted, latent_shape, sample_flops, stage_flops
 from kiwi.model.kiwi_edit import tiny
+from kiwi.plan import reference_tokens
 from kiwi.trainable import set_trainable
 
 
@@ -34,12 +35,12 @@ def hand_dit_forward(model, frames: int, size: int) -> int:
     """The DiT's matmuls by hand: connectors, patch / source / reference embedders, per block self- and
     cross-attention projections and scores, the feed-forward, the output projection and the time embedder."""
     c = model.transformer.config
-    channels, t, h, w = _latent_shape(model, frames, size, size)
+    channels, t, h, w = latent_shape(model, frames, size, size)
     pt, ph, pw = c.patch_size
     d = c.num_attention_heads * c.attention_head_dim
     video, ref = (t // pt) * (h // ph) * (w // pw), (h // ph) * (w // pw)
     s = video + ref
-    queries, ref_tokens = model.mllm.counts.reference, _reference_tokens(model, size, size)
+    queries, ref_tokens = model.mllm.counts.reference, reference_tokens(size, size)
     length = queries + ref_tokens
     hidden = model.query_connector[0].in_features
     patch = channels * pt * ph * pw
