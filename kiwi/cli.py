@@ -139,6 +139,7 @@ def edit_command(model_dir, video, instruction, reference, out, steps, max_frame
 
 def _register() -> None:
     from kiwi.cli_eval import bench, eval_group, experiment_command
+    from kiwi.cli_runs import runs_group
     from kiwi.cli_train import plan, train
 
     cli.add_command(train)
@@ -146,6 +147,7 @@ def _register() -> None:
     cli.add_command(bench)
     cli.add_command(eval_group, "eval")
     cli.add_command(experiment_command, "experiment")
+    cli.add_command(runs_group)
 
 
 _register()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -27,6 +30,7 @@ from lake.cli_common import lake_option, on_terminal, open_lake
 @click.option("--out", default="runs/tiny", show_default=True, type=click.Path(path_type=Path))
 @click.option("--steps", default=None, help="Steps per stage, comma-separated (tiny: 4,8,8; tiny-edit: 1500,300).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--name", default=None, help="The run's name in the runs table (default: the recipe's: tiny, tiny-edit).")
 @click.option("--no-resume", is_flag=True, help="Start over even if OUT holds a checkpoint.")
 @click.option("--adaptive-every", type=int, default=0, show_default=True, metavar="SAMPLES",
               help="Adaptive rebalancing of the instruct stage: move the category mix every SAMPLES samples from the "
@@ -40,10 +44,18 @@ from lake.cli_common import lake_option, on_terminal, open_lake
               "and print the plan (memory per GPU, steps, samples) without training; exit 1 on a problem.")
 @click.option("--gpu-memory", type=click.FloatRange(min=1), default=80.0, show_default=True,
               help="--dry-run: GiB per GPU for the plan.")
+@click.option("--submit", "submit_to", default=None, metavar="ADDRESS",
+              help="Run it as a Ray job on the cluster at ADDRESS (http://HEAD:8265 or ray://HEAD:10001) with this "
+                   "project as its working directory; `kiwi runs list|logs|stop` follow it. OUT and the lake must be "
+                   "where the cluster sees them too.")
 @lake_option
-def train(recipe, image_slice, video_slice, reference_slice, model_dir, out, steps, seed, no_resume, adaptive_every,
-          workers, gpu, fsdp, ray_address, dry_run, gpu_memory, lake_uri) -> None:
+@click.pass_context
+def train(ctx, recipe, image_slice, video_slice, reference_slice, model_dir, out, steps, seed, name, no_resume,
+          adaptive_every, workers, gpu, fsdp, ray_address, dry_run, gpu_memory, submit_to, lake_uri) -> None:
     """Train through a staged curriculum, streaming slices from the lake; resumes from OUT's checkpoint."""
+    if submit_to:
+        _submit(ctx, submit_to, out, lake_uri)
+        return
     from kiwi import curriculum
     from kiwi.model.io import from_pretrained, save_pretrained
     from kiwi.model.kiwi_edit import KiwiConfig
@@ -80,6 +92,10 @@ def train(recipe, image_slice, video_slice, reference_slice, model_dir, out, ste
         reference_slice = save_slice(db, build_slice(db, where=f"split = 'train' AND task IN {tasks}",
                                                      seed=seed, name=f"train-reference-{recipe}"))
     run = recipe_fn(video_slice, reference_slice, counts, seed=seed)
+    if name:
+        from dataclasses import replace
+
+        run = replace(run, name=name)
     if model_dir is not None:  # the run's origin, in its lineage (the model is built from the folder below)
         from dataclasses import replace
 
@@ -112,9 +128,15 @@ def train(recipe, image_slice, video_slice, reference_slice, model_dir, out, ste
     from kiwi.checkpoints import RunMismatch
 
     try:
-        summary = Trainer(model, db, run, out).train(resume=not no_resume, progress=on_terminal())
+        with stop_on_sigterm() as asked:
+            summary = Trainer(model, db, run, out).train(resume=not no_resume, progress=on_terminal(),
+                                                         should_stop=asked)
     except RunMismatch as e:
         raise click.ClickException(str(e)) from None
+    if not summary.finished and summary.history:
+        click.echo(f"run {summary.run_id}: stopped at step {summary.steps} with a checkpoint in "
+                   f"{Path(out) / 'checkpoint'}; the same command resumes it")
+        return
     if not summary.history:  # finished before: the trained weights are in the checkpoint, not in this fresh model
         from kiwi.checkpoints import load_weights
 
@@ -188,9 +210,63 @@ def _train_paper(recipe, image_slice, video_slice, reference_slice, model_dir, o
         if result.error is not None:
             raise click.ClickException(f"training failed on a worker: {result.error}")
         return
-    summary = Trainer(from_pretrained(model_dir), db, run, out).train(resume=not no_resume,
-                                                                     progress=on_terminal())
-    click.echo(f"run {summary.run_id}: {summary.steps} steps; checkpoint in {Path(out) / 'checkpoint'}")
+    with stop_on_sigterm() as asked:
+        summary = Trainer(from_pretrained(model_dir), db, run, out).train(resume=not no_resume,
+                                                                         progress=on_terminal(), should_stop=asked)
+    state = "finished" if summary.finished else "stopped (the same command resumes it)"
+    click.echo(f"run {summary.run_id}: {summary.steps} steps, {state}; checkpoint in {Path(out) / 'checkpoint'}")
+
+
+@contextmanager
+def stop_on_sigterm():
+    """SIGTERM (a scheduler's preemption, `kiwi runs stop`, Ray's stop_job) asks the run to checkpoint and end after
+    the current step, as a notebook's stop button does; yields the question the trainer polls."""
+    asked = threading.Event()
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield asked.is_set
+        return
+    previous = signal.signal(signal.SIGTERM, lambda *_: asked.set())
+    try:
+        yield asked.is_set
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _submit(ctx: click.Context, address: str, out: Path, lake_uri: str | None) -> None:
+    """`--submit`: the same `kiwi train` command, run as a Ray job; paths are made absolute for the cluster."""
+    from kiwi.jobs import submit_train
+
+    db = open_lake(lake_uri)  # a typo in the lake fails here, not on the cluster
+    try:
+        job_id = submit_train(address, forwarded_options(ctx, skip=("submit_to", "out", "lake_uri")), out, db.uri)
+    except (ConnectionError, RuntimeError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"submitted {job_id} to {address}: run folder {Path(out).resolve()}")
+    click.echo(f"follow it: kiwi runs logs {Path(out).name} --follow --address {address}; stop it: kiwi runs stop "
+               f"{Path(out).name} --address {address}")
+
+
+def forwarded_options(ctx: click.Context, skip: tuple[str, ...]) -> list[str]:
+    """The command line that gives the options set on this one (not defaults, not read from the environment: the
+    cluster has its own), paths absolute."""
+    from click.core import ParameterSource
+
+    args: list[str] = []
+    for param in ctx.command.params:
+        if not isinstance(param, click.Option) or param.name in skip:
+            continue
+        value = ctx.params[param.name]
+        if ctx.get_parameter_source(param.name) in (ParameterSource.DEFAULT, ParameterSource.ENVIRONMENT) \
+                or value is None or (param.is_flag and not value):
+            continue
+        flag = max(param.opts, key=len)
+        if param.is_flag:
+            args.append(flag)
+            continue
+        if isinstance(value, Path):
+            value = value.expanduser().resolve()
+        args += [flag, str(value)]
+    return args
 
 
 def print_flops(run, gpus: int, clip: tuple[int, int], mfu: float, peak_tflops: float) -> None:

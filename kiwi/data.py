@@ -14,6 +14,8 @@ import base64
 import functools
 import hashlib
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -55,6 +57,10 @@ class DataConfig:
     # the MLLM sees the reference image as the dataset gives it (upstream's training input); the VAE always gets
     # the letterboxed white canvas. False: the MLLM gets the canvas too.
     raw_reference: bool = False
+    # rows decoded and resized once, kept in memory (least recently used out) up to this many MiB per process: a
+    # small slice read for many epochs (the CPU experiments) decodes each clip once, not once per epoch; clips
+    # bigger than an eighth of it (published-size clips) are never kept. 0: decode every time.
+    decoded_cache_mb: int = 256
 
     def __post_init__(self):
         if self.sampling not in SAMPLINGS:
@@ -253,48 +259,107 @@ def shape_buckets(db: Lake, slice_: Slice, max_pixels: int) -> np.ndarray:
     return _BUCKETS[key]
 
 
+class DecodedRows:
+    """Rows of pinned table versions, decoded and preprocessed (everything but the per-epoch reference shrink),
+    least recently used out beyond `budget` bytes. Thread-safe: the loader's worker threads share it."""
+
+    def __init__(self, budget: int = 0):
+        self.budget, self.used = budget, 0
+        self._rows: OrderedDict[tuple, dict] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple) -> dict | None:
+        with self._lock:
+            row = self._rows.get(key)
+            if row is not None:
+                self._rows.move_to_end(key)
+            return row
+
+    def put(self, key: tuple, row: dict) -> None:
+        size = sum(v.nbytes for v in row.values() if isinstance(v, np.ndarray))
+        with self._lock:
+            if key in self._rows or size > self.budget // 8:
+                return
+            self._rows[key] = row
+            self.used += size
+            while self.used > self.budget and self._rows:
+                _, old = self._rows.popitem(last=False)
+                self.used -= sum(v.nbytes for v in old.values() if isinstance(v, np.ndarray))
+
+
+DECODED = DecodedRows()
+
+
 def prepare_rows(db: Lake, slice_: Slice, ids: list[str], config: DataConfig, task: str, seed: int,
                  epoch: int) -> dict:
     """One batch's rows taken by id at the slice's pinned version, decoded and preprocessed: numpy arrays
-    (source, target, reference or None) and lists (instructions, edit_types)."""
+    (source, target, reference or None) and lists (instructions, edit_types). Rows decoded before at the same
+    version and geometry come from `DECODED` (see DataConfig.decoded_cache_mb)."""
     table, version = slice_.table, slice_.table_version
-    columns = ["id", "instruction", "edit_type", "reference_image"] + (["task"] if task == MIXED else [])
-    meta = db.take(table, ids, columns=columns, version=version).to_pylist()
-    sources = db.read_blobs(table, "source_video", ids, version=version)
-    targets = db.read_blobs(table, "target_video", ids, version=version)
+    cacheable = config.decoded_cache_mb > 0 and config.max_pixels is None
+    DECODED.budget = max(DECODED.budget, config.decoded_cache_mb << 20) if cacheable else DECODED.budget
+    geometry = (db.uri, table, version, config.frames, config.sampling, config.size, task)
+    rows = {i: DECODED.get((*geometry, i)) for i in ids} if cacheable else {}
+    missing = list(dict.fromkeys(i for i in ids if rows.get(i) is None))
+    if missing:
+        for row in _decode_rows(db, table, version, missing, config, task):
+            rows[row["id"]] = row
+            if cacheable:
+                DECODED.put((*geometry, row["id"]), row)
     src, tgt, refs, tasks, raw_refs = [], [], [], [], []
     shape = None  # with a pixel budget: the batch's frame shape, from its first row
-    for row, s, t in zip(meta, sources, targets, strict=True):
-        for blob, out in ((s, src), (t, tgt)):
-            frames = take_frames(media.decode_video(blob, name=f"{table}/{row['id']}"), config.frames,
-                                 config.sampling)
+    for row_id in ids:
+        row = rows[row_id]
+        for frames, out in ((row["source"], src), (row["target"], tgt)):
             if config.max_pixels is None:
-                out.append(resize_crop(frames, config.size))
+                out.append(frames)
                 continue
             shape = shape or frame_shape(*frames.shape[1:3], config.max_pixels)
             if 0 in shape:
-                raise ValueError(f"{table}/{row['id']}: frames of {frames.shape[2]}x{frames.shape[1]} are smaller "
+                raise ValueError(f"{table}/{row_id}: frames of {frames.shape[2]}x{frames.shape[1]} are smaller "
                                  f"than 32 pixels")
             out.append(fit_frames(frames, shape))
-        row_task = row_task_of(row["task"], row["reference_image"] is not None) if task == MIXED else task
+        row_task = row["row_task"]
         tasks.append(row_task)
         if row_task.startswith("ref"):
-            if row["reference_image"] is None:
-                raise ValueError(f"{row['id']} has no reference image but the stage's task is {task}")
-            shrink = _shrink(seed, epoch, row["id"], *config.reference_shrink) if config.train else 1.0
-            image = media.decode_image(row["reference_image"])
-            refs.append(reference_on_white(image, shape or config.size, shrink))
-            raw_refs.append(image)
+            shrink = _shrink(seed, epoch, row_id, *config.reference_shrink) if config.train else 1.0
+            refs.append(reference_on_white(row["reference"], shape or config.size, shrink))
+            raw_refs.append(row["reference"])
         elif task == MIXED:  # a white placeholder keeps the batch one array; the row's task says it is unused
             refs.append(np.full((*(shape or (config.size, config.size)), 3), 255, np.uint8))
             raw_refs.append(refs[-1])
     if config.sampling == "prefix_cut":  # clips cut to different 4k+1 lengths: the batch takes the shortest
         length = min(len(clip) for clip in src + tgt)
         src, tgt = [clip[:length] for clip in src], [clip[:length] for clip in tgt]
-    return dict(instructions=[r["instruction"] for r in meta], edit_types=[r["edit_type"] for r in meta],
+    return dict(instructions=[rows[i]["instruction"] for i in ids], edit_types=[rows[i]["edit_type"] for i in ids],
                 source=np.stack(src), target=np.stack(tgt), reference=np.stack(refs) if refs else None,
                 tasks=tasks if task == MIXED else None,
                 mllm_reference=raw_refs if config.raw_reference and refs else None)
+
+
+def _decode_rows(db: Lake, table: str, version: int, ids: list[str], config: DataConfig, task: str) -> list[dict]:
+    """Rows read by id and decoded: their frames sampled (and, without a pixel budget, resized and cropped), the
+    reference image decoded; what does not change from epoch to epoch."""
+    columns = ["id", "instruction", "edit_type", "reference_image"] + (["task"] if task == MIXED else [])
+    meta = db.take(table, ids, columns=columns, version=version).to_pylist()
+    sources = db.read_blobs(table, "source_video", ids, version=version)
+    targets = db.read_blobs(table, "target_video", ids, version=version)
+    rows = []
+    for row, s, t in zip(meta, sources, targets, strict=True):
+        clips = []
+        for blob in (s, t):
+            frames = take_frames(media.decode_video(blob, name=f"{table}/{row['id']}"), config.frames,
+                                 config.sampling)
+            clips.append(resize_crop(frames, config.size) if config.max_pixels is None else frames)
+        row_task = row_task_of(row["task"], row["reference_image"] is not None) if task == MIXED else task
+        reference = None
+        if row_task.startswith("ref"):
+            if row["reference_image"] is None:
+                raise ValueError(f"{row['id']} has no reference image but the stage's task is {task}")
+            reference = media.decode_image(row["reference_image"])
+        rows.append(dict(id=row["id"], instruction=row["instruction"], edit_type=row["edit_type"],
+                         row_task=row_task, source=clips[0], target=clips[1], reference=reference))
+    return rows
 
 
 def _pack_images(images: list[np.ndarray] | None) -> str:

@@ -51,6 +51,56 @@ class BackgroundRun:
         return read_history(self.out)
 
 
+def launch(db: Lake, video_slice, reference_slice, steps: tuple[int, int, int], out_dir: str | Path, name: str,
+           address: str | None = None, seed: int = 0, resume: bool = True):
+    """The tiny curriculum on two slices, in this process (`BackgroundRun`) or, given a cluster `address`, as a Ray
+    job (`kiwi.jobs.SubmittedRun`); both answer `running`, `stop()`, `wait()`, `history()`. Not started yet;
+    `resume=False` starts over whatever OUT holds."""
+    from dataclasses import replace
+
+    from kiwi import curriculum
+    from kiwi.model.kiwi_edit import tiny
+
+    if address:
+        from kiwi.jobs import SubmittedRun
+
+        args = ["--config", "tiny", "--steps", ",".join(map(str, steps)), "--video-slice", video_slice.slice_id,
+                "--reference-slice", reference_slice.slice_id, "--seed", str(seed), "--name", name]
+        return SubmittedRun(address, args + ([] if resume else ["--no-resume"]), out_dir, db.uri)
+    run = replace(curriculum.tiny(video_slice.slice_id, reference_slice.slice_id, steps=steps, seed=seed), name=name)
+    return BackgroundRun(tiny(seed=seed), db, run, out_dir, resume=resume)
+
+
+def consumed(out_dir: str | Path) -> dict[str, int]:
+    """Samples consumed so far per edit type, from the run's metrics."""
+    counts: dict[str, int] = {}
+    for entry in read_history(out_dir):
+        for t, n in entry.get("per_type_samples", {}).items():
+            counts[t] = counts.get(t, 0) + n
+    return counts
+
+
+def plot_progress(runs: dict[str, str | Path]):
+    """Loss curves beside the samples each run has consumed per edit type: what a live cell redraws."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, (loss_ax, mix_ax) = plt.subplots(1, 2, figsize=(11, 3.5), gridspec_kw={"width_ratios": [3, 2]})
+    plot_losses(runs, ax=loss_ax)
+    counts = {label: consumed(folder) for label, folder in runs.items()}
+    types = sorted({t for c in counts.values() for t in c})
+    y = np.arange(len(types))
+    height = 0.8 / max(1, len(runs))
+    for i, (label, c) in enumerate(counts.items()):
+        mix_ax.barh(y + i * height, [c.get(t, 0) for t in types], height=height, label=label)
+    mix_ax.set_yticks(y + height * (len(runs) - 1) / 2, types)
+    mix_ax.invert_yaxis()
+    mix_ax.set_xlabel("samples consumed")
+    mix_ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 def read_history(out_dir: str | Path) -> list[dict]:
     path = Path(out_dir) / "metrics.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []

@@ -36,6 +36,17 @@ from lake.slices import load_slice
 from lake.version import code_version
 
 
+def open_metrics(path: Path, resumed_at: int):
+    """The run's metrics log for appending, holding exactly the steps up to `resumed_at`: a fresh start begins an
+    empty one, a resume drops what steps after its checkpoint wrote (a killed run redoes those steps)."""
+    kept = []
+    if resumed_at and path.exists():
+        kept = [line for line in path.read_text().splitlines()
+                if line.strip() and json.loads(line)["global_step"] <= resumed_at]
+    path.write_text("".join(line + "\n" for line in kept))
+    return path.open("a")
+
+
 @dataclass
 class RunSummary:
     run_id: str
@@ -121,7 +132,8 @@ class Trainer(Checkpointing, PrecisionPolicy):
         if state:
             self.ranks_at_start = state.get("ranks_at_start", self.world_size)
         self.out.mkdir(parents=True, exist_ok=True)
-        log = (self.out / ("metrics.jsonl" if self.rank == 0 else f"metrics.rank{self.rank}.jsonl")).open("a")
+        log = open_metrics(self.out / ("metrics.jsonl" if self.rank == 0 else f"metrics.rank{self.rank}.jsonl"),
+                           state["global_step"] if state else 0)
         writer = SummaryWriter(str(self.out / "tensorboard" / f"rank{self.rank}"))
         self._master_weights()
         if state is None:
@@ -187,6 +199,7 @@ class Trainer(Checkpointing, PrecisionPolicy):
                         per_type.setdefault(t, []).append(value)
                     entry = dict(global_step=global_step, stage=stage.name, ids=ids, loss=sum(losses) / len(losses),
                                  per_type={t: sum(v) / len(v) for t, v in per_type.items()},
+                                 per_type_samples={t: len(v) for t, v in per_type.items()},
                                  samples_per_s=len(ids) / (time.perf_counter() - started))
                     if probe is not None:
                         self._adapt(probe, feed.primary, stage, global_step, entry, writer)

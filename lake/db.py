@@ -88,6 +88,7 @@ class Lake(VectorSearch, Versioning, RandomAccess):
 
         self.snapshots = Snapshots(self)  # SQL over large tables at Parquet speed (lake/snapshots.py)
         self._tables: dict[str, LanceTable] = {}
+        self._pinned: dict[tuple[str, int], lance.LanceDataset] = {}  # (table, version number) -> dataset
         existing = set(self._db.list_tables().tables)
         for name, spec in TABLES.items():
             if name in existing:
@@ -129,8 +130,20 @@ class Lake(VectorSearch, Versioning, RandomAccess):
         return self._db.open_table(name)
 
     def dataset(self, name: str, version: Version | None = None) -> lance.LanceDataset:
-        """The underlying Lance dataset (for scans with pushdown, `take`, `take_blobs`)."""
-        return self.table(name, version).to_lance()
+        """The underlying Lance dataset (for scans with pushdown, `take`, `take_blobs`). A numbered version never
+        changes, so its dataset is opened once and kept (a loader reads the slice's pinned version every batch:
+        listing the versions and opening the table each time took over half of a small batch's load)."""
+        if version is None:
+            return self.table(name).to_lance()
+        key = (name, int(version)) if isinstance(version, int) or str(version).isdigit() else None
+        if key is not None and key in self._pinned:
+            return self._pinned[key]
+        ds = self.table(name, version).to_lance()
+        if key is not None:
+            if len(self._pinned) >= 32:
+                self._pinned.pop(next(iter(self._pinned)))
+            self._pinned[key] = ds
+        return ds
 
     def count(self, table: str, where: str | None = None, version: Version | None = None) -> int:
         return self.dataset(table, version).count_rows(filter=where)

@@ -226,8 +226,6 @@ def _batches(records: Iterable[PairRecord], size: int) -> Iterator[list[PairReco
 
 
 def _progress(config: IngestConfig, source: Source):
-    if not config.progress:
-        return None
-    from tqdm.auto import tqdm
+    from lake.progress import progress
 
-    return tqdm(total=getattr(source, "n", None), desc=f"ingest {source.dataset}", unit="pair")
+    return progress(getattr(source, "n", None), f"ingest {source.dataset}", "pair", enabled=config.progress)

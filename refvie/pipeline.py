@@ -351,8 +351,6 @@ def build_local(db: Lake, config: PipelineConfig = PipelineConfig(), limit: int 
 
 
 def _bar(progress: bool, total: int):
-    if not progress:
-        return None
-    from tqdm.auto import tqdm
+    from lake.progress import progress as progress_bar
 
-    return tqdm(total=total, desc="refvie build", unit="pair")
+    return progress_bar(total, "refvie build", "pair", enabled=progress)

@@ -7,7 +7,9 @@ saved as slices; the tiny Kiwi-Edit trains through its curriculum on them; a pre
 are tagged; then a reduced rebalancing experiment: the tiny model that edits on a CPU trained once per category
 mix (arm) and seed with the same budget, every run evaluated per category on a frozen bench of held-out synthetic
 pairs, compared over seeds with intervals, a verdict in plain words and a saved report (Markdown + PNG).
-`lake info` closes. Rerunning it adds nothing.
+At the default size the experiment is one arm: the tiny-edit model trained on the natural mix long enough to edit
+(it beats copying the source on background changes and styles), with a frame gallery of its edits; the arm
+comparison is `kiwi experiment` (docs/experiment.md). `lake info` closes. Rerunning it adds nothing.
 Set KIWI_LAKE to use another lake; KIWI_DEMO_* (below) size the run."""
 
 from __future__ import annotations
@@ -32,12 +34,15 @@ from refvie.sources import KiwiCsvSource, SyntheticSource
 from refvie.synthetic import SyntheticConfig
 
 WORK = Path(os.environ.get("KIWI_DEMO_DIR", "data/demo"))
-N_SYNTHETIC = int(os.environ.get("KIWI_DEMO_PAIRS", "200"))
+N_SYNTHETIC = int(os.environ.get("KIWI_DEMO_PAIRS", "1500"))
+SIZE, FRAMES = 32, 9  # the size the tiny-edit model trains at, so clips decode in no time
 TRAIN_STEPS = tuple(int(s) for s in os.environ.get("KIWI_DEMO_STEPS", "4,12,12").split(","))
-N_BENCH = int(os.environ.get("KIWI_DEMO_BENCH_PAIRS", "80"))  # balanced, held out: the experiment's bench
-EXPERIMENT_STEPS = int(os.environ.get("KIWI_DEMO_EXPERIMENT_STEPS", "100"))
-EXPERIMENT_SEEDS = tuple(int(s) for s in os.environ.get("KIWI_DEMO_EXPERIMENT_SEEDS", "0,1").split(","))
-EXPERIMENT_ARMS = tuple(os.environ.get("KIWI_DEMO_EXPERIMENT_ARMS", "local-heavy,natural").split(","))
+N_BENCH = int(os.environ.get("KIWI_DEMO_BENCH_PAIRS", "130"))  # balanced, held out: the experiment's bench
+BENCH_PER_CATEGORY = int(os.environ.get("KIWI_DEMO_BENCH_PER_CATEGORY", "20"))
+EXPERIMENT_STEPS = int(os.environ.get("KIWI_DEMO_EXPERIMENT_STEPS", "2000"))
+EXPERIMENT_LR = float(os.environ.get("KIWI_DEMO_EXPERIMENT_LR", "3e-3"))
+EXPERIMENT_SEEDS = tuple(int(s) for s in os.environ.get("KIWI_DEMO_EXPERIMENT_SEEDS", "0").split(","))
+EXPERIMENT_ARMS = tuple(os.environ.get("KIWI_DEMO_EXPERIMENT_ARMS", "natural").split(","))
 BENCH_DATASET = "synthetic-bench"
 TRAIN_ROWS = f"split = 'train' AND dataset <> '{BENCH_DATASET}'"
 
@@ -69,12 +74,14 @@ def main() -> None:
     quiet = IngestConfig(progress=sys.stderr.isatty())
     print(f"lake at {db.uri}\n")
 
-    print(f"1. synthetic world: {N_SYNTHETIC} ground-truth edit pairs (17 frames, 128x128, local-edit skew)")
-    print(ingest(SyntheticSource(N_SYNTHETIC, SyntheticConfig(seed=0)), db, quiet))
+    print(f"1. synthetic world: {N_SYNTHETIC} ground-truth edit pairs ({FRAMES} frames, {SIZE}x{SIZE}, "
+          "local-edit skew)")
+    world = dict(frames=FRAMES, height=SIZE, width=SIZE)
+    print(ingest(SyntheticSource(N_SYNTHETIC, SyntheticConfig(seed=0, **world)), db, quiet))
     print(f"   and {N_BENCH} held-out pairs, even over the five edit types, for the bench ({BENCH_DATASET})")
     uniform = {e: 1.0 for e in EDIT_TYPES if e != "other"}
-    print(ingest(SyntheticSource(N_BENCH, SyntheticConfig(seed=1000, mix=uniform, dataset=BENCH_DATASET)), db,
-                 quiet))
+    print(ingest(SyntheticSource(N_BENCH, SyntheticConfig(seed=1000, mix=uniform, dataset=BENCH_DATASET, **world)),
+                 db, quiet))
 
     print("\n2. a Kiwi-Edit training CSV over real files, two of its rows broken")
     print(ingest(KiwiCsvSource(small_csv_dataset(WORK / "kiwi-csv"), WORK / "kiwi-csv", dataset="demo-csv"),
@@ -153,27 +160,40 @@ def main() -> None:
 def experiment(db: lake.Lake) -> None:
     from kiwi.eval.bench import bench_names, freeze_lake_bench, load_bench
     from kiwi.eval.experiment import ExperimentConfig, run_experiment
+    from kiwi.eval.report import outputs_png
 
-    print(f"10. the rebalancing experiment, reduced: the tiny Kiwi-Edit that edits on a CPU (tiny-edit) trained "
-          f"{EXPERIMENT_STEPS} steps per arm ({', '.join(EXPERIMENT_ARMS)}) and seed {list(EXPERIMENT_SEEDS)}, "
-          "each evaluated per category against the ground truth (`kiwi experiment` runs the full one)")
+    one_arm = len(EXPERIMENT_ARMS) == 1
+    what = (f"the tiny Kiwi-Edit that edits on a CPU (tiny-edit) trained {EXPERIMENT_STEPS} steps on the "
+            f"{EXPERIMENT_ARMS[0]} mix" if one_arm else
+            f"the rebalancing experiment, reduced: tiny-edit trained {EXPERIMENT_STEPS} steps per arm "
+            f"({', '.join(EXPERIMENT_ARMS)})")
+    print(f"10. {what}, seed {list(EXPERIMENT_SEEDS)}, scored per category against the ground truth and against "
+          "copying the source")
     if "demo-bench" not in bench_names(db):
-        freeze_lake_bench(db, "demo-bench", per_category=10, where=f"dataset = '{BENCH_DATASET}'")
+        freeze_lake_bench(db, "demo-bench", per_category=BENCH_PER_CATEGORY, where=f"dataset = '{BENCH_DATASET}'")
     items = load_bench(db, "demo-bench")
     counts = {}
     for item in items:
         counts[item.category] = counts.get(item.category, 0) + 1
     print(f"   bench demo-bench (frozen copy of {BENCH_DATASET}): {len(items)} items, "
           + ", ".join(f"{c} {n}" for c, n in sorted(counts.items())))
-    config = ExperimentConfig("demo-bench", arms=EXPERIMENT_ARMS, train_where=TRAIN_ROWS, steps=EXPERIMENT_STEPS,
-                              seeds=EXPERIMENT_SEEDS)
+    config = ExperimentConfig("demo-bench", arms=EXPERIMENT_ARMS, baseline=EXPERIMENT_ARMS[-1], train_where=TRAIN_ROWS,
+                              steps=EXPERIMENT_STEPS, lr=EXPERIMENT_LR, seeds=EXPERIMENT_SEEDS)
     result = run_experiment(db, config, WORK / "experiment", progress=sys.stderr.isatty(),
                             log=lambda line: print("   " + line))
     print("\n   psnr per category (dB), mean over seeds, and copying the source:")
     print("   " + result.summary("psnr").to_string(float_format=lambda v: f"{v:.2f}").replace("\n", "\n   "))
     print("\n   " + result.verdict.replace("\n", "\n   "))
-    print(f"\n   report: {result.report} (with {', '.join(p.name for p in sorted(result.report.parent.glob('*.png')))})"
-          "\n")
+    picked = [next(i.item_id for i in items if i.category == c) for c in sorted(counts)]
+    runs = {arm: result.eval_runs[f"{arm}/{EXPERIMENT_SEEDS[0]}"] for arm in EXPERIMENT_ARMS}
+    gallery = outputs_png(db, "demo-bench", runs, picked, config.evaluation, WORK / "experiment" / "gallery.png")
+    charts = ", ".join(p.name for p in sorted(result.report.parent.glob("*.png")))
+    print(f"\n   report: {result.report} (with {charts}); first / middle / last frames of source, "
+          f"{' / '.join(EXPERIMENT_ARMS)} and ground truth per category: {gallery}")
+    print("\n   The arm comparison — does rebalancing the mix help background changes? — is `kiwi experiment`\n"
+          "   (docs/experiment.md): four arms x five seeds x 1,000 steps on a 6,000-pair lake, about two hours on\n"
+          "   2 cores. Its result today: a 90 % local mix leaves backgrounds 2.4 dB and styles 2.7 dB behind the\n"
+          "   natural mix; temperature 0.3 gains 0.7 dB on backgrounds, every interval above zero.\n")
 
 
 if __name__ == "__main__":

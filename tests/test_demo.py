@@ -11,7 +11,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_demo_ingests_builds_previews_and_is_idempotent(tmp_path):
     env = {**os.environ, "KIWI_LAKE": str(tmp_path / "lake"), "KIWI_DEMO_DIR": str(tmp_path / "demo"),
            "KIWI_DEMO_PAIRS": "24", "KIWI_DEMO_STEPS": "1,2,2", "KIWI_DEMO_BENCH_PAIRS": "10",
-           "KIWI_DEMO_EXPERIMENT_STEPS": "2"}
+           "KIWI_DEMO_EXPERIMENT_STEPS": "2", "KIWI_DEMO_BENCH_PER_CATEGORY": "10",
+           "KIWI_DEMO_EXPERIMENT_ARMS": "local-heavy,natural", "KIWI_DEMO_EXPERIMENT_SEEDS": "0,1"}
     runs = [subprocess.run([sys.executable, str(ROOT / "scripts" / "demo.py")], env=env, capture_output=True,
                            text=True, timeout=600, check=True).stdout for _ in range(2)]
     first, second = runs
@@ -36,7 +37,9 @@ def test_demo_ingests_builds_previews_and_is_idempotent(tmp_path):
     assert "seed 1, arm natural: training 2 steps" in first
     report = tmp_path / "demo" / "experiment"
     assert (report / "report.md").read_text().startswith("# Rebalancing experiment")
-    assert {p.name for p in report.glob("*.png")} >= {"psnr_by_arm.png", "flow_loss_by_arm.png", "training_loss.png"}
+    assert {p.name for p in report.glob("*.png")} >= {"psnr_by_arm.png", "flow_loss_by_arm.png", "training_loss.png",
+                                                       "gallery.png"}
+    assert "ground truth per category" in first and "kiwi experiment" in first
     items = int(second.split("bench demo-bench")[1].split(": ")[1].split()[0])
     assert rows["eval_outputs"][1] == str((2 * 2 + 1) * items)  # 2 arms x 2 seeds + the copy baseline, once
 

@@ -176,3 +176,36 @@ def test_a_short_clip_is_cut_to_4k_plus_1_frames_as_upstream_trains():
     assert (take_frames(clip, 81, "prefix_cut")[:, 0, 0, 0] == np.arange(49)).all()
     assert len(take_frames(clip, 81, "prefix")) == 81  # the repeat-the-last-frame reading, for comparison
     assert len(take_frames(clip, 33, "prefix_cut")) == 33 and cut_to_4k1(81) == 81 and cut_to_4k1(4) == 1
+
+
+def test_decoded_rows_are_kept_so_a_later_epoch_reads_nothing_and_sees_the_same_batches(db, monkeypatch):
+    from kiwi import data
+
+    monkeypatch.setattr(data, "DECODED", data.DecodedRows())  # a cache of this test's own
+    s = build_slice(db, where="split = 'train'", strategy=Strategy("uniform"), seed=3)
+    reads = []
+    read_blobs = db.read_blobs
+    monkeypatch.setattr(db, "read_blobs", lambda *a, **k: reads.append(a) or read_blobs(*a, **k))
+
+    def epoch(n, mb):
+        return [signature(b) for b in SliceLoader(db, s, DataConfig(decoded_cache_mb=mb), batch_size=4, seed=3,
+                                                  task="instruct", epoch=n)]
+
+    def read_ids():
+        ids = {i for call in reads for i in call[2]}
+        reads.clear()
+        return ids
+
+    uncached = [epoch(n, 0) for n in (0, 1)]
+    read_ids()
+    first = epoch(0, 64)
+    decoded = read_ids()
+    assert decoded  # the first epoch decodes
+    second = epoch(1, 64)
+    assert not read_ids() & decoded  # the second reads no row the first decoded
+    assert [first, second] == uncached  # and sees the same pixels
+    assert data.DECODED.used > 0 and len(data.DECODED._rows) >= len(decoded)
+    tight = data.DecodedRows(budget=3 * next(iter(data.DECODED._rows.values()))["source"].nbytes * 16)
+    for key, row in list(data.DECODED._rows.items()):
+        tight.put(key, row)
+    assert 0 < len(tight._rows) < len(data.DECODED._rows) and tight.used <= tight.budget  # least recent out

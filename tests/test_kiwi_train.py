@@ -370,3 +370,17 @@ def test_cosine_schedule_warms_up_then_decays_to_its_floor_and_constant_stays_fl
     assert {flat.lr_at(step) for step in range(10)} == {1e-3}
     with pytest.raises(ValueError, match="lr_schedule must be"):
         StageConfig("s", "x", "instruct", ("dit",), steps=10, lr=1e-3, lr_schedule="linear")
+
+
+def test_the_metrics_log_holds_each_step_once_after_a_resume_and_starts_over_on_a_fresh_run(tmp_path):
+    from kiwi.train import open_metrics
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(json.dumps({"global_step": s, "loss": 1.0}) + "\n" for s in range(1, 8)))
+    with open_metrics(path, resumed_at=4) as log:  # killed after step 7, last checkpoint at 4: steps 5-7 are redone
+        log.write(json.dumps({"global_step": 5, "loss": 0.5}) + "\n")
+    steps = [json.loads(line)["global_step"] for line in path.read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5]
+    with open_metrics(path, resumed_at=0):  # a fresh start (no checkpoint, or --no-resume)
+        pass
+    assert path.read_text() == ""

@@ -58,15 +58,31 @@ def test_curate_notebook_saves_a_slice(small_lake, monkeypatch):
     assert "notebook-temperature-0.3" in saved
 
 
-def test_train_notebook_runs_stops_resumes_and_compares(small_lake, monkeypatch, tmp_path):
-    monkeypatch.setenv("KIWI_NB_STEPS", "1,3,3")
+def test_train_notebook_submits_to_the_cluster_stops_resumes_and_compares(small_lake, monkeypatch, tmp_path):
+    """Notebook 03 with $RAY_ADDRESS set: its runs go to a local Ray head (started here, 127.0.0.1) as jobs."""
+    import re
+
+    from tests.ray_head import ray_head
+
+    monkeypatch.setenv("KIWI_NB_STEPS", "2,20,20")
     monkeypatch.setenv("KIWI_NB_RUNS", str(tmp_path / "runs"))
-    nb = execute(NOTEBOOKS[2], small_lake, monkeypatch)
-    assert len(outputs(nb, "image/png")) >= 2  # live curve(s) and the comparison
+    with ray_head() as address:
+        monkeypatch.setenv("RAY_ADDRESS", address)
+        nb = execute(NOTEBOOKS[2], small_lake, monkeypatch)
+        from kiwi.jobs import list_jobs
+
+        submitted = list_jobs(address)
+    assert [j.run for j in submitted] == ["rebalanced", "rebalanced", "natural"]
+    assert [j.status for j in submitted] == ["STOPPED", "SUCCEEDED", "SUCCEEDED"]
+    assert len(outputs(nb, "image/png")) >= 3  # the balance, the live curve and consumption, the comparison
     text = "".join(o.get("text", "") for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", []))
-    assert "resumed and finished at step 7" in text
-    runs = lake.open(small_lake).read("runs", columns=["status"])["status"].to_pylist()
-    assert runs.count("finished") >= 2
+    assert f"runs go to {address}" in text
+    stopped = int(re.search(r"stopped after (\d+) steps", text).group(1))
+    assert 21 <= stopped < 42 and "resumed and finished at step 42" in text
+    runs = lake.open(small_lake).read("runs", columns=["name", "status"]).to_pylist()
+    assert {(r["name"], r["status"]) for r in runs} >= {("nb-rebalanced", "finished"), ("nb-natural", "finished")}
+    html = "".join(o["data"]["text/html"] for o in outputs(nb, "text/html"))
+    assert "nb-rebalanced" in html and "nb-natural" in html  # the comparison in SQL
 
 
 def test_evaluate_notebook_scores_a_model_against_the_baseline_and_shows_its_edits(small_lake, monkeypatch,

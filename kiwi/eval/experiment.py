@@ -237,7 +237,8 @@ def write_report(db: Lake, result: ExperimentResult, config: ExperimentConfig, o
     lines = [
         "# Rebalancing experiment",
         "",
-        f"Arms {', '.join(f'`{a}`' for a in config.arms)} against `{config.baseline}`; {config.model}, "
+        (f"Arms {', '.join(f'`{a}`' for a in config.arms)} against `{config.baseline}`" if len(config.arms) > 1
+         else f"One arm, `{config.baseline}`, against copying the source") + f"; {config.model}, "
         f"{config.steps} steps of batch {config.batch_size} at lr {config.lr:g} ({config.lr_schedule}), "
         f"{config.frames} frames of "
         f"{config.size}x{config.size}, one mixed-task stage; seeds {list(config.seeds)}; bench `{config.bench}` "
@@ -257,10 +258,11 @@ def write_report(db: Lake, result: ExperimentResult, config: ExperimentConfig, o
             continue
         summary = result.summary(metric)
         arm_chart(result.means[metric], result.copy_source, metric, unit, out / f"{metric}_by_arm.png")
-        lines += [f"## {metric} ({'higher' if higher else 'lower'} is better)", "",
-                  f"Difference from `{config.baseline}` over seeds (mean, 95% interval, minimum detectable effect at "
-                  f"80% power):", "", markdown_table(result.effects[metric].reset_index().set_index("arm")), "",
-                  "Mean over seeds per arm, and copying the source:", "", markdown_table(summary), "",
+        lines += [f"## {metric} ({'higher' if higher else 'lower'} is better)", ""]
+        if len(config.arms) > 1:
+            lines += [f"Difference from `{config.baseline}` over seeds (mean, 95% interval, minimum detectable effect "
+                      f"at 80% power):", "", markdown_table(result.effects[metric].reset_index().set_index("arm")), ""]
+        lines += ["Mean over seeds per arm, and copying the source:", "", markdown_table(summary), "",
                   f"![{metric} by arm]({metric}_by_arm.png)", ""]
     loss_chart(result.losses, out / "training_loss.png")
     lines += ["## Training", "", "![training loss](training_loss.png)", ""]

@@ -102,3 +102,47 @@ def outputs_gallery(db, bench: str, runs: Mapping[str, str], item_ids: list[str]
         rows.append("<tr>" + "".join(f'<td style="padding:4px;vertical-align:top">{c}</td>' for c in cells) + "</tr>")
     rows.append("</table>")
     return "\n".join(rows)
+
+
+def outputs_png(db, bench: str, runs: Mapping[str, str], item_ids: list[str], config, path: str | Path,
+                size: int = 64) -> Path:
+    """A PNG of the same rows as `outputs_gallery(still=True)` — per item the source, each run's output and the
+    ground truth, first / middle / last frame each, with the category and the columns named — for a report."""
+    import cv2
+
+    from kiwi.eval.bench import item_media, load_bench
+    from kiwi.eval.runner import conform
+    from lake import media
+
+    items = {i.item_id: i for i in load_bench(db, bench)}
+    gap, label_w, head_h = 6, 150, 22
+
+    def still(frames) -> np.ndarray:
+        picked = frames[[0, len(frames) // 2, len(frames) - 1]]
+        return np.concatenate([cv2.resize(f, (size, size), interpolation=cv2.INTER_NEAREST) for f in picked], 1)
+
+    columns = ["source", *runs, "target"]
+    cell_w = 3 * size
+    width = label_w + len(columns) * (cell_w + gap)
+    canvas = np.full((head_h + len(item_ids) * (size + gap), width, 3), 255, np.uint8)
+    for c, name in enumerate(columns):
+        cv2.putText(canvas, name, (label_w + c * (cell_w + gap), 15), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1,
+                    cv2.LINE_AA)
+    for r, item_id in enumerate(item_ids):
+        item = items[item_id]
+        pixels = conform(item_media(db, item), config)
+        top = head_h + r * (size + gap)
+        cv2.putText(canvas, item.category, (4, top + size // 2 + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1,
+                    cv2.LINE_AA)
+        clips = [pixels.source]
+        for run_id in runs.values():
+            (video,) = db.read_blobs("eval_outputs", "video", [f"{run_id}/{item_id}"])
+            clips.append(media.decode_video(video) if video else np.full_like(pixels.source, 200))
+        clips.append(pixels.target if pixels.target is not None else np.full_like(pixels.source, 200))
+        for c, frames in enumerate(clips):
+            left = label_w + c * (cell_w + gap)
+            canvas[top:top + size, left:left + cell_w] = still(frames)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
+    return path
