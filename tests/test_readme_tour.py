@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SKIP = {"make ": "the Makefile targets are CI itself", "tensorboard": "a server, not a command that ends",
         "/data": "a dataset on the user's disk", "path/to": "a published bench's files",
         "--bench openve-bench": "the published bench the tour cannot import",
-        "release/": "the RefVIE parquet release", "…": "an elided command", "http://": "a judge server",
+        "release/": "the RefVIE parquet release", "…": "an elided command",
+        "http://": "a server: a judge, a Ray head (tests/test_kiwi_jobs.py)",
         "refvie classifier train": "minutes of retraining what first use already trained (tests/test_labels.py)",
         "--reference-slice refvie": "the published recipe over the release's slices (tests/test_kiwi_launch.py)"}
 # the tour's sizes, cut to seconds; each pattern must match (a README edit that drops one fails the test)
