@@ -19,12 +19,13 @@ from lake.cli_common import lake_option, on_terminal, open_lake
               help="Model and curriculum: tiny (three stages, the full architecture at toy width), tiny-edit (the "
                    "CPU model that learns edits; two stages at 32x32), kiwi-paper (the published recipe: the full "
                    "model, GPUs) or its reference-only stage-3 variant.")
-@click.option("--image-slice", default=None, help="kiwi-paper: saved slice of image pairs (stage 1, and the image "
-              "task of stages 2-3).")
-@click.option("--video-slice", default=None, help="Saved slice for the image/instruct stages (default: built "
-              "now from the train split, temperature 0.3 over edit_type; kiwi-paper: required).")
-@click.option("--reference-slice", default=None, help="Saved slice for the reference stage (default: built now "
-              "over the train split's ref_subject rows; kiwi-paper: required).")
+@click.option("--image-slice", default=None, help="kiwi-paper: slice of image pairs (stage 1, and the image task of "
+              "stages 2-3). Every slice option takes a saved slice's name or id, or \"STRATEGY WHERE SQL\" to build "
+              "and save one now, e.g. \"temperature:0.3 WHERE split = 'train'\".")
+@click.option("--video-slice", default=None, help="Slice for the image/instruct stages (default: built now from the "
+              "train split, temperature 0.3 over edit_type; kiwi-paper: required).")
+@click.option("--reference-slice", default=None, help="Slice for the reference stage (default: built now over the "
+              "train split's ref_subject rows; kiwi-paper: required).")
 @click.option("--model", "model_dir", default=None, type=click.Path(path_type=Path),
               help="Start from this model folder (default: a fresh tiny model).")
 @click.option("--out", default="runs/tiny", show_default=True, type=click.Path(path_type=Path))
@@ -82,6 +83,9 @@ def train(ctx, recipe, image_slice, video_slice, reference_slice, model_dir, out
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--steps") from None
     db = open_lake(lake_uri)
+    video_slice = video_slice and _slice_option(db, video_slice, "--video-slice", f"{recipe}-video", seed)
+    reference_slice = reference_slice and _slice_option(db, reference_slice, "--reference-slice",
+                                                        f"{recipe}-reference", seed)
     if video_slice is None:
         video_slice = save_slice(db, build_slice(db, where="split = 'train'", seed=seed, name="train-video-t03",
                                                  strategy=Strategy("temperature", alpha=0.3)))
@@ -171,6 +175,11 @@ def _train_paper(recipe, image_slice, video_slice, reference_slice, model_dir, o
         raise click.UsageError(f"--config {recipe} trains the full model: give --model DIR (a folder from kiwi "
                                "convert, to fine-tune a release, or the published parts for a fresh start)")
     variant = "refvid-only" if recipe.endswith("refvid-only") else "img-vid-refvid"
+    db = open_lake(lake_uri)
+    image_slice, video_slice, reference_slice = (
+        _slice_option(db, value, flag, f"{recipe}-{role}", seed) for value, flag, role in
+        ((image_slice, "--image-slice", "image"), (video_slice, "--video-slice", "video"),
+         (reference_slice, "--reference-slice", "reference")))
     run = kiwi_paper(image_slice, video_slice, reference_slice, variant=variant,
                      init_from=str(Path(model_dir).resolve()) if model_dir else None)
     run = replace(run, seed=seed)
@@ -183,7 +192,6 @@ def _train_paper(recipe, image_slice, video_slice, reference_slice, model_dir, o
             raise click.BadParameter(f"{recipe} has {len(run.stages)} stages; got {len(counts)} step counts",
                                      param_hint="--steps")
         run = replace(run, stages=tuple(replace(s, steps=n) for s, n in zip(run.stages, counts, strict=True)))
-    db = open_lake(lake_uri)
     checks = check_run(db, run)
     click.echo(f"{run.name}: slices checked against the stages that read them")
     click.echo(f"{'stage':24s} {'task':14s} {'slice':28s} {'rows':>8s}  checks")
@@ -215,6 +223,16 @@ def _train_paper(recipe, image_slice, video_slice, reference_slice, model_dir, o
                                                                          progress=on_terminal(), should_stop=asked)
     state = "finished" if summary.finished else "stopped (the same command resumes it)"
     click.echo(f"run {summary.run_id}: {summary.steps} steps, {state}; checkpoint in {Path(out) / 'checkpoint'}")
+
+
+def _slice_option(db, value: str, flag: str, name: str, seed: int) -> str:
+    """A slice option's slice id: a saved slice, or one built and saved now from "STRATEGY WHERE SQL"."""
+    from kiwi.slice_specs import resolve_slice
+
+    try:
+        return resolve_slice(db, value, name, seed)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint=flag) from None
 
 
 @contextmanager

@@ -108,9 +108,10 @@ def train_entrypoint(train_args: list[str], out: str | Path, lake_uri: str) -> s
 
 def submit_train(address: str, train_args: list[str], out: str | Path, lake_uri: str, *,
                  env: dict[str, str] | None = None, num_cpus: float | None = None, num_gpus: float | None = None,
-                 stop_grace_s: int = 60, working_dir: str | Path | None = None) -> str:
+                 stop_grace_s: int = 60, working_dir: str | Path | None = None, agent_wait_s: float = 60) -> str:
     """Submit `kiwi train TRAIN_ARGS --out OUT --lake LAKE` as a Ray job; returns its job id. `out` is made
-    absolute; the job's working directory is this checkout (or `working_dir`), uploaded by Ray."""
+    absolute; the job's working directory is this checkout (or `working_dir`), uploaded by Ray. A cluster whose
+    job agent is not up yet (a head that has just started) is asked again for up to `agent_wait_s`."""
     out = Path(out).expanduser().resolve()
     root = Path(working_dir) if working_dir is not None else project_root()
     runtime_env: dict = {"env_vars": {"RAY_JOB_STOP_WAIT_TIME_S": str(stop_grace_s), **(env or {})}}
@@ -118,12 +119,20 @@ def submit_train(address: str, train_args: list[str], out: str | Path, lake_uri:
         runtime_env |= {"working_dir": str(root), "excludes": UPLOAD_EXCLUDES}
     job_id = f"kiwi-{out.name}-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 1_000_000:06d}"
     jobs = client(address)
-    with quiet("ray._private.runtime_env.working_dir", "ray._private.runtime_env.packaging",
-               "ray.dashboard.modules.dashboard_sdk"):
-        return jobs.submit_job(
-            entrypoint=train_entrypoint(train_args, out, lake_uri), submission_id=job_id, runtime_env=runtime_env,
-            metadata={"kiwi": "train", "run": out.name, "out": str(out), "lake": lake_uri},
-            entrypoint_num_cpus=num_cpus, entrypoint_num_gpus=num_gpus)
+    deadline = time.monotonic() + agent_wait_s
+    while True:
+        try:
+            with quiet("ray._private.runtime_env.working_dir", "ray._private.runtime_env.packaging",
+                       "ray.dashboard.modules.dashboard_sdk"):
+                return jobs.submit_job(
+                    entrypoint=train_entrypoint(train_args, out, lake_uri), submission_id=job_id,
+                    runtime_env=runtime_env, metadata={"kiwi": "train", "run": out.name, "out": str(out),
+                                                       "lake": lake_uri},
+                    entrypoint_num_cpus=num_cpus, entrypoint_num_gpus=num_gpus)
+        except RuntimeError as e:  # a head that has just started has no job agent yet: Ray says to try again
+            if "No available agent" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(1.0)
 
 
 def list_jobs(address: str) -> list[Job]:

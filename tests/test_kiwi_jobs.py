@@ -107,3 +107,30 @@ def test_forwarded_options_name_what_was_set_with_absolute_paths(tmp_path, monke
         assert isinstance(ctx, click.Context)
         args = forwarded_options(ctx, skip=("submit_to", "out", "lake_uri"))
     assert args == ["--config", "tiny-edit", "--model", str(tmp_path / "m"), "--steps", "3,1", "--no-resume"]
+
+
+def test_a_head_without_its_job_agent_yet_is_asked_again(monkeypatch, tmp_path):
+    calls = []
+
+    class Starting:  # what a head that has just started answers first
+        def submit_job(self, **kwargs):
+            calls.append(kwargs)
+            if len(calls) < 3:
+                raise RuntimeError("Request failed with status code 500: No available agent to submit job, "
+                                   "please try again later.")
+            return kwargs["submission_id"]
+
+    monkeypatch.setattr(jobs, "client", lambda address: Starting())
+    monkeypatch.setattr(jobs.time, "sleep", lambda s: None)
+    job_id = jobs.submit_train("http://head:8265", ["--steps", "1,1,1"], tmp_path / "r", "/lake")
+    assert job_id.startswith("kiwi-r-") and len(calls) == 3
+    assert calls[0]["entrypoint"].endswith(f"--out {tmp_path / 'r'} --lake /lake")
+    assert calls[0]["metadata"] == {"kiwi": "train", "run": "r", "out": str(tmp_path / "r"), "lake": "/lake"}
+
+    class Refusing:
+        def submit_job(self, **kwargs):
+            raise RuntimeError("Request failed with status code 400: bad runtime_env")
+
+    monkeypatch.setattr(jobs, "client", lambda address: Refusing())
+    with pytest.raises(RuntimeError, match="bad runtime_env"):  # any other refusal is not retried
+        jobs.submit_train("http://head:8265", [], tmp_path / "r", "/lake")

@@ -53,7 +53,7 @@ def test_a_misconfigured_run_fails_in_seconds_naming_each_problem(db):
     assert "problem(s) above: the run would fail on them" in wrong.output
     gone = run(db, "--image-slice", "nope", "--video-slice", "videos", "--reference-slice", "references",
                "--dry-run")
-    assert gone.exit_code == 1 and "no slice 'nope'" in gone.output
+    assert gone.exit_code == 2 and "no slice 'nope'" in gone.output and "STRATEGY WHERE SQL" in gone.output
     missing = run(db, "--video-slice", "videos", "--dry-run")
     assert missing.exit_code == 2 and "--image-slice, --reference-slice" in missing.output
     no_model = run(db, "--image-slice", "images", "--video-slice", "videos", "--reference-slice", "references")
@@ -61,3 +61,25 @@ def test_a_misconfigured_run_fails_in_seconds_naming_each_problem(db):
     steps = run(db, "--image-slice", "images", "--video-slice", "videos", "--reference-slice", "references",
                 "--dry-run", "--steps", "2,2")
     assert steps.exit_code == 2 and "has 3 stages; got 2 step counts" in steps.output
+
+
+def test_slices_built_on_the_spot_from_a_strategy_and_a_where(db):
+    result = run(db, "--image-slice", "WHERE num_frames = 1 AND split = 'train'",
+                 "--video-slice", "temperature:0.3 WHERE num_frames > 1 AND task = 'instruct'",
+                 "--reference-slice", "natural where task LIKE 'ref%' AND split = 'train'", "--dry-run")
+    assert result.exit_code == 0, result.output
+    saved = {r["name"]: r for r in db.read("slices").to_pylist()}
+    assert saved["kiwi-paper-video"]["strategy"] == "temperature" and "task = 'instruct'" in \
+        saved["kiwi-paper-video"]["where"]
+    assert saved["kiwi-paper-image"]["strategy"] == "natural" and saved["kiwi-paper-reference"]["where"] == \
+        "task LIKE 'ref%' AND split = 'train'"
+    again = run(db, "--image-slice", "WHERE num_frames = 1 AND split = 'train'", "--video-slice", "videos",
+                "--reference-slice", "references", "--dry-run")
+    assert again.exit_code == 0  # the same spec again: the same slice, saved once
+    assert sum(r["name"] == "kiwi-paper-image" for r in db.read("slices").to_pylist()) == 1
+    adaptive = run(db, "--image-slice", "images", "--video-slice", "adaptive WHERE num_frames > 1",
+                   "--reference-slice", "references", "--dry-run")
+    assert adaptive.exit_code == 2 and "an adaptive mix moves during training" in adaptive.output
+    empty = run(db, "--image-slice", "images", "--video-slice", "WHERE num_frames > 999", "--reference-slice",
+                "references", "--dry-run")
+    assert empty.exit_code == 2 and "matches WHERE num_frames > 999" in empty.output
