@@ -62,9 +62,10 @@ def logs_command(run: str, follow: bool, address: str) -> None:
 @address_option
 def stop_command(run: str, wait_s: float, address: str) -> None:
     """Stop RUN: it checkpoints and ends; `kiwi train` with the same options (and --submit) resumes it."""
-    from kiwi.jobs import stop
+    from kiwi.jobs import TERMINAL, find, stop
 
+    ended = _call(find, address, run).status in TERMINAL
     job = _call(stop, address, run, wait_s)
     steps = job.steps()
-    click.echo(f"{job.job_id}: {job.status}" + (f" at step {steps}" if steps is not None else "")
-               + f"; run folder {job.out}")
+    click.echo(f"{job.job_id}: {'had already ended, ' if ended else ''}{job.status}"
+               + (f" at step {steps}" if steps is not None else "") + f"; run folder {job.out}")

@@ -134,7 +134,7 @@ def train(ctx, recipe, image_slice, video_slice, reference_slice, model_dir, out
     try:
         with stop_on_sigterm() as asked:
             summary = Trainer(model, db, run, out).train(resume=not no_resume, progress=on_terminal(),
-                                                         should_stop=asked)
+                                                         should_stop=asked, say=_log_lines())
     except RunMismatch as e:
         raise click.ClickException(str(e)) from None
     if not summary.finished and summary.history:
@@ -220,9 +220,15 @@ def _train_paper(recipe, image_slice, video_slice, reference_slice, model_dir, o
         return
     with stop_on_sigterm() as asked:
         summary = Trainer(from_pretrained(model_dir), db, run, out).train(resume=not no_resume,
-                                                                         progress=on_terminal(), should_stop=asked)
+                                                                         progress=on_terminal(), should_stop=asked,
+                                                                         say=_log_lines())
     state = "finished" if summary.finished else "stopped (the same command resumes it)"
     click.echo(f"run {summary.run_id}: {summary.steps} steps, {state}; checkpoint in {Path(out) / 'checkpoint'}")
+
+
+def _log_lines():
+    """Off a terminal (a log file, a Ray job's log), a line per tenth of a stage on stderr instead of a bar."""
+    return None if on_terminal() else (lambda line: click.echo(line, err=True))
 
 
 def _slice_option(db, value: str, flag: str, name: str, seed: int) -> str:

@@ -114,10 +114,12 @@ class Trainer(Checkpointing, PrecisionPolicy):
 
     # ------------------------------------------------------------------------------------------- the loop
     def train(self, resume: bool = True, stop_after: int | None = None,
-              should_stop: Callable[[], bool] | None = None, progress: bool = False) -> RunSummary:
+              should_stop: Callable[[], bool] | None = None, progress: bool = False,
+              say: Callable[[str], None] | None = None) -> RunSummary:
         """Run every stage; `stop_after` (a step count) or `should_stop` (polled every step, e.g. a notebook's stop
         button) stop it with a checkpoint. A run killed without warning resumes from its last periodic checkpoint
-        instead, redoing the steps since. `progress` shows a bar over all steps (with the running loss)."""
+        instead, redoing the steps since. `progress` shows a bar over all steps (with the running loss); `say`
+        (for a log file or a job's log) gets a line every tenth of a stage and at its end instead."""
         from torch.utils.tensorboard import SummaryWriter
         from tqdm.auto import tqdm
 
@@ -205,6 +207,10 @@ class Trainer(Checkpointing, PrecisionPolicy):
                         self._adapt(probe, feed.primary, stage, global_step, entry, writer)
                     summary.history.append(entry)
                     bar.update(1)
+                    if say is not None and self.rank == 0 and (step % max(1, stage.steps // 10) == 0
+                                                               or step == stage.steps):
+                        say(f"{stage.name}: step {step}/{stage.steps} (run step {global_step}), loss "
+                            f"{entry['loss']:.4f}, {entry['samples_per_s']:.1f} samples/s")
                     bar.set_postfix(loss=f"{entry['loss']:.4f}", refresh=False)
                     log.write(json.dumps(entry) + "\n")
                     log.flush()

@@ -92,6 +92,7 @@ def test_kiwi_train_command_runs_the_tiny_curriculum(tmp_path):
     assert result.exit_code == 0, result.output
     assert "5 steps" in result.output and (tmp_path / "run" / "model" / "model_index.json").exists()
     assert "\r" not in result.output and "step/s" not in result.output  # no progress bar off a terminal
+    assert "stage2-instruct: step 2/2 (run step 3), loss" in result.stderr  # a line per tenth of a stage instead
     trained = (tmp_path / "run" / "model" / "transformer" / "diffusion_pytorch_model.safetensors").read_bytes()
     again = CliRunner().invoke(cli, ["train", "--lake", str(tmp_path / "lake"), "--out", str(tmp_path / "run"),
                                      "--steps", "1,2,2"])
