@@ -14,8 +14,6 @@ import base64
 import functools
 import hashlib
 import json
-import threading
-from collections import OrderedDict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,6 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset
 
+from kiwi import decoded_rows
 from kiwi.frames import SAMPLINGS, fit_frames, frame_shape, take_frames
 from kiwi.model.kiwi_edit import MIXED, EditBatch
 from lake import Lake, media
@@ -259,53 +258,23 @@ def shape_buckets(db: Lake, slice_: Slice, max_pixels: int) -> np.ndarray:
     return _BUCKETS[key]
 
 
-class DecodedRows:
-    """Rows of pinned table versions, decoded and preprocessed (everything but the per-epoch reference shrink),
-    least recently used out beyond `budget` bytes. Thread-safe: the loader's worker threads share it."""
-
-    def __init__(self, budget: int = 0):
-        self.budget, self.used = budget, 0
-        self._rows: OrderedDict[tuple, dict] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple) -> dict | None:
-        with self._lock:
-            row = self._rows.get(key)
-            if row is not None:
-                self._rows.move_to_end(key)
-            return row
-
-    def put(self, key: tuple, row: dict) -> None:
-        size = sum(v.nbytes for v in row.values() if isinstance(v, np.ndarray))
-        with self._lock:
-            if key in self._rows or size > self.budget // 8:
-                return
-            self._rows[key] = row
-            self.used += size
-            while self.used > self.budget and self._rows:
-                _, old = self._rows.popitem(last=False)
-                self.used -= sum(v.nbytes for v in old.values() if isinstance(v, np.ndarray))
-
-
-DECODED = DecodedRows()
-
-
 def prepare_rows(db: Lake, slice_: Slice, ids: list[str], config: DataConfig, task: str, seed: int,
                  epoch: int) -> dict:
     """One batch's rows taken by id at the slice's pinned version, decoded and preprocessed: numpy arrays
     (source, target, reference or None) and lists (instructions, edit_types). Rows decoded before at the same
-    version and geometry come from `DECODED` (see DataConfig.decoded_cache_mb)."""
+    version and geometry come from `kiwi.decoded_rows.DECODED` (see DataConfig.decoded_cache_mb)."""
     table, version = slice_.table, slice_.table_version
     cacheable = config.decoded_cache_mb > 0 and config.max_pixels is None
-    DECODED.budget = max(DECODED.budget, config.decoded_cache_mb << 20) if cacheable else DECODED.budget
+    cache = decoded_rows.DECODED
+    cache.budget = max(cache.budget, config.decoded_cache_mb << 20) if cacheable else cache.budget
     geometry = (db.uri, table, version, config.frames, config.sampling, config.size, task)
-    rows = {i: DECODED.get((*geometry, i)) for i in ids} if cacheable else {}
+    rows = {i: cache.get((*geometry, i)) for i in ids} if cacheable else {}
     missing = list(dict.fromkeys(i for i in ids if rows.get(i) is None))
     if missing:
         for row in _decode_rows(db, table, version, missing, config, task):
             rows[row["id"]] = row
             if cacheable:
-                DECODED.put((*geometry, row["id"]), row)
+                cache.put((*geometry, row["id"]), row)
     src, tgt, refs, tasks, raw_refs = [], [], [], [], []
     shape = None  # with a pixel budget: the batch's frame shape, from its first row
     for row_id in ids:

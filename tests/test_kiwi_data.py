@@ -179,7 +179,7 @@ def test_a_short_clip_is_cut_to_4k_plus_1_frames_as_upstream_trains():
 
 
 def test_decoded_rows_are_kept_so_a_later_epoch_reads_nothing_and_sees_the_same_batches(db, monkeypatch):
-    from kiwi import data
+    from kiwi import decoded_rows as data
 
     monkeypatch.setattr(data, "DECODED", data.DecodedRows())  # a cache of this test's own
     s = build_slice(db, where="split = 'train'", strategy=Strategy("uniform"), seed=3)

@@ -33,7 +33,11 @@ SCALE = {r"--n 500\b": "--n 64", r"--n 250\b": "--n 25", r"--seeds 5\b": "--seed
          r"(kiwi train --config tiny --lake data/lake --out runs/tiny)": r"\1 --steps 1,1,1",
          r"(kiwi experiment .*)--out": r"\1--arms natural,local-heavy --out"}
 # commands whose stderr must hold nothing but their own progress bar (no library warnings, no Ray log lines)
-QUIET = {"refvie build": "refvie build:", "kiwi train": ("tiny", "tiny-edit"), "refvie ingest": "ingest "}
+# what each may write on stderr: its progress bar, or off a terminal its progress lines (kiwi train: per tenth of a
+# stage, named after the stage)
+QUIET = {"refvie build": "refvie build:", "refvie ingest": "ingest ",
+         "kiwi train": ("tiny", "tiny-edit", "stage1-align: step", "stage2-instruct: step", "stage3-reference: step",
+                        "instruct: step", "reference: step")}
 # a few commands' output must show that they did what the README says
 EXPECT = {"refvie ingest --format synthetic --n 64": "accepted", "refvie build": "quadruplets",
           "printf 'The lamp should be gone": "background_change", "kiwi bench list": "my-bench",
