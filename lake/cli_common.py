@@ -10,6 +10,7 @@ import pyarrow as pa
 from click.core import ParameterSource
 
 from lake.errors import LakeError
+from lake.progress import on_terminal  # noqa: F401 - re-exported: the commands ask it here
 
 
 class FriendlyGroup(click.Group):
@@ -20,14 +21,6 @@ class FriendlyGroup(click.Group):
             return super().invoke(ctx)
         except (LakeError, ValueError, FileNotFoundError) as e:
             raise click.ClickException(str(e)) from None
-
-
-def on_terminal() -> bool:
-    """Whether progress bars help: only on a terminal. In a log file or a captured run a bar is a line per step;
-    commands say one line per stage instead."""
-    import sys
-
-    return sys.stderr.isatty()
 
 
 def _default_lake() -> str:

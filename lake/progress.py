@@ -6,6 +6,12 @@ from __future__ import annotations
 import sys
 
 
+def on_terminal() -> bool:
+    """Whether progress bars help: only on a terminal. In a log file or a captured run a bar is a line per step;
+    commands say one line per stage (or per tenth of the work) instead."""
+    return sys.stderr.isatty()
+
+
 class LogLines:
     """tqdm's `update` / `close`, written as `desc: done/total unit` lines at every tenth of `total` (every
     `every` items when the total is unknown) and once at the end."""
@@ -38,7 +44,7 @@ def progress(total: int | None, desc: str, unit: str, enabled: bool = True):
     """A tqdm bar on a terminal, `LogLines` elsewhere, None when not `enabled`."""
     if not enabled:
         return None
-    if sys.stderr.isatty():
+    if on_terminal():
         from tqdm.auto import tqdm
 
         return tqdm(total=total, desc=desc, unit=unit)

@@ -58,6 +58,25 @@ def png_tag(rgb: np.ndarray) -> str:
     return f'<img src="data:image/png;base64,{base64.b64encode(png.tobytes()).decode()}">'
 
 
+def _stills(frames: np.ndarray, size: int) -> np.ndarray:
+    """First, middle and last frame side by side, each enlarged to `size` without smoothing."""
+    import cv2
+
+    picked = frames[[0, len(frames) // 2, len(frames) - 1]]
+    return np.concatenate([cv2.resize(f, (size, size), interpolation=cv2.INTER_NEAREST) for f in picked], 1)
+
+
+def _run_outputs(db, runs: Mapping[str, str], item_id: str) -> list[np.ndarray | None]:
+    """Each run's stored output for one bench item (None where the run did not edit it)."""
+    from lake import media
+
+    outputs = []
+    for run_id in runs.values():
+        (video,) = db.read_blobs("eval_outputs", "video", [f"{run_id}/{item_id}"])
+        outputs.append(media.decode_video(video) if video else None)
+    return outputs
+
+
 def outputs_gallery(db, bench: str, runs: Mapping[str, str], item_ids: list[str], config, size: int = 96,
                     still: bool = False) -> str:
     """HTML: one row per bench item with the instruction, the source, the reference image (the edit's other input,
@@ -77,11 +96,7 @@ def outputs_gallery(db, bench: str, runs: Mapping[str, str], item_ids: list[str]
     items = {i.item_id: i for i in load_bench(db, bench)}
 
     def clip(frames) -> str:
-        if not still:
-            return video_tag(media.encode_video(frames), size)
-        picked = frames[[0, len(frames) // 2, len(frames) - 1]]
-        return png_tag(np.concatenate([cv2.resize(f, (size, size), interpolation=cv2.INTER_NEAREST)
-                                       for f in picked], 1))
+        return png_tag(_stills(frames, size)) if still else video_tag(media.encode_video(frames), size)
 
     def image(picture) -> str:
         if picture is None:
@@ -95,9 +110,7 @@ def outputs_gallery(db, bench: str, runs: Mapping[str, str], item_ids: list[str]
         pixels = conform(item_media(db, item), config)
         cells = [f"<b>{html.escape(item.category)}</b><br><small>{html.escape(item.instruction)}</small>",
                  clip(pixels.source), image(pixels.reference)]
-        for run_id in runs.values():
-            (video,) = db.read_blobs("eval_outputs", "video", [f"{run_id}/{item_id}"])
-            cells.append(clip(media.decode_video(video)) if video else "<i>not run</i>")
+        cells += [clip(out) if out is not None else "<i>not run</i>" for out in _run_outputs(db, runs, item_id)]
         cells.append(clip(pixels.target) if pixels.target is not None else "<i>no ground truth</i>")
         rows.append("<tr>" + "".join(f'<td style="padding:4px;vertical-align:top">{c}</td>' for c in cells) + "</tr>")
     rows.append("</table>")
@@ -112,14 +125,9 @@ def outputs_png(db, bench: str, runs: Mapping[str, str], item_ids: list[str], co
 
     from kiwi.eval.bench import item_media, load_bench
     from kiwi.eval.runner import conform
-    from lake import media
 
     items = {i.item_id: i for i in load_bench(db, bench)}
     gap, label_w, head_h = 6, 150, 22
-
-    def still(frames) -> np.ndarray:
-        picked = frames[[0, len(frames) // 2, len(frames) - 1]]
-        return np.concatenate([cv2.resize(f, (size, size), interpolation=cv2.INTER_NEAREST) for f in picked], 1)
 
     columns = ["source", *runs, "target"]
     cell_w = 3 * size
@@ -134,14 +142,11 @@ def outputs_png(db, bench: str, runs: Mapping[str, str], item_ids: list[str], co
         top = head_h + r * (size + gap)
         cv2.putText(canvas, item.category, (4, top + size // 2 + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1,
                     cv2.LINE_AA)
-        clips = [pixels.source]
-        for run_id in runs.values():
-            (video,) = db.read_blobs("eval_outputs", "video", [f"{run_id}/{item_id}"])
-            clips.append(media.decode_video(video) if video else np.full_like(pixels.source, 200))
-        clips.append(pixels.target if pixels.target is not None else np.full_like(pixels.source, 200))
+        clips = [pixels.source, *_run_outputs(db, runs, item_id), pixels.target]
         for c, frames in enumerate(clips):
             left = label_w + c * (cell_w + gap)
-            canvas[top:top + size, left:left + cell_w] = still(frames)
+            canvas[top:top + size, left:left + cell_w] = \
+                _stills(frames if frames is not None else np.full_like(pixels.source, 200), size)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
