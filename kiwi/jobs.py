@@ -130,8 +130,14 @@ def submit_train(address: str, train_args: list[str], out: str | Path, lake_uri:
                                                        "lake": lake_uri},
                     entrypoint_num_cpus=num_cpus, entrypoint_num_gpus=num_gpus)
         except RuntimeError as e:  # a head that has just started has no job agent yet: Ray says to try again
-            if "No available agent" not in str(e) or time.monotonic() > deadline:
+            if "No available agent" not in str(e):
                 raise
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"the Ray head at {address} has had no job agent for {agent_wait_s:.0f} s, so it takes no jobs: "
+                    "its dashboard agent did not start (on the head machine, another Ray node may hold the agent's "
+                    "port, 52365 unless `ray start --dashboard-agent-listen-port` names another; see the head's "
+                    "dashboard_agent.log)") from e
             time.sleep(1.0)
 
 

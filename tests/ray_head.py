@@ -30,7 +30,18 @@ def main() -> None:
     p.add_argument("--num-cpus", type=int, default=2)
     a = p.parse_args()
     import ray
+    from ray._private import parameter
 
+    # ray.init has no option for the dashboard agent's port and every Ray node on a machine takes the same default
+    # (52365): beside another cluster (a test running alongside) this head's agent could not listen, and the Jobs
+    # API answers "No available agent" for as long as the head lives. Give this head's agent a free port instead.
+    agent_port, params_init = free_port(), parameter.RayParams.__init__
+
+    def with_free_agent_port(self, *args, **kwargs):
+        kwargs.setdefault("dashboard_agent_listen_port", agent_port)
+        params_init(self, *args, **kwargs)
+
+    parameter.RayParams.__init__ = with_free_agent_port
     port = free_port()
     ray.init(address="local", num_cpus=a.num_cpus, include_dashboard=True, dashboard_host="127.0.0.1",
              dashboard_port=port, object_store_memory=256 * 1024**2, log_to_driver=False,

@@ -3,6 +3,7 @@ by the test and shut down by itself), followed with `kiwi runs list | logs`, sto
 resubmitted — ending on the weights an uninterrupted run ends on."""
 
 import json
+import socket
 import time
 from pathlib import Path
 
@@ -127,6 +128,16 @@ def test_a_head_without_its_job_agent_yet_is_asked_again(monkeypatch, tmp_path):
     assert calls[0]["entrypoint"].endswith(f"--out {tmp_path / 'r'} --lake /lake")
     assert calls[0]["metadata"] == {"kiwi": "train", "run": "r", "out": str(tmp_path / "r"), "lake": "/lake"}
 
+    class WithoutAgent:  # a head whose agent never comes up
+        def submit_job(self, **kwargs):
+            raise RuntimeError("Request failed with status code 500: No available agent to submit job, "
+                               "please try again later.")
+
+    monkeypatch.setattr(jobs, "client", lambda address: WithoutAgent())
+    monkeypatch.setattr(jobs.time, "monotonic", iter(range(0, 10_000, 30)).__next__)
+    with pytest.raises(RuntimeError, match="has had no job agent for 60 s.*52365"):
+        jobs.submit_train("http://head:8265", [], tmp_path / "r", "/lake")
+
     class Refusing:
         def submit_job(self, **kwargs):
             raise RuntimeError("Request failed with status code 400: bad runtime_env")
@@ -134,3 +145,18 @@ def test_a_head_without_its_job_agent_yet_is_asked_again(monkeypatch, tmp_path):
     monkeypatch.setattr(jobs, "client", lambda address: Refusing())
     with pytest.raises(RuntimeError, match="bad runtime_env"):  # any other refusal is not retried
         jobs.submit_train("http://head:8265", [], tmp_path / "r", "/lake")
+
+
+def test_a_local_head_takes_jobs_beside_another_nodes_job_agent(tmp_path):
+    """Every Ray node's job agent listens on 52365 unless told otherwise: a test head started while another cluster
+    runs on the machine (the suite's lanes side by side) must give its agent another port, or it takes no job."""
+    taken = socket.socket()
+    taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        taken.bind(("0.0.0.0", 52365))
+        taken.listen()
+    except OSError:
+        pass  # another node's agent holds it already: the same situation
+    with taken, ray_head() as address:
+        job_id = jobs.client(address).submit_job(entrypoint="true")
+        assert job_id
