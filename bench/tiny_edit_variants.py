@@ -5,7 +5,7 @@ clips from another seed with 1, 3 and 10 sampler steps.
 
     python bench/tiny_edit_variants.py [--steps 1200] [--cosine] [--gate | --residual] [--lr 1e-3] [--threads 1]
                                         [--patch 4] [--width 128] [--layers 4]
-                                        [--refiner 1 [--plain-refiner]] [--held-out 100]
+                                        [--refiner 1 [--plain-refiner | --refiner-condition context]] [--held-out 100]
 """
 
 from __future__ import annotations
@@ -48,6 +48,8 @@ def main() -> None:
     p.add_argument("--residual", action="store_true")
     p.add_argument("--refiner", type=int, default=0, help="a source refiner of this kernel size (0: none)")
     p.add_argument("--plain-refiner", action="store_true", help="a refiner that does not see the instruction")
+    p.add_argument("--refiner-condition", choices=("instruction", "context"), default="instruction",
+                   help="what modulates the refiner: the instruction's sentence embedding or the pooled context")
     p.add_argument("--pairs", type=int, default=1500)
     p.add_argument("--held-out", type=int, default=100, help="held-out clips to score")
     p.add_argument("--patch", type=int, default=4, help="the pixel codec's patch (2: four times the DiT tokens)")
@@ -61,7 +63,7 @@ def main() -> None:
     white = np.full((32, 32, 3), 255, np.uint8)
     model = tiny_edit(seed=0, width=a.width, layers=a.layers, patch=a.patch, source_residual=a.residual,
                       source_gate=a.gate, source_refiner=a.refiner,
-                      refiner_condition=bool(a.refiner) and not a.plain_refiner)
+                      refiner_condition=False if a.plain_refiner or not a.refiner else a.refiner_condition)
     optimiser = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=a.lr, weight_decay=0.01)
     rng, started = np.random.default_rng(0), time.perf_counter()
     for step in range(a.steps):
@@ -80,7 +82,7 @@ def main() -> None:
         optimiser.step()
     variant = "gate" if a.gate else "residual" if a.residual else "x0"
     if a.refiner:
-        variant += f" + refiner {a.refiner}{' (not instruction-conditioned)' if a.plain_refiner else ''}"
+        variant += f" + refiner {a.refiner} ({'plain' if a.plain_refiner else 'by the ' + a.refiner_condition})"
     print(f"{variant} (patch {a.patch}, width {a.width}, {a.layers} layers), {a.steps} steps of batch 8, "
           f"lr {a.lr:g}{' cosine' if a.cosine else ''}: "
           f"trained in {time.perf_counter() - started:.0f} s, last loss {loss.item():.4f}")

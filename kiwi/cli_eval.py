@@ -344,7 +344,9 @@ def eval_export(run_id, bench_name, out, lake_uri) -> None:
 @click.option("--lr", type=float, default=1e-3, show_default=True)
 @click.option("--lr-schedule", type=click.Choice(["cosine", "constant"]), default="cosine", show_default=True,
               help="After the peak: cosine down to a tenth, or constant.")
-@click.option("--config", "model", type=click.Choice(["tiny-edit", "tiny"]), default="tiny-edit", show_default=True)
+@click.option("--config", "model", type=click.Choice(["tiny-edit", "tiny-edit-context", "tiny"]), default="tiny-edit",
+              show_default=True, help="tiny-edit-context: the refiner modulated by the pooled context (the model of "
+              "the results in docs/experiment.md).")
 @click.option("--size", type=int, default=32, show_default=True, help="Square side for training and evaluation.")
 @click.option("--sampler-steps", type=int, default=8, show_default=True,
               help="Sampler steps when scoring (1: the x0 model's conditional mean, what PSNR rewards).")

@@ -234,6 +234,8 @@ def _dit(model: KiwiEdit, task: str, frames: int, height: int, width: int, sourc
             parts.insert(0, model.reference_connector(reference_states.to(model.reference_connector[0].weight.dtype)))
         context = torch.cat(parts, dim=1)
         sigma = torch.full((1,), 0.5, device=device)
-        return model.predict(noisy, sigma, context, source_latents, reference)
+        condition = (torch.zeros(1, model.refiner.condition_dim, device=device)
+                     if model.refiner_condition == "instruction" else None)
+        return model.predict(noisy, sigma, context, source_latents, reference, condition)
 
     return counted(forward)

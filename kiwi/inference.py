@@ -64,12 +64,12 @@ def edit(model: KiwiEdit, video: np.ndarray, instruction: str, reference: np.nda
     tile_vae(model)
     source = model.encode_video(batch.source)
     reference_latents = model.encode_video(batch.reference[:, None]) if ref is not None else None
-    context = model.context(batch)
+    context, condition = model.context(batch), model.refiner_input(batch)
     generator = torch.Generator().manual_seed(seed)
     noise = torch.randn(source.shape, generator=generator).to(source.device)
 
     def velocity(x, timestep, sigma):
-        return model.flow.velocity(model.predict(x, sigma, context, source, reference_latents), x, sigma)
+        return model.flow.velocity(model.predict(x, sigma, context, source, reference_latents, condition), x, sigma)
 
     wrap = None
     if progress:

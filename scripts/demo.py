@@ -41,6 +41,7 @@ N_BENCH = int(os.environ.get("KIWI_DEMO_BENCH_PAIRS", "130"))  # balanced, held 
 BENCH_PER_CATEGORY = int(os.environ.get("KIWI_DEMO_BENCH_PER_CATEGORY", "20"))
 EXPERIMENT_STEPS = int(os.environ.get("KIWI_DEMO_EXPERIMENT_STEPS", "2000"))
 EXPERIMENT_LR = float(os.environ.get("KIWI_DEMO_EXPERIMENT_LR", "3e-3"))
+EXPERIMENT_MODEL = os.environ.get("KIWI_DEMO_MODEL", "tiny-edit")  # or tiny-edit-context (docs/model.md)
 EXPERIMENT_SEEDS = tuple(int(s) for s in os.environ.get("KIWI_DEMO_EXPERIMENT_SEEDS", "0").split(","))
 EXPERIMENT_ARMS = tuple(os.environ.get("KIWI_DEMO_EXPERIMENT_ARMS", "natural").split(","))
 BENCH_DATASET = "synthetic-bench"
@@ -163,7 +164,7 @@ def experiment(db: lake.Lake) -> None:
     from kiwi.eval.report import outputs_png
 
     one_arm = len(EXPERIMENT_ARMS) == 1
-    what = (f"the tiny Kiwi-Edit that edits on a CPU (tiny-edit) trained {EXPERIMENT_STEPS} steps on the "
+    what = (f"the tiny Kiwi-Edit that edits on a CPU ({EXPERIMENT_MODEL}) trained {EXPERIMENT_STEPS} steps on the "
             f"{EXPERIMENT_ARMS[0]} mix" if one_arm else
             f"the rebalancing experiment, reduced: tiny-edit trained {EXPERIMENT_STEPS} steps per arm "
             f"({', '.join(EXPERIMENT_ARMS)})")
@@ -178,7 +179,7 @@ def experiment(db: lake.Lake) -> None:
     print(f"   bench demo-bench (frozen copy of {BENCH_DATASET}): {len(items)} items, "
           + ", ".join(f"{c} {n}" for c, n in sorted(counts.items())))
     config = ExperimentConfig("demo-bench", arms=EXPERIMENT_ARMS, baseline=EXPERIMENT_ARMS[-1], train_where=TRAIN_ROWS,
-                              steps=EXPERIMENT_STEPS, lr=EXPERIMENT_LR, seeds=EXPERIMENT_SEEDS)
+                              steps=EXPERIMENT_STEPS, lr=EXPERIMENT_LR, seeds=EXPERIMENT_SEEDS, model=EXPERIMENT_MODEL)
     result = run_experiment(db, config, WORK / "experiment", progress=sys.stderr.isatty(),
                             log=lambda line: print("   " + line))
     print("\n   psnr per category (dB), mean over seeds, and copying the source:")

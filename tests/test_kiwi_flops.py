@@ -110,4 +110,4 @@ def test_kiwi_plan_prints_flops_per_component_at_the_published_shapes():
     rows = {line.split()[0]: line.split() for line in result.output.splitlines()
             if line.startswith("stage") and "/" in line and "%" in line}
     assert set(rows) == {"stage1-align", "stage2-img-vid", "stage3-img-vid-refvid"}
-    assert all(20 <= int(row[4].rstrip("%")) <= 45 for name, row in rows.items() if name != "stage1-align")
+    assert all(20 <= int(row[5].rstrip("%")) <= 45 for name, row in rows.items() if name != "stage1-align")  # VAE share

@@ -132,12 +132,14 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.=-]+", "-", text).strip("-")
 
 
-def run_name(arm: Arm, seed: int, config: ExperimentConfig, slice_id: str) -> str:
-    """Every setting that changes the trained weights, so a rerun with another budget never reuses a run."""
+def run_name(arm: Arm, seed: int, config: ExperimentConfig, slice_id: str, architecture: str = "") -> str:
+    """Every setting that changes the trained weights, so a rerun with another budget never reuses a run, and the
+    model's `architecture_fingerprint`, so a run folder trained by another version of the model is never resumed."""
     every = f"-every{arm.adaptive.update_every}" if arm.adaptive else ""
     schedule = "" if config.lr_schedule == "constant" else f"-{config.lr_schedule}"
+    shape = f"-{architecture}" if architecture else ""
     return (f"{_slug(arm.label)}{every}-{config.model}-{config.steps}x{config.batch_size}-lr{config.lr:g}{schedule}-"
-            f"{config.frames}f{config.size}-seed{seed}-{slice_id[:8]}")
+            f"{config.frames}f{config.size}-seed{seed}-{slice_id[:8]}{shape}")
 
 
 def train_arm(db: Lake, arm: Arm, seed: int, config: ExperimentConfig, out: Path, progress: bool = False):
@@ -145,17 +147,17 @@ def train_arm(db: Lake, arm: Arm, seed: int, config: ExperimentConfig, out: Path
     name returned for evaluation carries the trained weights' fingerprint: results of another model that ran
     under the same settings (an earlier architecture, say) are never taken for this one's."""
     from kiwi.checkpoints import load_weights
-    from kiwi.model.io import state_fingerprint
+    from kiwi.model.io import architecture_fingerprint, state_fingerprint
     from kiwi.model.kiwi_edit import KiwiConfig
     from kiwi.runs import read_history
     from kiwi.train import Trainer
 
     slice_id = save_slice(db, build_slice(db, where=config.train_where, strategy=arm.strategy, seed=seed,
                                           name=f"experiment-{_slug(arm.label)}-seed{seed}"))
-    name = run_name(arm, seed, config, slice_id)
+    model = KiwiConfig(size=config.model, seed=seed).build()
+    name = run_name(arm, seed, config, slice_id, architecture_fingerprint(model))
     stage = StageConfig("mixed", slice_id, MIXED, STAGE3[:-1], config.steps, config.lr, batch_size=config.batch_size,
                         frames=config.frames, size=config.size, adaptive=arm.adaptive, lr_schedule=config.lr_schedule)
-    model = KiwiConfig(size=config.model, seed=seed).build()
     trainer = Trainer(model, db, RunConfig(name, (stage,), seed=seed, checkpoint_every=max(1, config.steps // 2)),
                       out / "runs" / name)
     summary = trainer.train(progress=progress)

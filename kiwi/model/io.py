@@ -79,7 +79,8 @@ def save_pretrained(model: KiwiEdit, folder: str | Path) -> Path:
               "source_residual": model.source_residual, "source_gate": model.source_gate,
               "sampler_steps": model.sampler_steps,
               "source_refiner": model.refiner.kernel if model.refiner is not None else 0,
-              "refiner_condition": bool(model.refiner is not None and model.refiner.condition_dim)}
+              # "context" / "instruction" / "" (folders that say true were saved with the context-modulated refiner)
+              "refiner_condition": model.refiner_condition if model.refiner is not None else ""}
     if conditioner:  # the sentence-embedding conditioner's MLP is saved with the kiwi tensors (mllm.queries.*)
         config["conditioner"] = {"hidden_size": model.mllm.hidden_size, "tokens": model.mllm.tokens}
     if codec:
@@ -175,6 +176,15 @@ def state_fingerprint(model: torch.nn.Module) -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
+
+
+def architecture_fingerprint(model: torch.nn.Module) -> str:
+    """A short key of a model's shape (every tensor's name, shape and dtype, not its values): a run folder named
+    with it is never resumed into a model of another architecture."""
+    import hashlib
+
+    shapes = "\n".join(f"{name}\x00{tuple(t.shape)}\x00{t.dtype}" for name, t in sorted(model.state_dict().items()))
+    return hashlib.blake2b(shapes.encode(), digest_size=4).hexdigest()
 
 
 def fingerprint(folder: str | Path) -> str:
