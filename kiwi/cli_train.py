@@ -49,10 +49,14 @@ from lake.cli_common import lake_option, on_terminal, open_lake
               help="Run it as a Ray job on the cluster at ADDRESS (http://HEAD:8265 or ray://HEAD:10001) with this "
                    "project as its working directory; `kiwi runs list|logs|stop` follow it. OUT and the lake must be "
                    "where the cluster sees them too.")
+@click.option("--latents", type=click.Choice(["auto", "require", "off"]), default="auto", show_default=True,
+              help="Read target clips as cached VAE latents (`refvie latents`) where the lake holds them for the "
+                   "stage's geometry and this model's VAE (auto), refuse to train without them (require), or always "
+                   "decode (off).")
 @lake_option
 @click.pass_context
 def train(ctx, recipe, image_slice, video_slice, reference_slice, model_dir, out, steps, seed, name, no_resume,
-          adaptive_every, workers, gpu, fsdp, ray_address, dry_run, gpu_memory, submit_to, lake_uri) -> None:
+          adaptive_every, workers, gpu, fsdp, ray_address, dry_run, gpu_memory, submit_to, latents, lake_uri) -> None:
     """Train through a staged curriculum, streaming slices from the lake; resumes from OUT's checkpoint."""
     if submit_to:
         _submit(ctx, submit_to, out, lake_uri)
@@ -66,7 +70,7 @@ def train(ctx, recipe, image_slice, video_slice, reference_slice, model_dir, out
 
     if recipe.startswith("kiwi-paper"):
         _train_paper(recipe, image_slice, video_slice, reference_slice, model_dir, out, steps, seed, no_resume,
-                     workers, gpu, fsdp, ray_address, dry_run, gpu_memory, lake_uri)
+                     workers, gpu, fsdp, ray_address, dry_run, gpu_memory, lake_uri, latents)
         return
     if dry_run:
         raise click.UsageError("--dry-run checks the published recipe (--config kiwi-paper); the tiny recipes "
@@ -96,6 +100,10 @@ def train(ctx, recipe, image_slice, video_slice, reference_slice, model_dir, out
         reference_slice = save_slice(db, build_slice(db, where=f"split = 'train' AND task IN {tasks}",
                                                      seed=seed, name=f"train-reference-{recipe}"))
     run = recipe_fn(video_slice, reference_slice, counts, seed=seed)
+    if latents != "auto":
+        from dataclasses import replace
+
+        run = replace(run, latents=latents)
     if name:
         from dataclasses import replace
 
@@ -159,7 +167,7 @@ def train(ctx, recipe, image_slice, video_slice, reference_slice, model_dir, out
 
 
 def _train_paper(recipe, image_slice, video_slice, reference_slice, model_dir, out, steps, seed, no_resume, workers,
-                 gpu, fsdp, ray_address, dry_run, gpu_memory, lake_uri) -> None:
+                 gpu, fsdp, ray_address, dry_run, gpu_memory, lake_uri, latents="auto") -> None:
     """`kiwi train --config kiwi-paper…`: the published recipe over three saved slices, checked first."""
     from dataclasses import replace
 
@@ -182,7 +190,7 @@ def _train_paper(recipe, image_slice, video_slice, reference_slice, model_dir, o
          (reference_slice, "--reference-slice", "reference")))
     run = kiwi_paper(image_slice, video_slice, reference_slice, variant=variant,
                      init_from=str(Path(model_dir).resolve()) if model_dir else None)
-    run = replace(run, seed=seed)
+    run = replace(run, seed=seed, latents=latents)
     if steps:
         try:
             counts = [int(x) for x in steps.split(",")]
@@ -310,8 +318,8 @@ def print_flops(run, gpus: int, clip: tuple[int, int], mfu: float, peak_tflops: 
         click.echo(f"{stage.name:24s} {c['mllm'][0]:6.1f}/{c['mllm'][1]:<6.1f} {c['vae'][0]:7.1f} "
                    f"{c['dit'][0]:7.1f}/{c['dit'][1]:<7.1f} {f.total / 1e12:8.1f} {f.share('vae'):9.0%} "
                    f"{seconds:12.2f} {hours:10,.0f}")
-    click.echo("(the VAE encodes target, source and reference in every step; a latent cache would take its share "
-               "off the GPU)")
+    click.echo("(the VAE encodes target, source and reference in every step; cached latents, `refvie latents`, "
+               "take the source and target encodes off the GPU)")
 
 
 def print_plan(run, gpus: int, gpu_memory: float, clip: tuple[int, int]) -> None:

@@ -7,8 +7,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from kiwi.frames import SAMPLINGS
 from lake.adaptive import AdaptiveConfig
+from lake.clips import SAMPLINGS
 
 TRAINABLE = ("queries", "query_connector", "reference_connector", "source_embedder", "reference_embedder", "dit",
              "lora")
@@ -67,7 +67,7 @@ class StageConfig:
     # always in upstream's stages 2-3 (True)
     source_conditioning: bool | None = None
     weight_decay: float = 0.01  # upstream's AdamW weight decay
-    # frame policy (kiwi.frames): "spread" over the clip or the first frames in a row ("prefix", upstream); a pixel
+    # frame policy (lake.clips): "spread" over the clip or the first frames in a row ("prefix", upstream); a pixel
     # budget keeps each clip's aspect (sides multiples of 32) instead of a `size` x `size` centre crop
     frame_sampling: str = "spread"
     max_pixels: int | None = None
@@ -115,6 +115,9 @@ class StageConfig:
         return self.lr * (self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+LATENT_MODES = ("auto", "require", "off")
+
+
 @dataclass(frozen=True)
 class RunConfig:
     name: str
@@ -130,15 +133,24 @@ class RunConfig:
     # "fp32": trainable parameters kept in fp32 (master weights) and the forward run under bf16 autocast; a bare
     # bf16 AdamW step at lr 1e-5 rounds most updates away. None: the parameters' own dtype.
     master_weights: str | None = None
+    # how the VAE's inputs are read: "auto" — each stage's target clips as cached latents (`refvie latents`) when
+    # the lake holds them, fresh, for every row of its slice at its geometry and this model's VAE, else decoded and
+    # encoded in the step; "require": refuse to train without them; "off": always decode. Not part of the run's
+    # identity: both paths train on the same bits (tests/test_latents.py).
+    latents: str = "auto"
 
     def __post_init__(self):
+        if self.latents not in LATENT_MODES:
+            raise ValueError(f"latents must be one of {LATENT_MODES}, not {self.latents!r}")
         if self.reference_position not in (None, "append", "prepend"):
             raise ValueError(f"reference_position must be 'append' or 'prepend', not {self.reference_position!r}")
         if self.master_weights not in (None, "fp32"):
             raise ValueError(f"master_weights must be 'fp32' or None, not {self.master_weights!r}")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        config = asdict(self)
+        config.pop("latents")  # how inputs are read, not what is trained
+        return config
 
 
 # upstream's trainable sets (scripts/run_wan2.2_ti2v_5b_qwen25vl_3b_stage*.sh, --trainable_models and

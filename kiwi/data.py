@@ -25,10 +25,10 @@ import torch
 from torch.utils.data import IterableDataset
 
 from kiwi import decoded_rows
-from kiwi.frames import SAMPLINGS, fit_frames, frame_shape, take_frames
 from kiwi.model.kiwi_edit import MIXED, EditBatch
 from lake import Lake, media
 from lake.adaptive import AdaptiveConfig, AdaptiveSampler
+from lake.clips import SAMPLINGS, fit_frames, frame_shape, resize_crop, take_frames
 from lake.sampler import SliceSampler
 from lake.schema import spec_for
 from lake.slices import Slice
@@ -60,6 +60,10 @@ class DataConfig:
     # small slice read for many epochs (the CPU experiments) decodes each clip once, not once per epoch; clips
     # bigger than an eighth of it (published-size clips) are never kept. 0: decode every time.
     decoded_cache_mb: int = 256
+    # a latent set (lake.latents) holding every row's source and target latents for this geometry and the run's VAE:
+    # the target clip is then read as latents instead of decoded (the source still is, for the MLLM). The trainer
+    # sets it (StageConfig.latents) after checking that the set covers the slice.
+    latent_set: str | None = None
 
     def __post_init__(self):
         if self.sampling not in SAMPLINGS:
@@ -68,6 +72,9 @@ class DataConfig:
             raise ValueError(f"max_pixels={self.max_pixels}: at least 32x32 = 1024 pixels")
         if (self.frames - 1) % 4:
             raise ValueError(f"frames={self.frames}: use 4k+1 (1, 5, 9, … 81)")
+        if self.latent_set is not None and (self.ray or self.sampling == "prefix_cut"):
+            raise ValueError("cached latents are read on the trainer's threads at a fixed frame count: "
+                             "use ray=False and sampling 'prefix' or 'spread'")
         if self.size % 32:
             raise ValueError(f"size={self.size}: use a multiple of 32")
 
@@ -78,22 +85,6 @@ class LoadedBatch:
     ids: list[str]
     edit_types: list[str]
     batch: EditBatch
-
-
-def sample_frames(frames: np.ndarray, count: int) -> np.ndarray:
-    """`count` frames evenly spaced over the clip (repeating frames of a short clip)."""
-    return take_frames(frames, count, "spread")
-
-
-def resize_crop(frames: np.ndarray, size: int) -> np.ndarray:
-    h, w = frames.shape[1:3]
-    if h == w == size:
-        return frames
-    scale = size / min(h, w)
-    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
-    out = np.stack([cv2.resize(f, (nw, nh), interpolation=cv2.INTER_AREA) for f in frames])
-    y, x = (nh - size) // 2, (nw - size) // 2
-    return out[:, y : y + size, x : x + size]
 
 
 def reference_on_white(image: np.ndarray, size: int | tuple[int, int], shrink: float = 1.0) -> np.ndarray:
@@ -123,6 +114,10 @@ class SliceLoader(IterableDataset):
         super().__init__()
         self.db, self.slice, self.config, self.batch_size, self.task = db, slice_, config, batch_size, task
         self.sampler: SliceSampler | AdaptiveSampler
+        if (config.latent_set is not None and config.max_pixels is not None and batch_size * world_size > 1
+                and not config.bucket_by_shape):
+            raise ValueError("cached latents are made at each clip's own frame shape: with a pixel budget and "
+                             "batches of more than one, batches must be bucketed by shape (bucket_by_shape=True)")
         if adaptive is not None:
             if config.max_pixels is not None and config.bucket_by_shape and batch_size * world_size > 1:
                 raise ValueError("adaptive sampling does not bucket batches by frame shape: use batch 1 (upstream's), "
@@ -224,9 +219,12 @@ class SliceLoader(IterableDataset):
         return prepare_rows(self.db, self.slice, ids, self.config, self.task, self.sampler.seed, self.sampler.epoch)
 
     def _batch(self, arrays: dict) -> EditBatch:
+        latents = arrays.get("latents")
+        if latents is not None and self.config.pin_memory:
+            latents = {k: v.pin_memory() for k, v in latents.items()}
         return EditBatch(arrays["instructions"], self._tensor(arrays["source"]), self._tensor(arrays["target"]),
                          None if arrays["reference"] is None else self._tensor(arrays["reference"]), self.task,
-                         arrays.get("tasks"), mllm_reference=arrays.get("mllm_reference"))
+                         arrays.get("tasks"), mllm_reference=arrays.get("mllm_reference"), latents=latents)
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         if not array.flags.writeable:  # Ray Data hands out read-only views of its object store
@@ -267,7 +265,7 @@ def prepare_rows(db: Lake, slice_: Slice, ids: list[str], config: DataConfig, ta
     cacheable = config.decoded_cache_mb > 0 and config.max_pixels is None
     cache = decoded_rows.DECODED
     cache.budget = max(cache.budget, config.decoded_cache_mb << 20) if cacheable else cache.budget
-    geometry = (db.uri, table, version, config.frames, config.sampling, config.size, task)
+    geometry = (db.uri, table, version, config.frames, config.sampling, config.size, task, config.latent_set)
     rows = {i: cache.get((*geometry, i)) for i in ids} if cacheable else {}
     missing = list(dict.fromkeys(i for i in ids if rows.get(i) is None))
     if missing:
@@ -287,7 +285,7 @@ def prepare_rows(db: Lake, slice_: Slice, ids: list[str], config: DataConfig, ta
             if 0 in shape:
                 raise ValueError(f"{table}/{row_id}: frames of {frames.shape[2]}x{frames.shape[1]} are smaller "
                                  f"than 32 pixels")
-            out.append(fit_frames(frames, shape))
+            out.append(fit_frames(frames, shape) if len(frames) else np.zeros((0, *shape, 3), np.uint8))
         row_task = row["row_task"]
         tasks.append(row_task)
         if row_task.startswith("ref"):
@@ -300,10 +298,21 @@ def prepare_rows(db: Lake, slice_: Slice, ids: list[str], config: DataConfig, ta
     if config.sampling == "prefix_cut":  # clips cut to different 4k+1 lengths: the batch takes the shortest
         length = min(len(clip) for clip in src + tgt)
         src, tgt = [clip[:length] for clip in src], [clip[:length] for clip in tgt]
+    latents = None
+    if config.latent_set is not None:
+        latents = {side: _stacked([rows[i]["latents"][k] for i in ids], f"{table} {side} latents")
+                   for k, side in enumerate(("source", "target"))}
     return dict(instructions=[rows[i]["instruction"] for i in ids], edit_types=[rows[i]["edit_type"] for i in ids],
                 source=np.stack(src), target=np.stack(tgt), reference=np.stack(refs) if refs else None,
                 tasks=tasks if task == MIXED else None,
-                mllm_reference=raw_refs if config.raw_reference and refs else None)
+                mllm_reference=raw_refs if config.raw_reference and refs else None, latents=latents)
+
+
+def _stacked(tensors: list[torch.Tensor], what: str) -> torch.Tensor:
+    shapes = {tuple(t.shape) for t in tensors}
+    if len(shapes) > 1:
+        raise ValueError(f"{what} of different shapes {sorted(shapes)} in one batch: bucket batches by shape")
+    return torch.stack(tensors)
 
 
 def _decode_rows(db: Lake, table: str, version: int, ids: list[str], config: DataConfig, task: str) -> list[dict]:
@@ -312,11 +321,21 @@ def _decode_rows(db: Lake, table: str, version: int, ids: list[str], config: Dat
     columns = ["id", "instruction", "edit_type", "reference_image"] + (["task"] if task == MIXED else [])
     meta = db.take(table, ids, columns=columns, version=version).to_pylist()
     sources = db.read_blobs(table, "source_video", ids, version=version)
-    targets = db.read_blobs(table, "target_video", ids, version=version)
+    cached = None
+    if config.latent_set is None:
+        targets = db.read_blobs(table, "target_video", ids, version=version)
+    else:  # the target as latents: its clip is never read
+        from lake.latents import read_latents
+
+        cached = read_latents(db, config.latent_set, ids)
+        targets = [None] * len(ids)
     rows = []
-    for row, s, t in zip(meta, sources, targets, strict=True):
+    for n, (row, s, t) in enumerate(zip(meta, sources, targets, strict=True)):
         clips = []
         for blob in (s, t):
+            if blob is None:  # the target of a cached row: an empty clip of the source's frame size
+                clips.append(clips[0][:0])
+                continue
             frames = take_frames(media.decode_video(blob, name=f"{table}/{row['id']}"), config.frames,
                                  config.sampling)
             clips.append(resize_crop(frames, config.size) if config.max_pixels is None else frames)
@@ -327,7 +346,8 @@ def _decode_rows(db: Lake, table: str, version: int, ids: list[str], config: Dat
                 raise ValueError(f"{row['id']} has no reference image but the stage's task is {task}")
             reference = media.decode_image(row["reference_image"])
         rows.append(dict(id=row["id"], instruction=row["instruction"], edit_type=row["edit_type"],
-                         row_task=row_task, source=clips[0], target=clips[1], reference=reference))
+                         row_task=row_task, source=clips[0], target=clips[1], reference=reference,
+                         latents=None if cached is None else cached[n]))
     return rows
 
 

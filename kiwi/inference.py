@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from kiwi.data import reference_on_white
-from kiwi.frames import MAX_PIXELS, fit_frames, frame_shape
 from kiwi.model.kiwi_edit import EditBatch, KiwiEdit
+from lake.clips import MAX_PIXELS, fit_frames, frame_shape
 
 MAX_FRAMES = 81
 VAE_TILE, VAE_STRIDE = (480, 832), (240, 416)  # upstream's tile_size (30, 52) / stride (15, 26) latents, x16

@@ -135,7 +135,7 @@ def plan_stage(model: KiwiEdit, run: RunConfig, stage: StageConfig, gpus: int, g
 
 
 def stage_shape(stage: StageConfig, source, clip: tuple[int, int]) -> tuple[int, int]:
-    from kiwi.frames import frame_shape
+    from lake.clips import frame_shape
 
     budget = source.max_pixels or stage.max_pixels
     return frame_shape(*clip, budget) if budget else (source.size or stage.size,) * 2

@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from kiwi.curriculum import RunConfig
-from kiwi.frames import cut_to_4k1
 from lake import Lake
+from lake.clips import cut_to_4k1
 from lake.errors import LakeError
 from lake.slices import load_slice
 

@@ -159,7 +159,7 @@ class Trainer(Checkpointing, PrecisionPolicy):
                 self._mllm_budget(stage)
                 forward = self._wrap(self.model)
                 optimizer = torch.optim.AdamW(params, lr=stage.lr, weight_decay=stage.weight_decay)
-                feed = self._feed(stage)
+                feed = self._feed(stage, say if self.rank == 0 else None)
                 step = 0
                 if state and index == state["stage_index"]:
                     self._restore(optimizer, feed, state, summary)
@@ -244,21 +244,57 @@ class Trainer(Checkpointing, PrecisionPolicy):
         mllm.max_pixels = stage.mllm_frame_pixels if stage is not None and stage.mllm_frame_pixels else \
             self._inference_pixels
 
-    def _feed(self, stage: StageConfig) -> StageFeed:
+    def _feed(self, stage: StageConfig, say: Callable[[str], None] | None = None) -> StageFeed:
         """The stage's task sources, each from its own slice, interleaved as the stage's weights say."""
         sources = stage.mixture
         slices = [load_slice(self.db, source.slice) for source in sources]
-
-        def make_loader(index: int, epoch: int) -> SliceLoader:
-            source = sources[index]
+        datas = []
+        for source, slice_ in zip(sources, slices, strict=True):
             data = DataConfig(frames=source.frames or stage.frames, size=source.size or stage.size,
                               pin_memory=self.device.type == "cuda", sampling=stage.frame_sampling,
                               max_pixels=source.max_pixels or stage.max_pixels, raw_reference=stage.raw_reference)
+            datas.append(self._with_latents(stage, slice_, data, say))
+
+        def make_loader(index: int, epoch: int) -> SliceLoader:
+            source, data = sources[index], datas[index]
             return SliceLoader(self.db, slices[index], data, self.rank_batch(stage), self.run.seed, source.task,
                                epoch=epoch, rank=self.rank, world_size=self.world_size, mode=stage.mode,
                                adaptive=stage.adaptive)
 
         return StageFeed(make_loader, [source.weight for source in sources])
+
+    def _with_latents(self, stage: StageConfig, slice_, data: DataConfig, say) -> DataConfig:
+        """`data` reading the slice's target clips as cached latents, where the run allows it and the lake holds
+        them for every row (the run's VAE, this geometry, clips unchanged since); else `data` as it is, or a
+        refusal that names the set wanted and the sets there are (`latents="require"`)."""
+        from dataclasses import replace
+
+        from lake.latents import latent_sets, uncovered
+
+        if self.run.latents == "off":
+            return data
+        wanted = None
+        if data.sampling != "prefix_cut" and not data.ray:
+            wanted = self.model.latent_set(data.frames, data.sampling, data.size, data.max_pixels)
+        missing = list(slice_.ids) if wanted is None else uncovered(self.db, wanted.key, slice_.table,
+                                                                     slice_.table_version, slice_.ids)
+        if wanted is not None and not missing:
+            if say is not None:
+                say(f"{stage.name}: target clips read as cached latents ({wanted.key})")
+            return replace(data, latent_set=wanted.key)
+        if self.run.latents == "require":
+            if wanted is None:
+                raise ValueError(f"stage {stage.name}: latents='require', but this model has no VAE to cache "
+                                 f"(the pixel codec) or the stage reads clips cut to varying lengths (prefix_cut)")
+            geometry = f"--size {data.size}" if data.max_pixels is None else f"--max-pixels {data.max_pixels}"
+            there = "; ".join(f"{s['latent_set']} (VAE {s['vae']}, {s['frames']} frames {s['sampling']}, size "
+                              f"{s['size']}, max_pixels {s['max_pixels']}: {s['rows']} rows)"
+                              for s in latent_sets(self.db)) or "none"
+            raise ValueError(f"stage {stage.name}: {len(set(missing))} of {len(set(slice_.ids))} rows of slice "
+                             f"{slice_.name or slice_.slice_id} have no fresh latents in {wanted.describe()}; "
+                             f"latent sets in the lake: {there}. Make them with `refvie latents --vae DIR "
+                             f"--frames {data.frames} --sampling {data.sampling} {geometry}`")
+        return data
 
     def _init_weights(self) -> None:
         """A run's first stage starts from `init_from`: a training checkpoint's weights are loaded here; a model

@@ -73,3 +73,21 @@ def node_id() -> str:
         return ray.get_runtime_context().get_node_id()
     except Exception:  # noqa: BLE001 - outside Ray there is one node
         return "local"
+
+
+# Ray cannot restart an actor whose constructor arguments sit in the object store (Ray Data's always do) and says so
+# on every run; without restarts a lost actor fails the job, and a rerun resumes where it stopped. Ray 2.60 still
+# reads max_restarts from the extra keyword arguments, which it marks deprecated (removed in 2.64: revisit on upgrade).
+NO_RESTARTS = {"max_restarts": 0}
+
+
+@contextlib.contextmanager
+def max_restarts_accepted():
+    """Around building a Ray Data graph that passes `NO_RESTARTS`: its deprecation note silenced."""
+    import warnings
+
+    from ray.util.annotations import RayDeprecationWarning
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated", category=RayDeprecationWarning)
+        yield

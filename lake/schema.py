@@ -360,10 +360,36 @@ DATASETS = TableSpec(
     timestamp_defaults=("created_at", "updated_at"),
 )
 
+LATENTS = TableSpec(
+    name="latents",  # a frozen VAE's encodes of each quadruplet's clips, cut as training cuts them (refvie latents)
+    schema=pa.schema(
+        [
+            required("latent_id", pa.string()),  # latent_set/id
+            required("latent_set", pa.string()),  # the VAE's fingerprint and the clip geometry, hashed (lake.latents)
+            required("id", pa.string()),  # the quadruplet
+            required("clip_stamp", pa.string()),  # what the clips were (lake.latents.clip_stamp): stale when it moves
+            required("table_version", pa.int64()),  # the quadruplets version they were read at
+            required("vae", pa.string()),  # the VAE's fingerprint
+            required("frames", pa.int32()),
+            required("sampling", pa.string()),
+            optional("size", pa.int32()),  # short side, cropped square; or
+            optional("max_pixels", pa.int64()),  # a pixel budget, aspect kept
+            required("dtype", pa.string()),  # of the blobs: the VAE's own (bfloat16 on a GPU)
+            required("source_shape", pa.list_(pa.int32())),  # (C, T', H', W')
+            required("target_shape", pa.list_(pa.int32())),
+            blob("source_latents"),
+            blob("target_latents"),
+            required("created_at", TIMESTAMP),
+        ]
+    ),
+    key=("latent_id",),
+    timestamp_defaults=("created_at",),
+)
+
 TABLES: dict[str, TableSpec] = {
     spec.name: spec
     for spec in (PAIRS, QUADRUPLETS, REJECTS, SLICES, SLICE_ROWS, RUNS, MIX_WEIGHTS, EVAL_RESULTS, BENCH_ITEMS,
-                 EVAL_OUTPUTS, DATASETS)
+                 EVAL_OUTPUTS, DATASETS, LATENTS)
 }
 
 

@@ -192,6 +192,35 @@ def build(ray_address, limit, batch_size, embed_actors, embed_gpus, image_model,
 
 
 @cli.command()
+@click.option("--vae", required=True, type=click.Path(exists=True, file_okay=False),
+              help="The frozen VAE's diffusers folder (AutoencoderKLWan), the one training will run.")
+@click.option("--where", default=None, help="Which quadruplets (SQL filter; default: all).")
+@click.option("--frames", type=int, default=81, show_default=True,
+              help="Frames per clip (4k+1), as training takes them.")
+@click.option("--sampling", type=click.Choice(["prefix", "spread"]), default="prefix", show_default=True,
+              help="The first frames (upstream's reader) or frames spread over the clip.")
+@click.option("--size", type=int, default=None, help="Short side, centre-cropped square (instead of a pixel budget).")
+@click.option("--max-pixels", type=int, default=720 * 1280, show_default=True,
+              help="Pixel budget per frame, aspect kept (upstream's --max_pixels).")
+@click.option("--dtype", type=click.Choice(["auto", "bfloat16", "float32"]), default="auto", show_default=True,
+              help="The VAE's dtype (auto: bfloat16 on a GPU, float32 on a CPU); training must run it in the same.")
+@click.option("--actors", type=int, default=1, show_default=True, help="VAE actors (one model each).")
+@click.option("--gpus-per-actor", type=float, default=1.0, show_default=True, help="With GPUs: a fraction shares one.")
+@click.option("--ray-address", default=None, envvar="RAY_ADDRESS", help="Ray cluster to run on (default: local).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@lake_option
+def latents(vae, where, frames, sampling, size, max_pixels, dtype, actors, gpus_per_actor, ray_address, quiet,
+            lake_uri) -> None:
+    """Encode each quadruplet's source and target clips once into the `latents` table, so training reads them
+    instead of running the VAE every step (when its VAE and clip geometry are these)."""
+    from refvie.latents import LatentsConfig, encode_latents
+
+    config = LatentsConfig(vae=vae, frames=frames, sampling=sampling, size=size, max_pixels=max_pixels, where=where,
+                           dtype=dtype, actors=actors, gpus_per_actor=gpus_per_actor)
+    click.echo(str(encode_latents(open_lake(lake_uri), config, ray_address, progress=not quiet)))
+
+
+@cli.command()
 @click.argument("source", type=click.File("r"), default="-")
 @classifier_options
 def classify(source, classifier, endpoint_url, endpoint_model) -> None:

@@ -14,9 +14,7 @@ a run killed at any point and rerun ends with every pair in exactly one of `quad
 
 from __future__ import annotations
 
-import contextlib
 import time
-import warnings
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lake import Lake
-from lake.ray_runtime import init_ray, node_id
+from lake.ray_runtime import NO_RESTARTS, init_ray, max_restarts_accepted, node_id
 from lake.splits import DEFAULT_FRACTIONS
 from refvie.labels import make_classifier
 from refvie.stages import (
@@ -212,21 +210,6 @@ class ScaffoldActor:
         return batch
 
 
-# Ray cannot restart an actor whose constructor arguments sit in the object store (Ray Data's always do) and says so
-# on every run; without restarts a lost actor fails the build, and a rerun resumes where it stopped. Ray 2.60 still
-# reads max_restarts from the extra keyword arguments, which it marks deprecated (removed in 2.64: revisit on upgrade).
-_NO_RESTARTS = {"max_restarts": 0}
-
-
-@contextlib.contextmanager
-def _max_restarts_accepted():
-    from ray.util.annotations import RayDeprecationWarning
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated", category=RayDeprecationWarning)
-        yield
-
-
 def _graph(db: Lake, todo: list[str], config: PipelineConfig):
     """The Ray Data graph: fused CPU stages in tasks, the embedder (and a model scaffolder) on actor pools."""
     import ray.data
@@ -242,12 +225,12 @@ def _graph(db: Lake, todo: list[str], config: PipelineConfig):
         ds = ds.map_batches(run_cpu_stages, fn_kwargs={**where, "part": "pre"}, **cpu)
         ds = ds.map_batches(ScaffoldActor, fn_constructor_kwargs=dict(config=config), batch_size=config.batch_size,
                             batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=config.scaffold_actors),
-                            **_NO_RESTARTS,
+                            **NO_RESTARTS,
                             num_cpus=config.scaffold_cpus, num_gpus=config.scaffold_gpus or None)
         ds = ds.map_batches(run_cpu_stages, fn_kwargs={**where, "part": "post"}, **cpu)
     else:
         ds = ds.map_batches(run_cpu_stages, fn_kwargs=where, **cpu)
-    ds = ds.map_batches(Embed, batch_size=config.write_batch, batch_format="numpy", **_NO_RESTARTS,
+    ds = ds.map_batches(Embed, batch_size=config.write_batch, batch_format="numpy", **NO_RESTARTS,
                         compute=ray.data.ActorPoolStrategy(size=config.embed_actors),
                         num_cpus=config.embed_cpus, num_gpus=config.embed_gpus or None,
                         fn_constructor_kwargs=dict(image_model_path=config.image_model_path,
@@ -278,7 +261,7 @@ def build(db: Lake, config: PipelineConfig = PipelineConfig(), ray_address: str 
     ray.data.DataContext.get_current().enable_progress_bars = False  # the driver's bar counts written rows
     _check_fits(config)
     classifier(config)  # train and cache the text head once here, not in every worker at once
-    with _max_restarts_accepted():
+    with max_restarts_accepted():
         ds = _graph(db, todo, config)
     writer = Write(db, config.pipeline_version, config.filter.duplicate_cosine, expected_versions=listed_at)
     writer.setup()

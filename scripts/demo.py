@@ -193,8 +193,9 @@ def experiment(db: lake.Lake) -> None:
           f"{' / '.join(EXPERIMENT_ARMS)} and ground truth per category: {gallery}")
     print("\n   The arm comparison — does rebalancing the mix help background changes? — is `kiwi experiment`\n"
           "   (docs/experiment.md): four arms x five seeds x 1,000 steps on a 6,000-pair lake, about two hours on\n"
-          "   2 cores. Its result today: a 90 % local mix leaves backgrounds 2.4 dB and styles 2.7 dB behind the\n"
-          "   natural mix; temperature 0.3 gains 0.7 dB on backgrounds, every interval above zero.\n")
+          "   2 cores. Its result (tiny-edit-context, the refiner modulated by the pooled context): a 90 % local mix\n"
+          "   leaves backgrounds 2.4 dB and styles 2.7 dB behind the natural mix; temperature 0.3 gains 0.7 dB on\n"
+          "   backgrounds, every interval above zero.\n")
 
 
 if __name__ == "__main__":

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from kiwi.data import DataConfig, SliceLoader, reference_on_white, resize_crop, sample_frames
+from kiwi.data import DataConfig, SliceLoader, reference_on_white
 from lake.balance import Strategy
+from lake.clips import resize_crop, sample_frames
 from lake.slices import build_slice
 from tests.conftest import synthetic_quadruplet_lake
 
@@ -94,7 +95,7 @@ def test_the_ray_data_path_delivers_the_thread_path_batches_and_resumes_alike(db
 
 
 def test_frame_policy_takes_a_consecutive_prefix_and_keeps_the_aspect_within_a_pixel_budget(db):
-    from kiwi.frames import fit_frames, frame_shape, take_frames
+    from lake.clips import fit_frames, frame_shape, take_frames
 
     clip = np.arange(12)[:, None, None, None] * np.ones((12, 4, 4, 3), np.uint8)
     assert take_frames(clip, 5, "prefix")[:, 0, 0, 0].tolist() == [0, 1, 2, 3, 4]  # upstream: the first frames
@@ -169,7 +170,7 @@ def test_batches_are_bucketed_by_frame_shape_and_keep_order_resume_and_ranks(two
 
 
 def test_a_short_clip_is_cut_to_4k_plus_1_frames_as_upstream_trains():
-    from kiwi.frames import cut_to_4k1, take_frames
+    from lake.clips import cut_to_4k1, take_frames
 
     clip = np.arange(50)[:, None, None, None] * np.ones((1, 2, 2, 3), np.uint8)
     assert len(take_frames(clip, 81, "prefix_cut")) == 49 == cut_to_4k1(50)  # upstream: 4k+1 frames of a short clip

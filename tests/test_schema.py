@@ -24,7 +24,9 @@ def good_row(**overrides):
 
 def test_all_design_tables_exist_with_keys():
     assert set(TABLES) == {"pairs", "quadruplets", "rejects", "slices", "slice_rows", "runs", "mix_weights",
-                           "eval_results", "bench_items", "eval_outputs", "datasets"}
+                           "eval_results", "bench_items", "eval_outputs", "datasets", "latents"}
+    assert TABLES["latents"].key == ("latent_id",)
+    assert TABLES["latents"].blob_columns == ["source_latents", "target_latents"]
     assert TABLES["datasets"].key == ("dataset",)
     assert TABLES["slice_rows"].key == ("slice_id", "id") and TABLES["mix_weights"].key == ("mix_id",)
     assert TABLES["bench_items"].blob_columns == ["source_video", "target_video"]

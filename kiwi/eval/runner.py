@@ -23,12 +23,12 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from kiwi.data import reference_on_white, resize_crop, sample_frames
+from kiwi.data import reference_on_white
 from kiwi.eval.bench import BenchItem, ItemMedia, item_media, load_bench
 from kiwi.eval.scorers import AutomaticScorer, Case, Scorer
-from kiwi.frames import MAX_PIXELS
 from kiwi.model.flow import keyed_generator
 from lake import Lake, media
+from lake.clips import MAX_PIXELS, resize_crop, sample_frames
 from lake.sql import literal
 
 PROTOCOLS = ("quick", "published")

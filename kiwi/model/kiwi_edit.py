@@ -19,6 +19,7 @@ from kiwi.model.flow import FlowMatching
 from kiwi.model.mllm import KiwiMLLM, QueryCounts
 from kiwi.model.refiner import SourceRefiner
 from kiwi.model.text_conditioner import TextConditioner
+from lake.latents import LatentSet, encode_clips, vae_fingerprint
 
 TASK_QUERIES = {"instruct": "video", "image": "image", "ref_subject": "reference", "ref_background": "reference"}
 FULL_SAMPLER_STEPS = 50  # upstream's default for the released model
@@ -43,6 +44,9 @@ class EditBatch:
     # source latents for the DiT: None = by task (every task but "image": stage 1 aligns images without them);
     # True = every task, as upstream's stages 2-3 (--extra_input source_input) condition images on their source too
     source_conditioning: bool | None = None
+    # the VAE's latents of "source" and "target" (B, C, T', H', W'), read from the lake's latent cache instead of
+    # encoded here (the frames of `target` are then not decoded: an empty (B, 0, H, W, 3) array)
+    latents: dict[str, torch.Tensor] | None = None
 
     def conditions_on_source(self) -> bool:
         return self.source_conditioning if self.source_conditioning is not None else self.task != "image"
@@ -61,7 +65,9 @@ class EditBatch:
                                  self.reference[rows] if task.startswith("ref") else None, task,
                                  mllm_reference=[self.mllm_reference[i] for i in rows]
                                  if task.startswith("ref") and self.mllm_reference is not None else None,
-                                 source_conditioning=self.source_conditioning))
+                                 source_conditioning=self.source_conditioning,
+                                 latents=None if self.latents is None else
+                                 {k: v[rows] for k, v in self.latents.items()}))
                 for task, rows in groups.items()]
 
 
@@ -125,14 +131,31 @@ class KiwiEdit(nn.Module):
         else:
             array = np.ascontiguousarray(frames)
             pixels = torch.from_numpy(array if array.flags.writeable else array.copy())  # decoded images: read-only
-        x = pixels.to(device, non_blocking=True).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
         if isinstance(self.vae, PixelCodec):
-            return self.vae.encode_pixels(x)
-        with torch.no_grad():  # the VAE in its own dtype (bf16 on a GPU), latents back in fp32 for the flow
-            latents = self.vae.encode(x.to(self.vae.dtype)).latent_dist.mode().float()
+            return self.vae.encode_pixels(pixels.to(device, non_blocking=True).permute(0, 4, 1, 2, 3).float() / 127.5
+                                          - 1)
+        # the VAE in its own dtype (bf16 on a GPU), as `refvie latents` runs it: cached latents are these bits
+        return self.normalise_latents(encode_clips(self.vae, pixels))
+
+    def normalise_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """The VAE's raw latents (its own dtype, as `encode_clips` gives them and the latent cache keeps them) ->
+        the normalised fp32 latents the flow works in."""
+        device = next(self.transformer.parameters()).device
+        latents = latents.to(device, non_blocking=True).float()
         mean = torch.tensor(self.vae.config.latents_mean, device=device).view(1, -1, 1, 1, 1)
         std = torch.tensor(self.vae.config.latents_std, device=device).view(1, -1, 1, 1, 1)
         return (latents - mean) / std
+
+    def latent_set(self, frames: int, sampling: str, size: int | None, max_pixels: int | None) -> LatentSet | None:
+        """The latent cache set this model's VAE would make of clips cut so (None for the pixel codec, which has
+        nothing to cache). The VAE is frozen: its fingerprint is computed once per dtype it is cast to."""
+        if isinstance(self.vae, PixelCodec):
+            return None
+        dtype = next(self.vae.parameters()).dtype
+        if getattr(self, "_vae_key", (None, None))[0] != dtype:
+            self._vae_key = (dtype, vae_fingerprint(self.vae))
+        return LatentSet(self._vae_key[1], frames, sampling, size=size if max_pixels is None else None,
+                         max_pixels=max_pixels)
 
     @torch.no_grad()
     def decode_latents(self, latents: torch.Tensor) -> np.ndarray:
@@ -228,8 +251,11 @@ class KiwiEdit(nn.Module):
 
     def _loss(self, batch: EditBatch, generator, sigma: torch.Tensor | None) -> torch.Tensor:
         """Per-sample flow-matching losses of a single-task batch."""
-        x0 = self.encode_video(batch.target)
-        source = self.encode_video(batch.source) if batch.conditions_on_source() else None
+        cached = batch.latents or {}
+        x0 = self.normalise_latents(cached["target"]) if "target" in cached else self.encode_video(batch.target)
+        source = None
+        if batch.conditions_on_source():
+            source = self.normalise_latents(cached["source"]) if "source" in cached else self.encode_video(batch.source)
         reference = self.encode_video(batch.reference[:, None]) if batch.reference is not None else None
         if isinstance(generator, Sequence):
             if len(generator) != x0.shape[0]:

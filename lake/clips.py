@@ -1,11 +1,14 @@
-"""Clip geometry shared by training and inference, as upstream reads clips: which frames (the first ones in a row,
-or spread over the clip), and the frame size (scaled down to a pixel budget with the aspect kept, sides floored to
-multiples of 32, centre-cropped to that shape, bicubic)."""
+"""Clip geometry, as upstream reads clips: which frames (the first ones in a row, or spread over the clip), and the
+frame size (short side to a size and centre-cropped square, or scaled down to a pixel budget with the aspect kept,
+sides floored to multiples of 32, centre-cropped to that shape, bicubic). In the lake because training, inference
+and the latent cache (`refvie latents`) must cut a clip the same way: a latent is only reusable for the frames the
+trainer would have encoded."""
 
 from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -56,3 +59,20 @@ def take_frames(frames: np.ndarray, count: int, sampling: str = "spread") -> np.
     else:
         raise ValueError(f"frame sampling must be one of {SAMPLINGS}, not {sampling!r}")
     return frames[index]
+
+
+def sample_frames(frames: np.ndarray, count: int) -> np.ndarray:
+    """`count` frames evenly spaced over the clip (repeating frames of a short clip)."""
+    return take_frames(frames, count, "spread")
+
+
+def resize_crop(frames: np.ndarray, size: int) -> np.ndarray:
+    """(T, H, W, 3) frames with the short side resized to `size` (area filter) and centre-cropped square."""
+    h, w = frames.shape[1:3]
+    if h == w == size:
+        return frames
+    scale = size / min(h, w)
+    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+    out = np.stack([cv2.resize(f, (nw, nh), interpolation=cv2.INTER_AREA) for f in frames])
+    y, x = (nh - size) // 2, (nw - size) // 2
+    return out[:, y : y + size, x : x + size]

@@ -1,0 +1,129 @@
+"""The latent cache: `refvie latents` encodes each quadruplet's clips once (exactly once across a cut and a rerun,
+again when a row's clips change), and training on the cached latents gives the losses and weights of encoding
+on the fly, resumes exactly, and refuses a set that does not match its VAE and geometry by name."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from kiwi.curriculum import STAGE2, STAGE3, RunConfig, StageConfig
+from kiwi.model.kiwi_edit import tiny, tiny_edit
+from kiwi.train import Trainer
+from lake.balance import Strategy
+from lake.latents import encode_clips, read_latents, uncovered
+from lake.slices import build_slice, load_slice, save_slice
+from refvie.latents import LatentsConfig, encode_latents
+from tests.conftest import synthetic_quadruplet_lake
+
+N = 14
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory):
+    db = synthetic_quadruplet_lake(tmp_path_factory.mktemp("latents") / "lake", N, seed=21, size=64)
+    save_slice(db, build_slice(db, strategy=Strategy("temperature", alpha=0.3), seed=0, name="video"))
+    save_slice(db, build_slice(db, where="task = 'ref_subject'", seed=0, name="reference"))
+    return db
+
+
+@pytest.fixture(scope="module")
+def vae_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("vae")
+    tiny(seed=0).vae.save_pretrained(folder)
+    return folder
+
+
+def encode(db, vae_dir, **overrides):
+    config = LatentsConfig(vae=str(vae_dir), frames=5, sampling="spread", size=64, max_pixels=None, dtype="float32",
+                           device="cpu", write_batch=4, rows_per_task=2)
+    return encode_latents(db, replace(config, **overrides))
+
+
+def run_config(latents: str) -> RunConfig:
+    stages = (StageConfig("instruct", "video", "instruct", STAGE2, 3, 2e-3),
+              StageConfig("reference", "reference", "ref_subject", STAGE3, 3, 2e-3))
+    return RunConfig("latents", stages, seed=5, checkpoint_every=2, latents=latents)
+
+
+@pytest.fixture(scope="module")
+def cached(db, vae_dir, ray_local):
+    """The whole lake encoded: first cut after one write (a kill between commits), then rerun to the end."""
+    first = encode(db, vae_dir, stop_after_writes=1)
+    second = encode(db, vae_dir)
+    return first, second
+
+
+def test_refvie_latents_encodes_every_row_once_across_a_cut_and_again_when_its_clips_change(db, vae_dir, cached):
+    first, second = cached
+    n = db.count("quadruplets")  # the pairs the build accepted
+    assert n >= 10 and second.selected == n
+    assert first.stopped_early and first.encoded == 4 and first.cached_before == 0
+    assert second.cached_before == 4 and second.encoded == n - 4 and second.rejected == 0
+    assert db.count("latents") == n  # each row once: cached + rejected = selected
+    assert len(set(db.read("latents", columns=["latent_id"])["latent_id"].to_pylist())) == n
+    assert encode(db, vae_dir).encoded == 0  # nothing left to do
+
+    # the cached bits are the trainer's encode of the same clip, cut the same way
+    row = db.read("quadruplets", columns=["id"], limit=1)["id"][0].as_py()
+    latent_set = db.read("latents", columns=["latent_set"], limit=1)["latent_set"][0].as_py()
+    (source, target), = read_latents(db, latent_set, [row])
+    model = tiny(seed=0)
+    clip = model.latent_set(5, "spread", 64, None).cut(db.read_video("quadruplets", row, "target_video"))
+    assert model.latent_set(5, "spread", 64, None).key == latent_set
+    assert torch.equal(target, encode_clips(model.vae, clip[None])[0])
+    assert source.shape == target.shape and source.dtype == torch.float32
+
+    # a rebuilt row (new creation time) is stale: training would not take it, a rerun encodes it alone
+    created = db.read("quadruplets", columns=["created_at"], where=f"id = '{row}'")["created_at"][0].as_py()
+    db.update_columns("quadruplets", [{"id": row, "created_at": created.replace(year=created.year + 1)}],
+                      ["created_at"])
+    version = db.table("quadruplets").version
+    assert uncovered(db, latent_set, "quadruplets", version, [row]) == [row]
+    again = encode(db, vae_dir)
+    assert again.encoded == 1 and again.cached_before == n - 1 and db.count("latents") == n
+    assert uncovered(db, latent_set, "quadruplets", db.table("quadruplets").version, [row]) == []
+    db.update_columns("quadruplets", [{"id": row, "created_at": created}], ["created_at"])  # as the slices saw it
+    assert encode(db, vae_dir).encoded == 1
+    assert uncovered(db, latent_set, "quadruplets", load_slice(db, "video").table_version, [row]) == []
+
+
+def test_training_on_cached_latents_equals_encoding_on_the_fly_and_resumes_exactly(db, cached, tmp_path,
+                                                                                     monkeypatch):
+    from lake.access import RandomAccess
+
+    read_columns, real = [], RandomAccess.read_blobs
+
+    def spy(self, table, column, keys, *args, **kwargs):
+        read_columns.append(column)
+        return real(self, table, column, keys, *args, **kwargs)
+
+    monkeypatch.setattr(RandomAccess, "read_blobs", spy)
+    decoded = Trainer(tiny(seed=0), db, run_config("off"), tmp_path / "decoded").train()
+    assert "target_video" in read_columns
+    read_columns.clear()
+    on_latents = Trainer(tiny(seed=0), db, run_config("require"), tmp_path / "cached").train()
+    assert "target_video" not in read_columns and "target_latents" in read_columns  # the cache was read
+    assert [h["ids"] for h in on_latents.history] == [h["ids"] for h in decoded.history]
+    # to float rounding: the cache encodes each clip alone, the step a batch of two (a convolution's sums then run in
+    # another order): ~1e-6 relative after six steps
+    assert [h["loss"] for h in on_latents.history] == pytest.approx([h["loss"] for h in decoded.history], rel=1e-5)
+    cut = Trainer(tiny(seed=0), db, run_config("require"), tmp_path / "cut").train(stop_after=2)
+    rest = Trainer(tiny(seed=0), db, run_config("require"), tmp_path / "cut").train(resume=True)
+    assert [h["ids"] for h in cut.history + rest.history] == [h["ids"] for h in on_latents.history]
+    assert [h["loss"] for h in cut.history + rest.history] == pytest.approx(
+        [h["loss"] for h in on_latents.history], abs=1e-6)
+
+
+def test_a_latent_set_of_another_geometry_or_model_is_refused_by_name_or_decoded_around(db, cached, tmp_path):
+    other = RunConfig("latents", tuple(replace(s, size=32) for s in run_config("require").stages), seed=5,
+                      latents="require")
+    with pytest.raises(ValueError, match=r"have no fresh latents in lat-\w+ \(VAE \w+, 5 frames spread, 32x32\); "
+                                         r"latent sets in the lake: lat-\w+ \(VAE \w+, 5 frames spread, size 64"):
+        Trainer(tiny(seed=0), db, other, tmp_path / "other").train()
+    assert Trainer(tiny(seed=0), db, replace(other, latents="auto"), tmp_path / "auto").train().finished
+    with pytest.raises(ValueError, match="no VAE to cache"):
+        Trainer(tiny_edit(seed=0), db, replace(run_config("require"), stages=tuple(
+            replace(s, size=32) for s in run_config("require").stages)), tmp_path / "codec").train()
