@@ -6,6 +6,7 @@ row times later epochs of a slice small enough for the decoded rows to be kept (
 floor.
 
     python bench/loader_bench.py [--n 200] [--frames 17] [--size 128]
+    python bench/loader_bench.py --geometry published [--pairs 4]    # 81 frames of 720p: bench/loader_published.py
 """
 
 from __future__ import annotations
@@ -35,8 +36,21 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--frames", type=int, default=17)
     parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--geometry", choices=("cpu", "published"), default="cpu")
+    parser.add_argument("--pairs", type=int, default=4, help="published: pairs of 81-frame 720p clips")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--gpu-seconds", type=float, default=2.71,
+                        help="published: GPU-seconds per sample (kiwi plan --flops, stage 3, 40%% MFU of an H100)")
+    parser.add_argument("--vae-share", type=float, default=0.32,
+                        help="published: the VAE's share of them (kiwi plan --flops), off the GPU on the latent path")
     args = parser.parse_args()
     db = lake.open(Path(tempfile.mkdtemp(prefix="loader-bench-")) / "lake")
+    if args.geometry == "published":
+        from loader_published import run
+
+        report("loader_bench_published", run(db, args.pairs, args.repeat, args.gpu_seconds, args.vae_share),
+               Path("bench/results/loader_bench_published.json"))
+        return
     ingest(SyntheticSource(args.n, SyntheticConfig(frames=args.frames, height=args.size, width=args.size)), db,
            IngestConfig(progress=False))
     build_local(db)

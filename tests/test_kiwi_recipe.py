@@ -51,9 +51,9 @@ def _spy_on_sources(model, seen):
     """Records, per DiT call in training, (frames of the source, whether source latents went in)."""
     predict = model.predict
 
-    def spying(noisy, sigma, context, source, reference):
+    def spying(noisy, sigma, context, source, reference, *condition):
         seen.append((noisy.shape[2], source is not None, reference is not None))
-        return predict(noisy, sigma, context, source, reference)
+        return predict(noisy, sigma, context, source, reference, *condition)
 
     model.predict = spying
 

@@ -1,0 +1,140 @@
+"""The training loader at the published geometry (`python bench/loader_bench.py --geometry published`): pairs of
+81-frame 1280x720 H.264 clips in a lake, read by `kiwi.data.SliceLoader` as the published recipe reads them
+(the first 81 frames, 921,600-pixel budget, batch 1, two preparing threads), on two paths:
+
+- decode: source and target decoded and fitted every step (a first epoch: `decoded_cache_mb=0`);
+- latents: the target read from the `latents` table instead (`DataConfig.latent_set`), the source still decoded
+  for the MLLM. The latents are fabricated at the Wan2.2 VAE's shape for such a clip (48 x 21 x 45 x 80, bfloat16):
+  what is measured is reading them, which does not depend on their values.
+
+Against the floor measured in the same run with the same threads: raw PyAV decode of the same source + target.
+Core-seconds per sample are the process's CPU time over the pass; with the GPU-seconds a sample costs (stage 3 of
+kiwi-paper, `kiwi plan --flops`: 2.71 s at 40 % MFU of an H100, 32 % of it the VAE's encodes, which the latent
+path takes off the GPU), they give the cores a GPU needs to be fed."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+FRAMES, HEIGHT, WIDTH = 81, 720, 1280
+LATENT_SHAPE = (48, 21, 45, 80)  # Wan2.2-TI2V-5B VAE: 48 channels, 4x in time (+1), 16x in space
+
+
+def clip(seed: int) -> np.ndarray:
+    """81 frames of 720p with motion and texture (a moving gradient, stripes and a block), cheap to make."""
+    t = np.arange(FRAMES, dtype=np.float32)[:, None, None]
+    y = np.arange(HEIGHT, dtype=np.float32)[None, :, None]
+    x = np.arange(WIDTH, dtype=np.float32)[None, None, :]
+    r = (x + 7 * t + 40 * seed) % 256
+    g = (y + 3 * t) % 256
+    b = 128 + 100 * np.sin((x + y) / (17 + seed) + t / 5)
+    frames = np.stack(np.broadcast_arrays(r, g, b), -1).clip(0, 255).astype(np.uint8)
+    for i in range(FRAMES):
+        top, left = 100 + (i * 3) % 400, 200 + (i * 7 + 90 * seed) % 800
+        frames[i, top : top + 120, left : left + 160] = (255 - 30 * seed) % 256
+    return frames
+
+
+def published_lake(db, pairs: int) -> list[str]:
+    """A small synthetic lake whose quadruplets get 81-frame 720p source and target clips."""
+    from lake import media
+    from refvie.ingest import IngestConfig, ingest
+    from refvie.pipeline import build_local
+    from refvie.sources import SyntheticSource
+    from refvie.synthetic import SyntheticConfig
+
+    ingest(SyntheticSource(pairs + 2, SyntheticConfig(frames=5, height=32, width=32, seed=3)), db,
+           IngestConfig(progress=False))
+    build_local(db)
+    spec = db.spec("quadruplets")
+    rows = db.read("quadruplets", columns=spec.metadata_columns, limit=pairs).to_pylist()
+    for i, row in enumerate(rows):
+        started = time.perf_counter()
+        source, target = media.encode_video(clip(2 * i)), media.encode_video(clip(2 * i + 1))
+        db.upsert("quadruplets", [{**row, "source_video": source, "target_video": target, "num_frames": FRAMES,
+                                   "width": WIDTH, "height": HEIGHT}])
+        print(f"  pair {i + 1}/{len(rows)}: {len(source) / 1e6:.1f} + {len(target) / 1e6:.1f} MB of H.264, "
+              f"encoded in {time.perf_counter() - started:.0f} s", flush=True)
+    return [r["id"] for r in rows]
+
+
+def fabricated_latents(db, ids: list[str]) -> str:
+    """bfloat16 latents of the published shape for each row, under a latent set of the published geometry."""
+    import torch
+
+    from lake.latents import LatentSet, latent_row
+
+    latent_set = LatentSet("fabricated-for-the-bench", FRAMES, "prefix", max_pixels=HEIGHT * WIDTH)
+    version = db.table("quadruplets").version
+    rows = db.take("quadruplets", ids, columns=db.spec("quadruplets").metadata_columns).to_pylist()
+    generator = torch.Generator().manual_seed(0)
+    for row in rows:
+        source, target = (torch.randn(LATENT_SHAPE, generator=generator).to(torch.bfloat16) for _ in range(2))
+        db.upsert("latents", [latent_row(latent_set, row, version, source, target)])
+    return latent_set.key
+
+
+def run(db, pairs: int, repeat: int, gpu_seconds: float, vae_share: float) -> list[dict]:
+    from kiwi.data import DataConfig, SliceLoader
+    from lake import media
+    from lake.slices import build_slice
+
+    print(f"{pairs} pairs of {FRAMES} frames {WIDTH}x{HEIGHT}:")
+    ids = published_lake(db, pairs)
+    key = fabricated_latents(db, ids)
+    where = "id IN (" + ", ".join(f"'{i}'" for i in ids) + ")"
+    slice_ = build_slice(db, where=where, seed=0)
+    decode = DataConfig(frames=FRAMES, sampling="prefix", max_pixels=HEIGHT * WIDTH, size=32, decoded_cache_mb=0)
+    latents = DataConfig(frames=FRAMES, sampling="prefix", max_pixels=HEIGHT * WIDTH, size=32, decoded_cache_mb=0,
+                         latent_set=key)
+
+    def timed(fn) -> tuple[float, float, int]:
+        """Median wall and CPU seconds of `repeat` passes (after one warm-up pass), and the samples of one."""
+        fn()
+        walls, cpus, n = [], [], 0
+        for _ in range(repeat):
+            wall, cpu = time.perf_counter(), time.process_time()
+            n = fn()
+            walls.append(time.perf_counter() - wall)
+            cpus.append(time.process_time() - cpu)
+        return float(np.median(walls)), float(np.median(cpus)), n
+
+    def floor() -> int:
+        def decode_pair(row_id):
+            for column in ("source_video", "target_video"):
+                (blob,) = db.read_blobs("quadruplets", column, [row_id])
+                media.decode_video(blob)
+        with ThreadPoolExecutor(max_workers=decode.workers) as pool:
+            list(pool.map(decode_pair, ids))
+        return len(ids)
+
+    def loader_pass(config: DataConfig) -> int:
+        loader = SliceLoader(db, slice_, config, batch_size=1, seed=0, task="instruct")
+        return sum(len(b.ids) for b in loader)
+
+    video_bytes = [len(db.read_blobs("quadruplets", c, [i])[0]) for i in ids for c in ("source_video", "target_video")]
+    latent_bytes = 2 * int(np.prod(LATENT_SHAPE)) * 2
+    per_sample_video = sum(video_bytes) / len(ids)
+    results = {}
+    for name, fn in (("raw PyAV decode", floor), ("loader, decode path", lambda: loader_pass(decode)),
+                     ("loader, latent path", lambda: loader_pass(latents))):
+        wall, cpu, n = timed(fn)
+        results[name] = (wall / n, cpu / n)
+        print(f"  {name}: {wall / n:.2f} s and {cpu / n:.2f} core-seconds per sample "
+              f"({n} samples, median of {repeat} passes)", flush=True)
+    gpu_latent = gpu_seconds * (1 - vae_share)
+    rows = []
+    for name, gpu, read in (("decode path", gpu_seconds, per_sample_video),
+                            ("latent path", gpu_latent, per_sample_video / 2 + latent_bytes)):
+        wall, cpu = results[f"loader, {name}"]
+        cores = cpu / gpu
+        print(f"  {name}: {cores:.2f} cores per GPU (GPU {gpu:.2f} s per sample), {read / 1e6:.1f} MB read per "
+              f"sample from the lake")
+        rows.append(dict(what=f"SliceLoader at 81x1280x720, {name} (per sample; {cores:.2f} cores per GPU)",
+                         ours_s=wall, baseline=f"raw PyAV decode of the same source + target, {decode.workers} "
+                         "threads", baseline_s=results["raw PyAV decode"][0], core_seconds=cpu, gpu_seconds=gpu,
+                         cores_per_gpu=cores, bytes_per_sample=read))
+    return rows
