@@ -4,8 +4,8 @@
 
 - decode: source and target decoded and fitted every step (a first epoch: `decoded_cache_mb=0`);
 - latents: the target read from the `latents` table instead (`DataConfig.latent_set`), the source still decoded
-  for the MLLM. The latents are fabricated at the Wan2.2 VAE's shape for such a clip (48 x 21 x 45 x 80, bfloat16):
-  what is measured is reading them, which does not depend on their values.
+  for the MLLM. The latents are fabricated at the Wan2.2 VAE's shape for such a clip (48 x 21 x 44 x 80, bfloat16,
+  of its 704x1280 frames): what is measured is reading them, which does not depend on their values.
 
 Against the floor measured in the same run with the same threads: raw PyAV decode of the same source + target.
 Core-seconds per sample are the process's CPU time over the pass; with the GPU-seconds a sample costs (stage 3 of
@@ -20,7 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 FRAMES, HEIGHT, WIDTH = 81, 720, 1280
-LATENT_SHAPE = (48, 21, 45, 80)  # Wan2.2-TI2V-5B VAE: 48 channels, 4x in time (+1), 16x in space
+# Wan2.2-TI2V-5B VAE: 48 channels, 4x in time (+1), 16x in space, of the 704x1280 frames a 720p clip trains at
+# (sides floored to multiples of 32)
+LATENT_SHAPE = (48, 21, 44, 80)
 
 
 def clip(seed: int) -> np.ndarray:

@@ -303,9 +303,14 @@ def prepare_rows(db: Lake, slice_: Slice, ids: list[str], config: DataConfig, ta
         latents = {side: _stacked([rows[i]["latents"][k] for i in ids], f"{table} {side} latents")
                    for k, side in enumerate(("source", "target"))}
     return dict(instructions=[rows[i]["instruction"] for i in ids], edit_types=[rows[i]["edit_type"] for i in ids],
-                source=np.stack(src), target=np.stack(tgt), reference=np.stack(refs) if refs else None,
+                source=_rows(src), target=_rows(tgt), reference=_rows(refs) if refs else None,
                 tasks=tasks if task == MIXED else None,
                 mllm_reference=raw_refs if config.raw_reference and refs else None, latents=latents)
+
+
+def _rows(arrays: list[np.ndarray]) -> np.ndarray:
+    """A batch of the rows' arrays: a batch of one is a view of its row (no copy of a 224 MB clip)."""
+    return arrays[0][None] if len(arrays) == 1 else np.stack(arrays)
 
 
 def _stacked(tensors: list[torch.Tensor], what: str) -> torch.Tensor:

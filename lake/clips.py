@@ -43,6 +43,8 @@ def fit_frames(frames: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     else:
         keep = int(width / w * h)
         frames = frames[:, (height - keep) // 2: (height - keep) // 2 + keep]
+    if frames.shape[1:3] == (h, w):  # a crop was all it took (720p to 704x1280): PIL would only copy each frame
+        return frames
     return np.stack([np.asarray(Image.fromarray(f).resize((w, h), Image.BICUBIC)) for f in frames])
 
 
@@ -52,6 +54,10 @@ def take_frames(frames: np.ndarray, count: int, sampling: str = "spread") -> np.
     ("spread", repeating frames of a short clip)."""
     if sampling == "prefix_cut":
         return frames[: min(count, cut_to_4k1(len(frames)))]
+    if sampling in ("prefix", "spread") and len(frames) == count:  # every frame, in order: the clip itself, not a
+        return frames                                               # copy (81 frames of 720p are 224 MB)
+    if sampling == "prefix" and len(frames) > count:
+        return frames[:count]
     if sampling == "prefix":
         index = np.minimum(np.arange(count), len(frames) - 1)
     elif sampling == "spread":
