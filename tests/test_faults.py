@@ -198,3 +198,23 @@ def test_eval_killed_anywhere_ends_with_the_same_scores(built, tmp_path_factory,
 
     kill_and_compare("kiwi eval", template, tmp_path, [str(BIN / "kiwi"), "eval", "--model", "model", "--bench",
                                                        "fb", "--steps", "2", "--size", "32"], state)
+
+
+@full_suite_only
+def test_latents_killed_anywhere_end_with_every_row_cached_once_and_the_same_bits(built, tmp_path_factory, tmp_path):
+    template = tmp_path_factory.mktemp("faults-latents") / "template"
+    shutil.copytree(built, template)
+    run([str(BIN / "kiwi"), "init", "--config", "tiny", "--out", "model"], template / "lake", template)
+
+    def state(folder):
+        db = lake.open(folder / "lake", create=False)
+        keys = _ids(db, "latents", "latent_id")
+        quads = _ids(db, "quadruplets", "id")
+        payloads = db.read_blobs("latents", "target_latents", keys) + db.read_blobs("latents", "source_latents", keys)
+        return {"rows: cached": len(set(keys)), "unique: latents": len(keys) == len(set(keys)),
+                "rows: every quadruplet": len(quads),
+                "diverged: latents": hashlib.blake2b(b"".join(payloads), digest_size=16).hexdigest()}
+
+    kill_and_compare("refvie latents", template, tmp_path,
+                     [str(BIN / "refvie"), "latents", "--vae", "model/vae", "--frames", "5", "--sampling", "spread",
+                      "--size", "32", "--quiet"], state)
