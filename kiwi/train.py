@@ -276,16 +276,17 @@ class Trainer(Checkpointing, PrecisionPolicy):
         wanted = None
         if data.sampling != "prefix_cut" and not data.ray:
             wanted = self.model.latent_set(data.frames, data.sampling, data.size, data.max_pixels)
-        missing = list(slice_.ids) if wanted is None else uncovered(self.db, wanted.key, slice_.table,
-                                                                     slice_.table_version, slice_.ids)
-        if wanted is not None and not missing:
+        if wanted is None:
+            if self.run.latents == "require":
+                raise ValueError(f"stage {stage.name}: latents='require', but this model has no VAE to cache "
+                                 f"(the pixel codec) or the stage reads clips cut to varying lengths (prefix_cut)")
+            return data
+        missing = uncovered(self.db, wanted.key, slice_.table, slice_.table_version, slice_.ids)
+        if not missing:
             if say is not None:
                 say(f"{stage.name}: target clips read as cached latents ({wanted.key})")
             return replace(data, latent_set=wanted.key)
         if self.run.latents == "require":
-            if wanted is None:
-                raise ValueError(f"stage {stage.name}: latents='require', but this model has no VAE to cache "
-                                 f"(the pixel codec) or the stage reads clips cut to varying lengths (prefix_cut)")
             geometry = f"--size {data.size}" if data.max_pixels is None else f"--max-pixels {data.max_pixels}"
             there = "; ".join(f"{s['latent_set']} (VAE {s['vae']}, {s['frames']} frames {s['sampling']}, size "
                               f"{s['size']}, max_pixels {s['max_pixels']}: {s['rows']} rows)"
