@@ -8,7 +8,9 @@ import click
 
 from lake.cli_common import FriendlyGroup, group_lake_option, lake_option, open_lake
 
-FORMATS = ("kiwi-csv", "refvie-parquet", "kiwi-release", "nhr-edit", "gpt-image-edit", "manifest", "synthetic")
+FORMATS = ("kiwi-csv", "refvie-parquet", "kiwi-release", "ditto-1m", "openve-3m", "reco", "nhr-edit", "gpt-image-edit",
+           "manifest", "synthetic")
+VIDEO_DATASETS = {"ditto-1m": "DittoSource", "openve-3m": "OpenVeSource", "reco": "ReCoSource"}
 
 
 @click.group(cls=FriendlyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -73,8 +75,9 @@ def load_classifier(classifier: str, endpoint_url: str | None, endpoint_model: s
 @click.argument("path", required=False, type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(FORMATS), required=True,
               help="Layout of PATH: a Kiwi-Edit CSV, RefVIE parquet chunks, the whole Kiwi-Edit training release "
-                   "(its folder), NHR-Edit's train/metadata.jsonl, GPT-Image-Edit-1.5M's training_json/, a manifest "
-                   "of your own, or the synthetic world. See docs/ingest.md.")
+                   "(its folder), the Ditto-1M, OpenVE-3M or ReCo-Data folder, NHR-Edit's train/metadata.jsonl, "
+                   "GPT-Image-Edit-1.5M's training_json/, a manifest of your own, or the synthetic world. See "
+                   "docs/ingest.md.")
 @click.option("--root", "roots", type=click.Path(path_type=Path), multiple=True,
               help="Folder the paths in PATH are relative to (default: PATH's folder; kiwi-release: the folder "
                    "holding the source datasets). Repeat it to allow absolute paths in more folders.")
@@ -91,8 +94,9 @@ def load_classifier(classifier: str, endpoint_url: str | None, endpoint_model: s
 @click.option("--min-frames", type=int, default=2, show_default=True, help="Reject clips shorter than this.")
 @click.option("--no-bytes", is_flag=True, help="Keep only paths (*_uri), do not copy video bytes into the lake.")
 @click.option("--label-map", default=None, metavar="MAP",
-              help="The dataset's own edit categories onto ours: a shipped map (openve), a YAML file, or "
-                   "their=ours,… (given labels win over any classifier).")
+              help="The dataset's own edit categories onto ours: a shipped map (openve, reco, ditto-1m), a YAML "
+                   "file, or their=ours,… (given labels win over any classifier; laid over the map a format "
+                   "ships with).")
 @click.option("--strict", is_flag=True, help="kiwi-csv: reject rows whose prompt holds unquoted commas instead of "
               "repairing them (a repair needs every path column to end in a media extension).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -143,6 +147,8 @@ def build_source(fmt, path, roots, dataset, mapping, n, seed, start, mix, frames
         return sources.KiwiCsvSource(path, roots[0], strict=strict, **common)
     if fmt == "refvie-parquet":
         return sources.RefvieParquetSource(path, roots[0], **common)
+    if fmt in VIDEO_DATASETS:
+        return getattr(sources, VIDEO_DATASETS[fmt])(path, roots[0] if roots_given else None, **common)
     if fmt == "nhr-edit":
         return sources.NhrEditSource(path, roots[0] if roots_given else None, **common)
     if fmt == "gpt-image-edit":

@@ -11,7 +11,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import islice
 from typing import Any
 
@@ -19,7 +19,7 @@ from lake import Lake, media
 from lake.db import reject_id
 from lake.errors import MediaError
 from refvie.datasets import claim
-from refvie.labels.maps import LabelMap
+from refvie.labels.maps import LabelMap, parse_label_map
 from refvie.sources.base import MediaRef, PairRecord, RowProblem, Source
 
 STAGE = "ingest"
@@ -69,6 +69,8 @@ def ingest(source: Source, db: Lake, config: IngestConfig = IngestConfig(), clai
     claimed `source.dataset` for a larger origin (a release folder) already."""
     if claim_name:
         source.dataset = claim(db, source.provenance(), getattr(source, "requested", None) or None)
+    own = getattr(source, "label_map", None)  # a format's shipped map of its own categories, by name
+    config = replace(config, label_map=config.label_map.under(parse_label_map(own) if own else None))
     summary = IngestSummary(dataset=source.dataset)
     existing = _existing_pair_ids(db) if config.skip_existing else set()
     earlier = db.read("rejects", columns=["reject_id", "dataset"], where=f"stage = '{STAGE}'")

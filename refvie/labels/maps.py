@@ -1,8 +1,11 @@
 """Label maps: a dataset that carries its own edit taxonomy keeps its labels, translated onto ours.
 
 A given label wins over any classifier, so it must be translated, not guessed. Shipped: OpenVE-3M's eight categories
-(its subtitle, camera multi-shot and creative edits have no place among the balanced categories: `other`). Any other
-map comes from `--label-map their=ours,...`, a YAML file of `their: ours` lines, or the name of a shipped map.
+(its subtitle, camera multi-shot and creative edits have no place among the balanced categories: `other`), ReCo's four
+tasks, and Ditto-1M's subsets (only its style subsets say which of our categories they are: `local` and
+`global_freeform` map to None, "no given label", and the classifier decides). Any other map comes from
+`--label-map their=ours,...`, a YAML file of `their: ours` lines, or the name of a shipped map; on a source with a
+shipped map of its own, the user's map is laid over it.
 Labels are compared case- and separator-insensitively ("Background Change" = "background-change" =
 "background_change"); our own category names always pass unchanged; anything else is unknown, and the row is
 rejected with the reason `unknown_edit_type`."""
@@ -23,10 +26,17 @@ OPENVE = {
     "local_remove": "local_remove",
     "local_add": "local_add",
     "subtitles": "other",
+    "subtitles_edit": "other",
+    "subtitle_edit": "other",
     "camera_multi_shot": "other",
+    "camera_multi_shot_edit": "other",
+    "camera_multishot": "other",
     "creative": "other",
+    "creative_edit": "other",
 }
-SHIPPED = {"openve": OPENVE, "openve-3m": OPENVE}
+RECO = {"add": "local_add", "remove": "local_remove", "replace": "local_change", "style": "global_style"}
+DITTO = {"global_style": "global_style", "local": None, "global_freeform": None}
+SHIPPED = {"openve": OPENVE, "openve-3m": OPENVE, "reco": RECO, "ditto-1m": DITTO}
 
 
 def normalise(label: str) -> str:
@@ -35,11 +45,11 @@ def normalise(label: str) -> str:
 
 @dataclass(frozen=True)
 class LabelMap:
-    mapping: dict[str, str] = field(default_factory=dict)
+    mapping: dict[str, str | None] = field(default_factory=dict)  # None: no given label, the classifier decides
     name: str = "identity"
 
     def __post_init__(self):
-        bad = {k: v for k, v in self.mapping.items() if v not in EDIT_TYPES}
+        bad = {k: v for k, v in self.mapping.items() if v is not None and v not in EDIT_TYPES}
         if bad:
             their, ours = next(iter(bad.items()))
             raise ValueError(f"label map {self.name}: {their!r} maps to {ours!r}, which is not one of "
@@ -59,6 +69,14 @@ class LabelMap:
         raise RowProblem("unknown_edit_type", f"{label!r} is not a known category (label map {self.name}: "
                                               f"{', '.join(known)}); map it with --label-map")
 
+    def under(self, own: LabelMap | None) -> LabelMap:
+        """This map laid over a source's own: the user's entries win, the source's fill in the rest."""
+        if own is None:
+            return self
+        if not self.mapping:
+            return own
+        return LabelMap({**own.mapping, **self.mapping}, name=f"{self.name} over {own.name}")
+
 
 def parse_label_map(spec: str | None) -> LabelMap:
     """A shipped map's name, a YAML file, or `their=ours,their2=ours2`; None or '' is the identity."""
@@ -73,7 +91,7 @@ def parse_label_map(spec: str | None) -> LabelMap:
         if not path.is_file():
             raise ValueError(f"{spec}: no such label-map file")
         data = yaml.safe_load(path.read_text())
-        if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        if not isinstance(data, dict) or not all(v is None or isinstance(v, str) for v in data.values()):
             raise ValueError(f"{spec}: a label map file holds 'their_label: our_category' lines")
         return LabelMap({str(k): v for k, v in data.items()}, name=path.name)
     mapping = {}
