@@ -55,6 +55,7 @@ bench: $(STAMP)
 	$(PY) bench/balance_bench.py
 	$(PY) bench/model_bench.py
 	$(PY) bench/loader_bench.py
+	$(PY) bench/blob_reads.py
 	$(PY) bench/label_bench.py
 	$(PY) bench/experiment_bench.py
 

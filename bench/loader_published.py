@@ -1,16 +1,18 @@
 """The training loader at the published geometry (`python bench/loader_bench.py --geometry published`): pairs of
 81-frame 1280x720 H.264 clips in a lake, read by `kiwi.data.SliceLoader` as the published recipe reads them
-(the first 81 frames, 921,600-pixel budget, batch 1, two preparing threads), on two paths:
+(the first 81 frames, 921,600-pixel budget, batch 1, two preparing threads), on three paths:
 
 - decode: source and target decoded and fitted every step (a first epoch: `decoded_cache_mb=0`);
+- decode on Ray Data: the same, prepared in Ray Data tasks (`DataConfig.ray`; a local 2-CPU Ray, started after the
+  thread paths are measured), its workers' CPU counted with the trainer's;
 - latents: the target read from the `latents` table instead (`DataConfig.latent_set`), the source still decoded
   for the MLLM. The latents are fabricated at the Wan2.2 VAE's shape for such a clip (48 x 21 x 44 x 80, bfloat16,
   of its 704x1280 frames): what is measured is reading them, which does not depend on their values.
 
 Against the floor measured in the same run with the same threads: raw PyAV decode of the same source + target.
-Core-seconds per sample are the process's CPU time over the pass; with the GPU-seconds a sample costs (stage 3 of
-kiwi-paper, `kiwi plan --flops`: 2.71 s at 40 % MFU of an H100, 32 % of it the VAE's encodes, which the latent
-path takes off the GPU), they give the cores a GPU needs to be fed."""
+Core-seconds per sample are the CPU time of the process and the processes under it over the pass; with the
+GPU-seconds a sample costs (stage 3 of kiwi-paper, `kiwi plan --flops`: 2.71 s at 40 % MFU of an H100, 32 % of it
+the VAE's encodes, which the latent path takes off the GPU), they give the cores a GPU needs to be fed."""
 
 from __future__ import annotations
 
@@ -25,16 +27,16 @@ FRAMES, HEIGHT, WIDTH = 81, 720, 1280
 LATENT_SHAPE = (48, 21, 44, 80)
 
 
-def clip(seed: int) -> np.ndarray:
-    """81 frames of 720p with motion and texture (a moving gradient, stripes and a block), cheap to make."""
-    t = np.arange(FRAMES, dtype=np.float32)[:, None, None]
+def clip(seed: int, count: int = FRAMES) -> np.ndarray:
+    """`count` frames of 720p with motion and texture (a moving gradient, stripes and a block), cheap to make."""
+    t = np.arange(count, dtype=np.float32)[:, None, None]
     y = np.arange(HEIGHT, dtype=np.float32)[None, :, None]
     x = np.arange(WIDTH, dtype=np.float32)[None, None, :]
     r = (x + 7 * t + 40 * seed) % 256
     g = (y + 3 * t) % 256
     b = 128 + 100 * np.sin((x + y) / (17 + seed) + t / 5)
     frames = np.stack(np.broadcast_arrays(r, g, b), -1).clip(0, 255).astype(np.uint8)
-    for i in range(FRAMES):
+    for i in range(count):
         top, left = 100 + (i * 3) % 400, 200 + (i * 7 + 90 * seed) % 800
         frames[i, top : top + 120, left : left + 160] = (255 - 30 * seed) % 256
     return frames
@@ -79,6 +81,32 @@ def fabricated_latents(db, ids: list[str]) -> str:
     return latent_set.key
 
 
+def cpu_seconds() -> float:
+    """User + system CPU time of this process and every process under it (Ray's workers and daemons): what the
+    Ray Data path spends outside the trainer's process counts too."""
+    import psutil
+
+    me = psutil.Process()
+    total = sum(me.cpu_times()[:2])
+    for child in me.children(recursive=True):
+        try:
+            total += sum(child.cpu_times()[:2])
+        except psutil.Error:
+            pass
+    return total
+
+
+def start_ray() -> None:
+    """The project's private local Ray (quiet, 2 CPUs), as `kiwi train` starts it, with an object store of 4 GiB
+    (`KIWI_RAY_OBJECT_STORE_MB`): a prepared batch here is 440 MB, and the default 512 MiB would spill to disk."""
+    import os
+
+    from lake.ray_runtime import init_ray
+
+    os.environ.setdefault("KIWI_RAY_OBJECT_STORE_MB", "4096")
+    init_ray(num_cpus=2)
+
+
 def run(db, pairs: int, repeat: int, gpu_seconds: float, vae_share: float) -> list[dict]:
     from kiwi.data import DataConfig, SliceLoader
     from lake import media
@@ -92,16 +120,18 @@ def run(db, pairs: int, repeat: int, gpu_seconds: float, vae_share: float) -> li
     decode = DataConfig(frames=FRAMES, sampling="prefix", max_pixels=HEIGHT * WIDTH, size=32, decoded_cache_mb=0)
     latents = DataConfig(frames=FRAMES, sampling="prefix", max_pixels=HEIGHT * WIDTH, size=32, decoded_cache_mb=0,
                          latent_set=key)
+    on_ray = DataConfig(frames=FRAMES, sampling="prefix", max_pixels=HEIGHT * WIDTH, size=32, decoded_cache_mb=0,
+                        ray=True)
 
     def timed(fn) -> tuple[float, float, int]:
         """Median wall and CPU seconds of `repeat` passes (after one warm-up pass), and the samples of one."""
         fn()
         walls, cpus, n = [], [], 0
         for _ in range(repeat):
-            wall, cpu = time.perf_counter(), time.process_time()
+            wall, cpu = time.perf_counter(), cpu_seconds()
             n = fn()
             walls.append(time.perf_counter() - wall)
-            cpus.append(time.process_time() - cpu)
+            cpus.append(cpu_seconds() - cpu)
         return float(np.median(walls)), float(np.median(cpus)), n
 
     def floor() -> int:
@@ -122,7 +152,10 @@ def run(db, pairs: int, repeat: int, gpu_seconds: float, vae_share: float) -> li
     per_sample_video = sum(video_bytes) / len(ids)
     results = {}
     for name, fn in (("raw PyAV decode", floor), ("loader, decode path", lambda: loader_pass(decode)),
-                     ("loader, latent path", lambda: loader_pass(latents))):
+                     ("loader, latent path", lambda: loader_pass(latents)),
+                     ("loader, decode path on Ray Data", lambda: loader_pass(on_ray))):
+        if "Ray" in name:  # started only now: its idle processes would count against the thread paths
+            start_ray()
         wall, cpu, n = timed(fn)
         results[name] = (wall / n, cpu / n)
         print(f"  {name}: {wall / n:.2f} s and {cpu / n:.2f} core-seconds per sample "
@@ -130,7 +163,8 @@ def run(db, pairs: int, repeat: int, gpu_seconds: float, vae_share: float) -> li
     gpu_latent = gpu_seconds * (1 - vae_share)
     rows = []
     for name, gpu, read in (("decode path", gpu_seconds, per_sample_video),
-                            ("latent path", gpu_latent, per_sample_video / 2 + latent_bytes)):
+                            ("latent path", gpu_latent, per_sample_video / 2 + latent_bytes),
+                            ("decode path on Ray Data", gpu_seconds, per_sample_video)):
         wall, cpu = results[f"loader, {name}"]
         cores = cpu / gpu
         print(f"  {name}: {cores:.2f} cores per GPU (GPU {gpu:.2f} s per sample), {read / 1e6:.1f} MB read per "

@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from lake import media
 from lake.errors import LakeError
+from lake.ranged import RangedBlob
 from lake.schema import spec_for
 
 if TYPE_CHECKING:
@@ -61,6 +62,37 @@ class RandomAccess:
             payloads = [media.read_uri(uri, self.storage_options) if data is None and uri else data
                         for data, uri in zip(payloads, uris, strict=True)]
         return payloads
+
+    def read_videos(self, table: str, column: str, keys: Sequence[Any], version: Version | None = None,
+                    max_frames: int | None = None, ranged: bool = False,
+                    stats: list | None = None) -> list[np.ndarray]:
+        """Decoded clips (uint8 (T, H, W, 3)) for many rows, in key order, each decoded only as far as
+        `max_frames`. The payloads come whole through `read_blobs` (one planned read for many rows), or, `ranged`,
+        each from its blob in cached ranges that grow along sequential reads (`lake.ranged`): about the bytes
+        those frames take and the container's index, in a few requests per clip, which pays when the frames read
+        are a small part of a long clip. Rows ingested without bytes are read from their `*_uri`. `stats`, a
+        list, receives each ranged read's `RangeStats` (bytes fetched and consumed, requests)."""
+        keys = list(keys)
+        if not ranged:
+            return [media.decode_video(data, name=f"{table}/{key}/{column}", max_frames=max_frames)
+                    for key, data in zip(keys, self.read_blobs(table, column, keys, version), strict=True)]
+        files = self.blobs(table, column, keys, version)
+        elsewhere = [key for key, f in zip(keys, files, strict=True) if f is None]
+        fallback = dict(zip(elsewhere, self.read_blobs(table, column, elsewhere, version), strict=True)) \
+            if elsewhere else {}
+        clips = []
+        for key, f in zip(keys, files, strict=True):
+            if f is None and fallback[key] is None:
+                raise LakeError(f"{table} row {key!r} has no bytes in {column} and no URI to read them from")
+            source = RangedBlob(f) if f is not None else fallback[key]
+            try:
+                clips.append(media.decode_video(source, name=f"{table}/{key}/{column}", max_frames=max_frames))
+            finally:
+                if f is not None:
+                    source.close()
+                    if stats is not None:
+                        stats.append(source.stats)
+        return clips
 
     def read_video(self, table: str, key: Any, column: str = "source_video",
                    version: Version | None = None, **decode_kwargs) -> np.ndarray:

@@ -35,7 +35,9 @@ def _from_package_root():
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
-    """Connect to a cluster, or start a quiet local Ray sized for this machine."""
+    """Connect to a cluster, or start a quiet local Ray sized for this machine. Its object store holds 512 MiB
+    (`KIWI_RAY_OBJECT_STORE_MB`): plenty for the build's batches, a single prepared batch at the published geometry
+    (two 81-frame 704x1280 clips, 440 MB) fills it, so a local run of the Ray Data loader at that size wants more."""
     import logging
 
     import ray
@@ -52,7 +54,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     # num_cpus); a cluster of the user's own is reached through `address` (--ray-address, $RAY_ADDRESS)
     with _from_package_root(), _quiet_spawns():
         ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
-                 object_store_memory=512 * 1024**2,
+                 object_store_memory=int(os.environ.get("KIWI_RAY_OBJECT_STORE_MB", "512")) * 1024**2,
                  logging_level=logging.WARNING, ignore_reinit_error=True, log_to_driver=False)
     import ray.data
     from ray.data.context import ShuffleStrategy

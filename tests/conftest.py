@@ -101,21 +101,11 @@ def ray_local():
 @pytest.fixture(scope="session")
 def s3_lake_options():
     """An S3-compatible object store for the session: moto's server on 127.0.0.1 with a bucket `kiwi`."""
-    import socket
+    pytest.importorskip("boto3")
+    from tests.moto_store import start_moto, storage_options
 
-    boto3 = pytest.importorskip("boto3")
-    from moto.server import ThreadedMotoServer
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test",
-                 region_name="us-east-1").create_bucket(Bucket="kiwi")
-    yield {"aws_endpoint": endpoint, "aws_access_key_id": "test", "aws_secret_access_key": "test",
-           "aws_region": "us-east-1", "allow_http": "true"}
+    server, endpoint = start_moto()
+    yield storage_options(endpoint)
     server.stop()
 
 
