@@ -79,8 +79,9 @@ def load_classifier(classifier: str, endpoint_url: str | None, endpoint_model: s
                    "GPT-Image-Edit-1.5M's training_json/, a manifest of your own, or the synthetic world. See "
                    "docs/ingest.md.")
 @click.option("--root", "roots", type=click.Path(path_type=Path), multiple=True,
-              help="Folder the paths in PATH are relative to (default: PATH's folder; kiwi-release: the folder "
-                   "holding the source datasets). Repeat it to allow absolute paths in more folders.")
+              help="Folder the paths in PATH are relative to (default: PATH's folder; ditto-1m, openve-3m, reco: "
+                   "the dataset's folder or its videos/, as it lays them out; kiwi-release: the folder holding the "
+                   "source datasets). Repeat it to allow absolute paths in more folders.")
 @click.option("--dataset", default="", help="Dataset name recorded on every pair (default: the file's stem, or a "
               "name telling it apart when another source holds that one).")
 @click.option("--licence", default=None, help="The dataset's licence, recorded in the lake's `datasets` table.")

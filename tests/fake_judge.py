@@ -44,9 +44,17 @@ class FakeJudge:
                     judge.max_in_flight = max(judge.max_in_flight, judge.in_flight)
                 if action[0] == "rubric":
                     action = ("answer", "\n".join(f"{n}: {action[1]}" for n in rubric_dimensions(body)))
+                self._counted = True
                 try:
                     self._act(action)
                 finally:
+                    self._leave()
+
+            def _leave(self):
+                """Out of flight once the answer is ready, before its bytes go: a client that has read them may send
+                its next request before this thread runs again, and that one must not count beside this one."""
+                if self._counted:
+                    self._counted = False
                     with judge._lock:
                         judge.in_flight -= 1
 
@@ -65,6 +73,7 @@ class FakeJudge:
                     self._send(200, json.dumps(reply).encode())
 
             def _send(self, status, payload: bytes):
+                self._leave()
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
