@@ -20,12 +20,10 @@ _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connectio
 class Tally:
     requests: Counter = field(default_factory=Counter)  # by method
     get_bytes: int = 0  # body bytes of GET responses
-    ranges: list[str] = field(default_factory=list)  # the Range header of each GET ("" for a whole object)
 
     def reset(self) -> None:
         self.requests.clear()
         self.get_bytes = 0
-        self.ranges.clear()
 
 
 class CountingProxy:
@@ -71,7 +69,6 @@ class CountingProxy:
                     tally.requests[self.command] += 1
                     if self.command == "GET":
                         tally.get_bytes += len(payload)
-                        tally.ranges.append(self.headers.get("Range", ""))
                 self.send_response(response.status, response.reason)
                 for key, value in response.getheaders():  # a HEAD keeps the object's length, a body gets its own
                     if key.lower() not in _HOP_BY_HOP and (key.lower() != "content-length" or self.command == "HEAD"):
