@@ -26,6 +26,7 @@ from torch.utils.data import IterableDataset
 
 from kiwi import decoded_rows
 from kiwi.model.kiwi_edit import MIXED, EditBatch
+from kiwi.model.mllm import frame_indices
 from lake import Lake, media
 from lake.adaptive import AdaptiveConfig, AdaptiveSampler
 from lake.clips import SAMPLINGS, fit_frames, frame_shape, resize_crop, take_frames
@@ -64,6 +65,10 @@ class DataConfig:
     # the target clip is then read as latents instead of decoded (the source still is, for the MLLM). The trainer
     # sets it (StageConfig.latents) after checking that the set covers the slice.
     latent_set: str | None = None
+    # with a latent set: how many of the source's `frames` the model's MLLM reads (spread over them, as
+    # kiwi.model.mllm.frame_indices picks them). Only those are converted to RGB and handed over: the target and
+    # the source reach the DiT as latents, so no other frame is used. The trainer sets it; None: all `frames`.
+    source_frames: int | None = None
 
     def __post_init__(self):
         if self.sampling not in SAMPLINGS:
@@ -75,6 +80,9 @@ class DataConfig:
         if self.latent_set is not None and (self.ray or self.sampling == "prefix_cut"):
             raise ValueError("cached latents are read on the trainer's threads at a fixed frame count: "
                              "use ray=False and sampling 'prefix' or 'spread'")
+        if self.source_frames is not None and (self.latent_set is None or self.source_frames < 1):
+            raise ValueError(f"source_frames={self.source_frames}: a positive count, and only with a latent set "
+                             "(without one the VAE encodes every source frame)")
         if self.size % 32:
             raise ValueError(f"size={self.size}: use a multiple of 32")
 
@@ -265,7 +273,8 @@ def prepare_rows(db: Lake, slice_: Slice, ids: list[str], config: DataConfig, ta
     cacheable = config.decoded_cache_mb > 0 and config.max_pixels is None
     cache = decoded_rows.DECODED
     cache.budget = max(cache.budget, config.decoded_cache_mb << 20) if cacheable else cache.budget
-    geometry = (db.uri, table, version, config.frames, config.sampling, config.size, task, config.latent_set)
+    geometry = (db.uri, table, version, config.frames, config.sampling, config.size, task, config.latent_set,
+                config.source_frames)
     rows = {i: cache.get((*geometry, i)) for i in ids} if cacheable else {}
     missing = list(dict.fromkeys(i for i in ids if rows.get(i) is None))
     if missing:
@@ -333,6 +342,13 @@ def prefix_frames(config: DataConfig) -> int | None:
     return None
 
 
+def mllm_source_indices(config: DataConfig, count: int) -> np.ndarray:
+    """Which of a clip's `count` decoded frames the MLLM reads on the latent path: the frames the stage takes
+    (`take_frames`), then `source_frames` of them spread as the MLLM spreads them."""
+    taken = take_frames(np.arange(count), config.frames, config.sampling)
+    return taken[frame_indices(len(taken), config.source_frames)]
+
+
 def _decode_rows(db: Lake, table: str, version: int, ids: list[str], config: DataConfig, task: str) -> list[dict]:
     """Rows read by id and decoded: their frames sampled (and, without a pixel budget, resized and cropped), the
     reference image decoded; what does not change from epoch to epoch."""
@@ -341,16 +357,18 @@ def _decode_rows(db: Lake, table: str, version: int, ids: list[str], config: Dat
     head = prefix_frames(config)
     long = {r["id"] for r in meta if head is not None and (r["num_frames"] or 0) >= RANGED_READ_LENGTH * head}
 
-    def clips(column: str) -> list[np.ndarray]:
+    def clips(column: str, keep=None) -> list[np.ndarray]:
         """Whole payloads in one planned read; ranged reads for the clips much longer than what is taken."""
         found: dict[str, np.ndarray] = {}
         unique = list(dict.fromkeys(ids))
         for ranged, group in ((False, [i for i in unique if i not in long]), (True, [i for i in unique if i in long])):
-            decoded = db.read_videos(table, column, group, version, max_frames=head, ranged=ranged) if group else []
+            decoded = db.read_videos(table, column, group, version, max_frames=head, ranged=ranged,
+                                     keep=keep) if group else []
             found.update(zip(group, decoded, strict=True))
         return [found[i] for i in ids]
 
-    sources = clips("source_video")
+    seen = None if config.source_frames is None else functools.partial(mllm_source_indices, config)
+    sources = clips("source_video", keep=seen)
     cached = None
     if config.latent_set is None:
         targets = clips("target_video")
@@ -366,7 +384,8 @@ def _decode_rows(db: Lake, table: str, version: int, ids: list[str], config: Dat
             if decoded is None:  # the target of a cached row: an empty clip of the source's frame size
                 clips.append(clips[0][:0])
                 continue
-            frames = take_frames(decoded, config.frames, config.sampling)
+            # the source on the latent path came decoded as the MLLM's frames alone
+            frames = decoded if seen is not None else take_frames(decoded, config.frames, config.sampling)
             clips.append(resize_crop(frames, config.size) if config.max_pixels is None else frames)
         row_task = row_task_of(row["task"], row["reference_image"] is not None) if task == MIXED else task
         reference = None

@@ -285,7 +285,7 @@ class Trainer(Checkpointing, PrecisionPolicy):
         if not missing:
             if say is not None:
                 say(f"{stage.name}: target clips read as cached latents ({wanted.key})")
-            return replace(data, latent_set=wanted.key)
+            return replace(data, latent_set=wanted.key, source_frames=self.model.source_frames_seen)
         if self.run.latents == "require":
             geometry = f"--size {data.size}" if data.max_pixels is None else f"--max-pixels {data.max_pixels}"
             there = "; ".join(f"{s['latent_set']} (VAE {s['vae']}, {s['frames']} frames {s['sampling']}, size "

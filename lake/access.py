@@ -3,7 +3,7 @@ reader (`read_blobs`, falling back to a row's `*_uri`) and one decoded video. Mi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -64,17 +64,19 @@ class RandomAccess:
         return payloads
 
     def read_videos(self, table: str, column: str, keys: Sequence[Any], version: Version | None = None,
-                    max_frames: int | None = None, ranged: bool = False,
-                    stats: list | None = None) -> list[np.ndarray]:
+                    max_frames: int | None = None, ranged: bool = False, stats: list | None = None,
+                    keep: Callable[[int], Sequence[int]] | None = None) -> list[np.ndarray]:
         """Decoded clips (uint8 (T, H, W, 3)) for many rows, in key order, each decoded only as far as
         `max_frames`. The payloads come whole through `read_blobs` (one planned read for many rows), or, `ranged`,
         each from its blob in cached ranges that grow along sequential reads (`lake.ranged`): about the bytes
         those frames take and the container's index, in a few requests per clip, which pays when the frames read
         are a small part of a long clip. Rows ingested without bytes are read from their `*_uri`. `stats`, a
-        list, receives each ranged read's `RangeStats` (bytes fetched and consumed, requests)."""
+        list, receives each ranged read's `RangeStats` (bytes fetched and consumed, requests). `keep`: only the
+        frames it names are converted and returned (`media.decode_video`)."""
         keys = list(keys)
         if not ranged:
-            return [media.decode_video(data, name=f"{table}/{key}/{column}", max_frames=max_frames)
+            return [media.decode_video(data, name=f"{table}/{key}/{column}", max_frames=max_frames,
+                                       keep=keep)
                     for key, data in zip(keys, self.read_blobs(table, column, keys, version), strict=True)]
         files = self.blobs(table, column, keys, version)
         elsewhere = [key for key, f in zip(keys, files, strict=True) if f is None]
@@ -86,7 +88,8 @@ class RandomAccess:
                 raise LakeError(f"{table} row {key!r} has no bytes in {column} and no URI to read them from")
             source = RangedBlob(f) if f is not None else fallback[key]
             try:
-                clips.append(media.decode_video(source, name=f"{table}/{key}/{column}", max_frames=max_frames))
+                clips.append(media.decode_video(source, name=f"{table}/{key}/{column}", max_frames=max_frames,
+                                                keep=keep))
             finally:
                 if f is not None:
                     source.close()

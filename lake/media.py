@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import os
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import BinaryIO
@@ -145,17 +146,29 @@ def decode_video(
     max_frames: int | None = None,
     min_frames: int = 1,
     name: str | None = None,
+    keep: Callable[[int], Sequence[int]] | None = None,
 ) -> np.ndarray:
     """Decode a video (bytes, a file object such as a Lance BlobFile, or a path) to uint8 (T, H, W, 3).
+
+    `keep`, given the number of frames decoded, names the ones wanted (in order, repeats allowed): every frame is
+    still decoded and checked, but only those are converted to RGB, about a quarter of the cost of a 720p frame.
 
     Raises MediaError: `empty`, `not_a_video`, `truncated` (fewer frames than the container declares, or a decode
     error midway), `corrupt` (frame size changes midway), `too_few_frames` (< min_frames), `unsupported` (no
     decoder), `too_large` (absurd frame size)."""
-    frames: list[np.ndarray] = []
     reformatter = _reformatter()
-    _scan(src, name, max_frames, min_frames, lambda frame: frames.append(
-        reformatter.reformat(frame, format="rgb24").to_ndarray()))
-    return np.stack(frames)
+    if keep is None:
+        frames: list[np.ndarray] = []
+        _scan(src, name, max_frames, min_frames, lambda frame: frames.append(
+            reformatter.reformat(frame, format="rgb24").to_ndarray()))
+        return np.stack(frames)
+    decoded: list[av.VideoFrame] = []  # still in the decoder's own format (YUV 4:2:0: half RGB's bytes)
+    count = _scan(src, name, max_frames, min_frames, decoded.append)
+    wanted = list(keep(count))
+    if not wanted or min(wanted) < 0 or max(wanted) >= count:
+        raise ValueError(f"{name or 'video'}: keep({count}) named frames {wanted[:8]}…, outside 0..{count - 1}")
+    converted = {i: reformatter.reformat(decoded[i], format="rgb24").to_ndarray() for i in dict.fromkeys(wanted)}
+    return np.stack([converted[i] for i in wanted])
 
 
 def count_frames(src: MediaSource, *, min_frames: int = 1, name: str | None = None) -> int:

@@ -127,3 +127,48 @@ def test_a_latent_set_of_another_geometry_or_model_is_refused_by_name_or_decoded
     with pytest.raises(ValueError, match="no VAE to cache"):
         Trainer(tiny_edit(seed=0), db, replace(run_config("require"), stages=tuple(
             replace(s, size=32) for s in run_config("require").stages)), tmp_path / "codec").train()
+
+
+def test_on_cached_latents_only_the_source_frames_the_mllm_reads_are_converted_and_the_losses_hold(
+        db, cached, tmp_path, monkeypatch):
+    """The source reaches the DiT as latents too, so the loader converts to RGB only the frames the MLLM reads
+    (its max_frames spread over the clip; conversion is about a quarter of a 720p frame's decode), and the model
+    sees the frames it would have picked from the whole clip."""
+    from kiwi.data import DataConfig, SliceLoader
+    from lake import media
+
+    def short_sighted():
+        model = tiny(seed=0)
+        model.mllm.max_frames = 2  # of the 5 frames the stages take: frames 0 and 4
+        return model
+
+    decoded = Trainer(short_sighted(), db, run_config("off"), tmp_path / "decoded").train()
+    converted = []
+    real = media._reformatter
+
+    class Counting:
+        def reformat(self, frame, **kwargs):
+            converted.append(frame.pts)
+            return real().reformat(frame, **kwargs)
+
+    monkeypatch.setattr(media, "_reformatter", Counting)
+    on_latents = Trainer(short_sighted(), db, run_config("require"), tmp_path / "cached").train()
+    steps = len(on_latents.history)
+    batch_rows = sum(len(h["ids"]) for h in on_latents.history)
+    # only the first and last of each 9-frame source clip are converted, never a target frame (batches the loader
+    # prefetched past a stage's end may add a few conversions, of the same two frames)
+    assert len(set(converted)) == 2 and 0 in converted and len(converted) >= 2 * batch_rows and steps == 6
+    assert [h["ids"] for h in on_latents.history] == [h["ids"] for h in decoded.history]
+    assert [h["loss"] for h in on_latents.history] == pytest.approx([h["loss"] for h in decoded.history], rel=1e-5)
+
+    # what the loader hands over: the first and last of the 5 frames, as the whole clip's frames 0 and 4
+    video = load_slice(db, "video")
+    latent_set = db.read("latents", columns=["latent_set"], limit=1)["latent_set"][0].as_py()
+    config = DataConfig(frames=5, size=64, sampling="spread", latent_set=latent_set, source_frames=2,
+                        decoded_cache_mb=0)
+    batch = next(iter(SliceLoader(db, video, config, 1, seed=0, task="instruct"))).batch
+    whole = next(iter(SliceLoader(db, video, replace(config, latent_set=None, source_frames=None), 1, seed=0,
+                                  task="instruct"))).batch
+    assert batch.source.shape[1] == 2 and torch.equal(batch.source, whole.source[:, [0, 4]])
+    with pytest.raises(ValueError, match="only with a latent set"):
+        DataConfig(frames=5, source_frames=2)

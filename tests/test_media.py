@@ -63,6 +63,24 @@ def test_truncated(codec, keep, clip):
     assert reason(data[: int(len(data) * keep)]) == "truncated"
 
 
+def test_keep_converts_only_the_frames_it_names_and_still_checks_the_whole_decode(clip):
+    data = media.encode_video(clip)
+    whole = media.decode_video(data)
+    seen = []
+
+    def keep(count):
+        seen.append(count)
+        return [count - 1, 0, 0, 4]
+
+    assert np.array_equal(media.decode_video(data, keep=keep), whole[[8, 0, 0, 4]]) and seen == [9]
+    assert np.array_equal(media.decode_video(data, max_frames=5, keep=lambda n: [n - 1]), whole[[4]])
+    with pytest.raises(ValueError, match=r"keep\(9\) named frames \[9\]"):
+        media.decode_video(data, keep=lambda n: [n])
+    with pytest.raises(MediaError) as e:  # a damaged clip fails as it would decoded whole
+        media.decode_video(data[: len(data) // 2], keep=lambda n: [0])
+    assert e.value.reason == "truncated"
+
+
 def test_too_few_frames_for_a_still_image_or_a_one_frame_clip(clip):
     png = media.encode_image(clip[0])
     assert reason(png, min_frames=2) == "too_few_frames"

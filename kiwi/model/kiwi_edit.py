@@ -157,6 +157,12 @@ class KiwiEdit(nn.Module):
         return LatentSet(self._vae_key[1], frames, sampling, size=size if max_pixels is None else None,
                          max_pixels=max_pixels)
 
+    @property
+    def source_frames_seen(self) -> int:
+        """How many source frames the conditioning reads, spread over the clip (the MLLM's max_frames; one for a
+        sentence-embedding conditioner, which reads none): on cached latents no other frame is needed."""
+        return int(getattr(self.mllm, "max_frames", 1))
+
     @torch.no_grad()
     def decode_latents(self, latents: torch.Tensor) -> np.ndarray:
         """Normalised latents (B, C, T', H', W') -> uint8 frames (B, T, H, W, 3)."""
