@@ -76,7 +76,7 @@ def fabricated_latents(db, ids: list[str]) -> str:
 
     from lake.latents import LatentSet, latent_row
 
-    latent_set = LatentSet("fabricated-for-the-bench", FRAMES, "prefix", max_pixels=HEIGHT * WIDTH)
+    latent_set = LatentSet("fabricated-for-the-bench", FRAMES, "prefix_cut", max_pixels=HEIGHT * WIDTH)
     version = db.table("quadruplets").version
     rows = db.take("quadruplets", ids, columns=db.spec("quadruplets").metadata_columns).to_pylist()
     generator = torch.Generator().manual_seed(0)
@@ -122,10 +122,10 @@ def run(db, pairs: int, repeat: int, gpu_seconds: float, vae_share: float) -> li
     key = fabricated_latents(db, ids)
     where = "id IN (" + ", ".join(f"'{i}'" for i in ids) + ")"
     slice_ = build_slice(db, where=where, seed=0)
-    decode = DataConfig(frames=FRAMES, sampling="prefix", max_pixels=HEIGHT * WIDTH, size=32, decoded_cache_mb=0)
-    latents = DataConfig(frames=FRAMES, sampling="prefix", max_pixels=HEIGHT * WIDTH, size=32, decoded_cache_mb=0,
+    decode = DataConfig(frames=FRAMES, sampling="prefix_cut", max_pixels=HEIGHT * WIDTH, size=32, decoded_cache_mb=0)
+    latents = DataConfig(frames=FRAMES, sampling="prefix_cut", max_pixels=HEIGHT * WIDTH, size=32, decoded_cache_mb=0,
                          latent_set=key, source_frames=MLLM_FRAMES)
-    on_ray = DataConfig(frames=FRAMES, sampling="prefix", max_pixels=HEIGHT * WIDTH, size=32, decoded_cache_mb=0,
+    on_ray = DataConfig(frames=FRAMES, sampling="prefix_cut", max_pixels=HEIGHT * WIDTH, size=32, decoded_cache_mb=0,
                         ray=True)
 
     def timed(fn) -> tuple[float, float, int]:

@@ -77,9 +77,8 @@ class DataConfig:
             raise ValueError(f"max_pixels={self.max_pixels}: at least 32x32 = 1024 pixels")
         if (self.frames - 1) % 4:
             raise ValueError(f"frames={self.frames}: use 4k+1 (1, 5, 9, … 81)")
-        if self.latent_set is not None and (self.ray or self.sampling == "prefix_cut"):
-            raise ValueError("cached latents are read on the trainer's threads at a fixed frame count: "
-                             "use ray=False and sampling 'prefix' or 'spread'")
+        if self.latent_set is not None and self.ray:
+            raise ValueError("cached latents are read on the trainer's threads: use ray=False")
         if self.source_frames is not None and (self.latent_set is None or self.source_frames < 1):
             raise ValueError(f"source_frames={self.source_frames}: a positive count, and only with a latent set "
                              "(without one the VAE encodes every source frame)")
@@ -304,12 +303,14 @@ def prepare_rows(db: Lake, slice_: Slice, ids: list[str], config: DataConfig, ta
         elif task == MIXED:  # a white placeholder keeps the batch one array; the row's task says it is unused
             refs.append(np.full((*(shape or (config.size, config.size)), 3), 255, np.uint8))
             raw_refs.append(refs[-1])
-    if config.sampling == "prefix_cut":  # clips cut to different 4k+1 lengths: the batch takes the shortest
+    # clips cut to different 4k+1 lengths: the batch takes the shortest (cached latents were cut per row: rows of
+    # different lengths cannot share a batch, `_stacked` says so)
+    if config.sampling == "prefix_cut" and config.latent_set is None:
         length = min(len(clip) for clip in src + tgt)
         src, tgt = [clip[:length] for clip in src], [clip[:length] for clip in tgt]
     latents = None
     if config.latent_set is not None:
-        latents = {side: _stacked([rows[i]["latents"][k] for i in ids], f"{table} {side} latents")
+        latents = {side: _stacked([rows[i]["latents"][k] for i in ids], f"{table} {side} latents", config)
                    for k, side in enumerate(("source", "target"))}
     return dict(instructions=[rows[i]["instruction"] for i in ids], edit_types=[rows[i]["edit_type"] for i in ids],
                 source=_rows(src), target=_rows(tgt), reference=_rows(refs) if refs else None,
@@ -322,10 +323,12 @@ def _rows(arrays: list[np.ndarray]) -> np.ndarray:
     return arrays[0][None] if len(arrays) == 1 else np.stack(arrays)
 
 
-def _stacked(tensors: list[torch.Tensor], what: str) -> torch.Tensor:
+def _stacked(tensors: list[torch.Tensor], what: str, config: DataConfig) -> torch.Tensor:
     shapes = {tuple(t.shape) for t in tensors}
     if len(shapes) > 1:
-        raise ValueError(f"{what} of different shapes {sorted(shapes)} in one batch: bucket batches by shape")
+        fix = ("clips cut to different lengths (prefix_cut): train at one sample per rank, as the published recipe "
+               "does, or sample 'prefix'") if config.sampling == "prefix_cut" else "bucket batches by shape"
+        raise ValueError(f"{what} of different shapes {sorted(shapes)} in one batch: {fix}")
     return torch.stack(tensors)
 
 
@@ -342,10 +345,11 @@ def prefix_frames(config: DataConfig) -> int | None:
     return None
 
 
-def mllm_source_indices(config: DataConfig, count: int) -> np.ndarray:
+def mllm_source_indices(config: DataConfig, length: int, count: int) -> np.ndarray:
     """Which of a clip's `count` decoded frames the MLLM reads on the latent path: the frames the stage takes
-    (`take_frames`), then `source_frames` of them spread as the MLLM spreads them."""
-    taken = take_frames(np.arange(count), config.frames, config.sampling)
+    (`take_frames`, then the `length` its pair was cut to), then `source_frames` of them spread as the MLLM
+    spreads them."""
+    taken = take_frames(np.arange(count), config.frames, config.sampling)[:length]
     return taken[frame_indices(len(taken), config.source_frames)]
 
 
@@ -357,36 +361,44 @@ def _decode_rows(db: Lake, table: str, version: int, ids: list[str], config: Dat
     head = prefix_frames(config)
     long = {r["id"] for r in meta if head is not None and (r["num_frames"] or 0) >= RANGED_READ_LENGTH * head}
 
-    def clips(column: str, keep=None) -> list[np.ndarray]:
+    def clips_of(keys: list[str], column: str, keep=None) -> list[np.ndarray]:
         """Whole payloads in one planned read; ranged reads for the clips much longer than what is taken."""
         found: dict[str, np.ndarray] = {}
-        unique = list(dict.fromkeys(ids))
+        unique = list(dict.fromkeys(keys))
         for ranged, group in ((False, [i for i in unique if i not in long]), (True, [i for i in unique if i in long])):
             decoded = db.read_videos(table, column, group, version, max_frames=head, ranged=ranged,
                                      keep=keep) if group else []
             found.update(zip(group, decoded, strict=True))
-        return [found[i] for i in ids]
+        return [found[i] for i in keys]
 
-    seen = None if config.source_frames is None else functools.partial(mllm_source_indices, config)
-    sources = clips("source_video", keep=seen)
-    cached = None
+    cached, lengths, only_seen = None, [None] * len(ids), False
     if config.latent_set is None:
-        targets = clips("target_video")
+        sources, targets = clips_of(ids, "source_video"), clips_of(ids, "target_video")
     else:  # the target as latents: its clip is never read
-        from lake.latents import read_latents
+        from lake.latents import clip_lengths, read_latents
 
         cached = read_latents(db, config.latent_set, ids)
         targets = [None] * len(ids)
+        lengths = clip_lengths(db, config.latent_set, ids)  # a pair cut shorter (prefix_cut) is taken as it was
+        if config.source_frames is None:
+            sources = clips_of(ids, "source_video")
+        else:  # only the MLLM's frames, of the length the pair was cut to (one read per length)
+            only_seen, found = True, {}
+            for length in set(lengths):
+                group = [i for i, n in zip(ids, lengths, strict=True) if n == length]
+                keep = functools.partial(mllm_source_indices, config, length)
+                found.update(zip(group, clips_of(group, "source_video", keep), strict=True))
+            sources = [found[i] for i in ids]
     rows = []
     for n, (row, s, t) in enumerate(zip(meta, sources, targets, strict=True)):
-        clips = []
+        cut = []
         for decoded in (s, t):
             if decoded is None:  # the target of a cached row: an empty clip of the source's frame size
-                clips.append(clips[0][:0])
+                cut.append(cut[0][:0])
                 continue
             # the source on the latent path came decoded as the MLLM's frames alone
-            frames = decoded if seen is not None else take_frames(decoded, config.frames, config.sampling)
-            clips.append(resize_crop(frames, config.size) if config.max_pixels is None else frames)
+            frames = decoded if only_seen else take_frames(decoded, config.frames, config.sampling)[:lengths[n]]
+            cut.append(resize_crop(frames, config.size) if config.max_pixels is None else frames)
         row_task = row_task_of(row["task"], row["reference_image"] is not None) if task == MIXED else task
         reference = None
         if row_task.startswith("ref"):
@@ -394,7 +406,7 @@ def _decode_rows(db: Lake, table: str, version: int, ids: list[str], config: Dat
                 raise ValueError(f"{row['id']} has no reference image but the stage's task is {task}")
             reference = media.decode_image(row["reference_image"])
         rows.append(dict(id=row["id"], instruction=row["instruction"], edit_type=row["edit_type"],
-                         row_task=row_task, source=clips[0], target=clips[1], reference=reference,
+                         row_task=row_task, source=cut[0], target=cut[1], reference=reference,
                          latents=None if cached is None else cached[n]))
     return rows
 

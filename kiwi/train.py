@@ -269,28 +269,41 @@ class Trainer(Checkpointing, PrecisionPolicy):
         refusal that names the set wanted and the sets there are (`latents="require"`)."""
         from dataclasses import replace
 
-        from lake.latents import latent_sets, uncovered
+        from lake.latents import clip_lengths, latent_sets, uncovered
 
         if self.run.latents == "off":
             return data
         wanted = None
-        if data.sampling != "prefix_cut" and not data.ray:
+        if not data.ray:
             wanted = self.model.latent_set(data.frames, data.sampling, data.size, data.max_pixels)
         if wanted is None:
             if self.run.latents == "require":
                 raise ValueError(f"stage {stage.name}: latents='require', but this model has no VAE to cache "
-                                 f"(the pixel codec) or the stage reads clips cut to varying lengths (prefix_cut)")
+                                 f"(the pixel codec) or the stage prepares batches on Ray Data")
             return data
         missing = uncovered(self.db, wanted.key, slice_.table, slice_.table_version, slice_.ids)
+        if not missing and data.sampling == "prefix_cut" and self.rank_batch(stage) > 1:
+            lengths = sorted(set(clip_lengths(self.db, wanted.key, sorted(set(slice_.ids)))))
+            if len(lengths) > 1:  # a batch would mix latents of different lengths (decoding cuts it to its shortest)
+                mixed = (f"the rows of slice {slice_.name or slice_.slice_id} were cut to {len(lengths)} lengths "
+                         f"(prefix_cut: {', '.join(map(str, lengths))} frames), and batches of "
+                         f"{self.rank_batch(stage)} per rank would mix them")
+                if self.run.latents == "require":
+                    raise ValueError(f"stage {stage.name}: {mixed}: train at one sample per rank (the published "
+                                     f"recipe's) or with --latents auto, which decodes")
+                if say is not None:
+                    say(f"{stage.name}: clips decoded, not read as latents: {mixed}")
+                return data
         if not missing:
             if say is not None:
-                say(f"{stage.name}: target clips read as cached latents ({wanted.key})")
+                seen = self.model.source_frames_seen
+                fewer = (f"; of the source's {data.frames} frames, only the {seen} the MLLM reads are converted"
+                         if seen < data.frames else "")
+                say(f"{stage.name}: source and target clips as cached latents ({wanted.key}){fewer}")
             return replace(data, latent_set=wanted.key, source_frames=self.model.source_frames_seen)
         if self.run.latents == "require":
             geometry = f"--size {data.size}" if data.max_pixels is None else f"--max-pixels {data.max_pixels}"
-            there = "; ".join(f"{s['latent_set']} (VAE {s['vae']}, {s['frames']} frames {s['sampling']}, size "
-                              f"{s['size']}, max_pixels {s['max_pixels']}: {s['rows']} rows)"
-                              for s in latent_sets(self.db)) or "none"
+            there = "; ".join(f"{s.describe()}: {rows} rows" for s, rows in latent_sets(self.db)) or "none"
             raise ValueError(f"stage {stage.name}: {len(set(missing))} of {len(set(slice_.ids))} rows of slice "
                              f"{slice_.name or slice_.slice_id} have no fresh latents in {wanted.describe()}; "
                              f"latent sets in the lake: {there}. Make them with `refvie latents --vae DIR "

@@ -37,9 +37,8 @@ class LatentSet:
     max_pixels: int | None = None
 
     def __post_init__(self):
-        if self.sampling not in SAMPLINGS or self.sampling == "prefix_cut":
-            raise ValueError(f"latents need a fixed frame count: sampling {self.sampling!r} is not one of "
-                             f"{[s for s in SAMPLINGS if s != 'prefix_cut']}")
+        if self.sampling not in SAMPLINGS:
+            raise ValueError(f"frame sampling {self.sampling!r} is not one of {SAMPLINGS}")
         if (self.size is None) == (self.max_pixels is None):
             raise ValueError("a latent set has either a size (short side, cropped square) or a pixel budget")
         if (self.frames - 1) % 4:
@@ -52,11 +51,21 @@ class LatentSet:
 
     def describe(self) -> str:
         shape = f"{self.size}x{self.size}" if self.size else f"<= {self.max_pixels} pixels"
-        return f"{self.key} (VAE {self.vae}, {self.frames} frames {self.sampling}, {shape})"
+        frames = f"{self.frames} frame{'s' if self.frames != 1 else ''}"
+        return f"{self.key} (VAE {self.vae}, {frames} {self.sampling}, {shape})"
 
     def cut(self, frames: np.ndarray) -> np.ndarray:
         """A decoded clip (T, H, W, 3) cut as the trainer cuts it for this geometry."""
-        frames = take_frames(frames, self.frames, self.sampling)
+        return self._fit(take_frames(frames, self.frames, self.sampling))
+
+    def cut_pair(self, source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A quadruplet's two clips cut as the trainer cuts them: with "prefix_cut" each to its longest 4k+1
+        prefix up to `frames`, then both to the shorter of the two, as a batch of one is (kiwi.data)."""
+        source, target = (take_frames(c, self.frames, self.sampling) for c in (source, target))
+        length = min(len(source), len(target))
+        return self._fit(source[:length]), self._fit(target[:length])
+
+    def _fit(self, frames: np.ndarray) -> np.ndarray:
         if self.size is not None:
             return resize_crop(frames, self.size)
         return fit_frames(frames, frame_shape(*frames.shape[1:3], self.max_pixels))
@@ -121,14 +130,17 @@ def unpack(data: bytes, dtype: str, shape: Sequence[int]):
     return torch.frombuffer(bytearray(data), dtype=torch.uint8).view(getattr(torch, dtype)).reshape(tuple(shape))
 
 
-def latent_row(latent_set: LatentSet, row: dict, table_version: int, source, target) -> dict:
-    """One `latents` row from a quadruplet's metadata row and its two encoded clips."""
+def latent_row(latent_set: LatentSet, row: dict, table_version: int, source, target,
+               clip_frames: int | None = None) -> dict:
+    """One `latents` row from a quadruplet's metadata row and its two encoded clips, cut to `clip_frames` frames
+    (the set's frames unless a "prefix_cut" made them fewer)."""
     (src, dtype, src_shape), (tgt, _, tgt_shape) = pack(source), pack(target)
     return dict(latent_id=latent_id(latent_set.key, row["id"]), latent_set=latent_set.key, id=row["id"],
                 clip_stamp=clip_stamp(row), table_version=table_version, vae=latent_set.vae,
                 frames=latent_set.frames, sampling=latent_set.sampling, size=latent_set.size,
                 max_pixels=latent_set.max_pixels, dtype=dtype, source_shape=src_shape, target_shape=tgt_shape,
-                source_latents=src, target_latents=tgt)
+                clip_frames=latent_set.frames if clip_frames is None else clip_frames, source_latents=src,
+                target_latents=tgt)
 
 
 def cached_stamps(db, latent_set: str) -> dict[str, str]:
@@ -139,14 +151,21 @@ def cached_stamps(db, latent_set: str) -> dict[str, str]:
     return dict(zip(frame["id"].to_pylist(), frame["clip_stamp"].to_pylist(), strict=True))
 
 
-def latent_sets(db) -> list[dict]:
-    """The sets in the lake, each with its geometry and row count (for error messages and `lake info`)."""
+def latent_sets(db) -> list[tuple[LatentSet, int]]:
+    """The sets in the lake, each with its row count (for error messages)."""
     if db.count("latents") == 0:
         return []
-    frame = db.sql("SELECT latent_set, any_value(vae) AS vae, any_value(frames) AS frames, "
-                  "any_value(sampling) AS sampling, any_value(size) AS size, any_value(max_pixels) AS max_pixels, "
-                  "count(*) AS rows FROM latents GROUP BY latent_set ORDER BY latent_set").to_pandas()
-    return frame.to_dict("records")
+    rows = db.sql("SELECT any_value(vae) AS vae, any_value(frames) AS frames, any_value(sampling) AS sampling, "
+                  "any_value(size) AS size, any_value(max_pixels) AS max_pixels, count(*) AS rows FROM latents "
+                  "GROUP BY latent_set ORDER BY latent_set").to_pylist()
+    return [(LatentSet(**{k: v for k, v in row.items() if k != "rows"}), row["rows"]) for row in rows]
+
+
+def clip_lengths(db, latent_set: str, ids: Sequence[str]) -> list[int]:
+    """The frames each id's clips were cut to before encoding (fewer than the set's for a short clip under
+    "prefix_cut"), in order; a row written before lengths were kept has its set's frames."""
+    rows = db.take("latents", [latent_id(latent_set, i) for i in ids], columns=["frames", "clip_frames"]).to_pylist()
+    return [r["frames"] if r["clip_frames"] is None else r["clip_frames"] for r in rows]
 
 
 def read_latents(db, latent_set: str, ids: Sequence[str]) -> list[tuple]:

@@ -377,6 +377,8 @@ LATENTS = TableSpec(
             required("dtype", pa.string()),  # of the blobs: the VAE's own (bfloat16 on a GPU)
             required("source_shape", pa.list_(pa.int32())),  # (C, T', H', W')
             required("target_shape", pa.list_(pa.int32())),
+            # the frames both clips were cut to: the set's, or fewer for a short clip under "prefix_cut"
+            optional("clip_frames", pa.int32()),
             blob("source_latents"),
             blob("target_latents"),
             required("created_at", TIMESTAMP),

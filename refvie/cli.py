@@ -204,8 +204,11 @@ def build(ray_address, limit, batch_size, embed_actors, embed_gpus, image_model,
 @click.option("--where", default=None, help="Which quadruplets (SQL filter; default: all).")
 @click.option("--frames", type=int, default=81, show_default=True,
               help="Frames per clip (4k+1), as training takes them.")
-@click.option("--sampling", type=click.Choice(["prefix", "spread"]), default="prefix", show_default=True,
-              help="The first frames (upstream's reader) or frames spread over the clip.")
+@click.option("--sampling", type=click.Choice(["prefix_cut", "prefix", "spread"]), default="prefix_cut",
+              show_default=True,
+              help="As the stages to be trained sample frames: the first ones, a shorter clip cut to its longest "
+                   "4k+1 prefix (prefix_cut: upstream's reader, the kiwi-paper recipe's); the first ones, a shorter "
+                   "clip's last repeated (prefix); or spread over the clip.")
 @click.option("--size", type=int, default=None, help="Short side, centre-cropped square (instead of a pixel budget).")
 @click.option("--max-pixels", type=int, default=720 * 1280, show_default=True,
               help="Pixel budget per frame, aspect kept (upstream's --max_pixels).")

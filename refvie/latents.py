@@ -36,7 +36,7 @@ STAGE = "latents"
 class LatentsConfig:
     vae: str  # a diffusers AutoencoderKLWan folder (the released model's `vae/`, or `Wan2.2-TI2V-5B-Diffusers/vae`)
     frames: int = 81
-    sampling: str = "prefix"  # upstream's training reader: the first frames
+    sampling: str = "prefix_cut"  # upstream's training reader (the kiwi-paper recipe's): the first frames
     size: int | None = None  # short side, cropped square; or
     max_pixels: int | None = MAX_PIXELS  # a pixel budget, aspect kept (upstream's --max_pixels)
     where: str | None = None  # which quadruplets (default: all)
@@ -127,16 +127,18 @@ class _Encoder:
         sources = self.db.read_blobs("quadruplets", "source_video", ids, version=self.version)
         targets = self.db.read_blobs("quadruplets", "target_video", ids, version=self.version)
         written, rejects = [], []
+        head = None if self.set.sampling == "spread" else self.set.frames  # a prefix is all that is decoded
         for row, source, target in zip(rows, sources, targets, strict=True):
             try:
-                clips = [self.set.cut(media.decode_video(blob, name=f"quadruplets/{row['id']}/{side}"))
-                         for blob, side in ((source, "source"), (target, "target"))]
+                clips = self.set.cut_pair(*(media.decode_video(blob, name=f"quadruplets/{row['id']}/{side}",
+                                                               max_frames=head)
+                                            for blob, side in ((source, "source"), (target, "target"))))
             except (media.MediaError, ValueError) as e:
                 reason = getattr(e, "reason", "undecodable")
                 rejects.append(dict(stage=STAGE, input_ref=row["id"], reason=reason, detail=str(e)[:500]))
                 continue
             src, tgt = (encode_clips(self.vae, clip[None])[0] for clip in clips)
-            written.append(latent_row(self.set, row, self.version, src, tgt))
+            written.append(latent_row(self.set, row, self.version, src, tgt, clip_frames=len(clips[0])))
         return {"payload": np.array([pickle.dumps((written, rejects))], dtype=object)}
 
 

@@ -121,7 +121,8 @@ def test_a_latent_set_of_another_geometry_or_model_is_refused_by_name_or_decoded
     other = RunConfig("latents", tuple(replace(s, size=32) for s in run_config("require").stages), seed=5,
                       latents="require")
     with pytest.raises(ValueError, match=r"have no fresh latents in lat-\w+ \(VAE \w+, 5 frames spread, 32x32\); "
-                                         r"latent sets in the lake: lat-\w+ \(VAE \w+, 5 frames spread, size 64"):
+                                         r"latent sets in the lake: lat-\w+ \(VAE \w+, 5 frames spread, 64x64\): "
+                                         r"\d+ rows"):
         Trainer(tiny(seed=0), db, other, tmp_path / "other").train()
     assert Trainer(tiny(seed=0), db, replace(other, latents="auto"), tmp_path / "auto").train().finished
     with pytest.raises(ValueError, match="no VAE to cache"):
@@ -172,3 +173,54 @@ def test_on_cached_latents_only_the_source_frames_the_mllm_reads_are_converted_a
     assert batch.source.shape[1] == 2 and torch.equal(batch.source, whole.source[:, [0, 4]])
     with pytest.raises(ValueError, match="only with a latent set"):
         DataConfig(frames=5, source_frames=2)
+
+
+@pytest.fixture(scope="module")
+def short_clip_lake(tmp_path_factory, vae_dir, ray_local):
+    """Pairs of 9-frame clips, one of whose targets has 6: trained at 13 frames under "prefix_cut" (upstream's
+    reader, the published recipe's), each pair is cut to its longest 4k+1 prefix — 9 frames, that one 5."""
+    from lake import media
+
+    db = synthetic_quadruplet_lake(tmp_path_factory.mktemp("prefix-cut") / "lake", 5, seed=8, size=64)
+    save_slice(db, build_slice(db, where="true", seed=0, name="video"))
+    short = db.read("quadruplets", columns=["id"], limit=1)["id"][0].as_py()
+    clip = db.read_video("quadruplets", short, "target_video")
+    db.update_columns("quadruplets", [{"id": short, "target_video": media.encode_video(clip[:6])}], ["target_video"])
+    save_slice(db, build_slice(db, where="true", seed=0, name="video"))
+    summary = encode(db, vae_dir, frames=13, sampling="prefix_cut")
+    return db, short, summary
+
+
+def prefix_cut_run(latents: str, batch_size: int = 1) -> RunConfig:
+    stage = StageConfig("instruct", "video", "instruct", STAGE2, 6, 2e-3, batch_size=batch_size, frames=13,
+                        frame_sampling="prefix_cut")
+    return RunConfig("prefix-cut", (stage,), seed=3, checkpoint_every=2, latents=latents)
+
+
+def test_prefix_cut_latents_are_of_each_pairs_own_cut_and_train_as_decoding_does(short_clip_lake, tmp_path):
+    from lake.latents import clip_lengths
+
+    db, short, summary = short_clip_lake
+    n = db.count("quadruplets")
+    assert summary.encoded == n and summary.rejected == 0
+    latent_set = tiny(seed=0).latent_set(13, "prefix_cut", 64, None).key
+    ids = db.read("quadruplets", columns=["id"])["id"].to_pylist()
+    lengths = dict(zip(ids, clip_lengths(db, latent_set, ids), strict=True))
+    assert lengths.pop(short) == 5 and set(lengths.values()) == {9}  # the pair cut to its shorter clip's prefix
+    for source, target in read_latents(db, latent_set, ids):
+        assert source.shape == target.shape
+
+    decoded = Trainer(tiny(seed=0), db, prefix_cut_run("off"), tmp_path / "decoded").train()
+    said = []
+    on_latents = Trainer(tiny(seed=0), db, prefix_cut_run("require"), tmp_path / "cached").train(say=said.append)
+    assert any(f"as cached latents ({latent_set})" in line for line in said)
+    assert [h["ids"] for h in on_latents.history] == [h["ids"] for h in decoded.history]
+    assert any(short in h["ids"] for h in decoded.history)
+    assert [h["loss"] for h in on_latents.history] == pytest.approx([h["loss"] for h in decoded.history], rel=1e-5)
+
+    # two a batch would put a 5-frame pair beside 9-frame ones: decoded (auto), refused by name (require)
+    with pytest.raises(ValueError, match=r"the rows of slice video were cut to 2 lengths \(prefix_cut: 5, 9 frames\)"):
+        Trainer(tiny(seed=0), db, prefix_cut_run("require", 2), tmp_path / "pairs").train()
+    said.clear()
+    assert Trainer(tiny(seed=0), db, prefix_cut_run("auto", 2), tmp_path / "auto").train(say=said.append).finished
+    assert any("clips decoded, not read as latents" in line for line in said)
