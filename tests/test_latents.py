@@ -181,8 +181,8 @@ def short_clip_lake(tmp_path_factory, vae_dir, ray_local):
     reader, the published recipe's), each pair is cut to its longest 4k+1 prefix — 9 frames, that one 5."""
     from lake import media
 
-    db = synthetic_quadruplet_lake(tmp_path_factory.mktemp("prefix-cut") / "lake", 5, seed=8, size=64)
-    save_slice(db, build_slice(db, where="true", seed=0, name="video"))
+    db = synthetic_quadruplet_lake(tmp_path_factory.mktemp("prefix-cut") / "lake", 6, seed=8, size=64)
+    save_slice(db, build_slice(db, where="task = 'ref_subject'", seed=0, name="reference"))
     short = db.read("quadruplets", columns=["id"], limit=1)["id"][0].as_py()
     clip = db.read_video("quadruplets", short, "target_video")
     db.update_columns("quadruplets", [{"id": short, "target_video": media.encode_video(clip[:6])}], ["target_video"])
@@ -224,3 +224,23 @@ def test_prefix_cut_latents_are_of_each_pairs_own_cut_and_train_as_decoding_does
     said.clear()
     assert Trainer(tiny(seed=0), db, prefix_cut_run("auto", 2), tmp_path / "auto").train(say=said.append).finished
     assert any("clips decoded, not read as latents" in line for line in said)
+
+
+def test_the_published_recipe_trains_on_the_latent_sets_its_docs_make(short_clip_lake, vae_dir, tmp_path):
+    """docs/train.md's three `refvie latents` commands (81 and 1 frames at 921,600 pixels, 1 frame at 1,048,576)
+    cover every source of every kiwi-paper stage: with `--latents require`, no clip but the MLLM's source frames is
+    decoded (the recipe's steps cut to two a stage, the tiny model)."""
+    from kiwi.curriculum import kiwi_paper
+
+    db, _, _ = short_clip_lake
+    paper = kiwi_paper("video", "video", "reference")
+    run = replace(paper, stages=tuple(replace(s, steps=2) for s in paper.stages), latents="require")
+    with pytest.raises(ValueError, match=r"`refvie latents --vae DIR --frames 1 --sampling prefix_cut --max-pixels "
+                                         r"1048576`"):
+        Trainer(tiny(seed=0), db, run, tmp_path / "missing").train()
+    for frames, pixels in ((81, 921_600), (1, 921_600), (1, 1_048_576)):
+        assert encode(db, vae_dir, frames=frames, sampling="prefix_cut", size=None, max_pixels=pixels).rejected == 0
+    said = []
+    summary = Trainer(tiny(seed=0), db, run, tmp_path / "paper").train(say=said.append)
+    assert summary.finished and len(summary.history) == 6
+    assert sum("as cached latents" in line for line in said) == 6  # image, then image + video, then all three
