@@ -209,6 +209,8 @@ def test_prefix_cut_latents_are_of_each_pairs_own_cut_and_train_as_decoding_does
     assert lengths.pop(short) == 5 and set(lengths.values()) == {9}  # the pair cut to its shorter clip's prefix
     for source, target in read_latents(db, latent_set, ids):
         assert source.shape == target.shape
+    (listed,) = [r for r in db.query("latent_sets").to_pylist() if r["latent_set"] == latent_set]
+    assert (listed["rows"], listed["cut_shorter"], listed["shortest"], listed["frames"]) == (n, n, 5, 13)
 
     decoded = Trainer(tiny(seed=0), db, prefix_cut_run("off"), tmp_path / "decoded").train()
     said = []
