@@ -29,7 +29,7 @@ from kiwi.model.kiwi_edit import MIXED, EditBatch
 from kiwi.model.mllm import frame_indices
 from lake import Lake, media
 from lake.adaptive import AdaptiveConfig, AdaptiveSampler
-from lake.clips import SAMPLINGS, fit_frames, frame_shape, resize_crop, take_frames
+from lake.clips import SAMPLINGS, fit_frames, frame_shape, frames_read, resize_crop, take_frames
 from lake.sampler import SliceSampler
 from lake.schema import spec_for
 from lake.slices import Slice
@@ -337,14 +337,6 @@ def _stacked(tensors: list[torch.Tensor], what: str, config: DataConfig) -> torc
 RANGED_READ_LENGTH = 1.5
 
 
-def prefix_frames(config: DataConfig) -> int | None:
-    """How many frames of each clip a prefix sampling uses, so that only those are read and decoded (81 of a
-    101-frame Ditto clip); None when the sampling needs the whole clip ("spread")."""
-    if config.sampling == "prefix" or (config.sampling == "prefix_cut" and config.frames % 4 == 1):
-        return config.frames  # a 4k+1 count: a longer clip's cut is that count whatever its length
-    return None
-
-
 def mllm_source_indices(config: DataConfig, length: int, count: int) -> np.ndarray:
     """Which of a clip's `count` decoded frames the MLLM reads on the latent path: the frames the stage takes
     (`take_frames`, then the `length` its pair was cut to), then `source_frames` of them spread as the MLLM
@@ -358,7 +350,7 @@ def _decode_rows(db: Lake, table: str, version: int, ids: list[str], config: Dat
     reference image decoded; what does not change from epoch to epoch."""
     columns = ["id", "instruction", "edit_type", "reference_image"] + (["task"] if task == MIXED else [])
     meta = db.take(table, ids, columns=[*columns, "num_frames"], version=version).to_pylist()
-    head = prefix_frames(config)
+    head = frames_read(config.frames, config.sampling)  # a prefix sampling decodes only what it takes
     long = {r["id"] for r in meta if head is not None and (r["num_frames"] or 0) >= RANGED_READ_LENGTH * head}
 
     def clips_of(keys: list[str], column: str, keep=None) -> list[np.ndarray]:
@@ -375,11 +367,11 @@ def _decode_rows(db: Lake, table: str, version: int, ids: list[str], config: Dat
     if config.latent_set is None:
         sources, targets = clips_of(ids, "source_video"), clips_of(ids, "target_video")
     else:  # the target as latents: its clip is never read
-        from lake.latents import clip_lengths, read_latents
+        from lake.latents import read_cached
 
-        cached = read_latents(db, config.latent_set, ids)
+        # a pair cut shorter (prefix_cut) is taken as it was cut
+        cached, lengths = read_cached(db, config.latent_set, ids)
         targets = [None] * len(ids)
-        lengths = clip_lengths(db, config.latent_set, ids)  # a pair cut shorter (prefix_cut) is taken as it was
         if config.source_frames is None:
             sources = clips_of(ids, "source_video")
         else:  # only the MLLM's frames, of the length the pair was cut to (one read per length)

@@ -48,6 +48,14 @@ def fit_frames(frames: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.stack([np.asarray(Image.fromarray(f).resize((w, h), Image.BICUBIC)) for f in frames])
 
 
+def frames_read(count: int, sampling: str) -> int | None:
+    """How many frames of a clip taking `count` frames this way needs decoded, so that only those are read (81 of a
+    101-frame Ditto clip); None when the sampling needs the whole clip ("spread")."""
+    if sampling == "prefix" or (sampling == "prefix_cut" and count % 4 == 1):
+        return count  # a 4k+1 count: a longer clip's cut is that count whatever its length
+    return None
+
+
 def take_frames(frames: np.ndarray, count: int, sampling: str = "spread") -> np.ndarray:
     """`count` frames: the first ones in a row ("prefix": a shorter clip repeats its last frame; "prefix_cut": a
     shorter clip gives its longest 4k+1 prefix, as upstream's training reader does) or evenly spaced over the clip

@@ -165,17 +165,29 @@ def clip_lengths(db, latent_set: str, ids: Sequence[str]) -> list[int]:
     """The frames each id's clips were cut to before encoding (fewer than the set's for a short clip under
     "prefix_cut"), in order; a row written before lengths were kept has its set's frames."""
     rows = db.take("latents", [latent_id(latent_set, i) for i in ids], columns=["frames", "clip_frames"]).to_pylist()
-    return [r["frames"] if r["clip_frames"] is None else r["clip_frames"] for r in rows]
+    return [_cut_length(r) for r in rows]
+
+
+def _cut_length(row: dict) -> int:
+    return row["frames"] if row["clip_frames"] is None else row["clip_frames"]
 
 
 def read_latents(db, latent_set: str, ids: Sequence[str]) -> list[tuple]:
     """(source, target) latent tensors for each id, in order."""
+    return read_cached(db, latent_set, ids)[0]
+
+
+def read_cached(db, latent_set: str, ids: Sequence[str]) -> tuple[list[tuple], list[int]]:
+    """(source, target) latent tensors for each id and the frames its pair was cut to (`clip_lengths`), in
+    order, from one lookup of the rows."""
     keys = [latent_id(latent_set, i) for i in ids]
-    meta = db.take("latents", keys, columns=["latent_id", "dtype", "source_shape", "target_shape"]).to_pylist()
+    meta = db.take("latents", keys, columns=["latent_id", "dtype", "source_shape", "target_shape", "frames",
+                                             "clip_frames"]).to_pylist()
     sources = db.read_blobs("latents", "source_latents", keys)
     targets = db.read_blobs("latents", "target_latents", keys)
-    return [(unpack(s, m["dtype"], m["source_shape"]), unpack(t, m["dtype"], m["target_shape"]))
-            for m, s, t in zip(meta, sources, targets, strict=True)]
+    latents = [(unpack(s, m["dtype"], m["source_shape"]), unpack(t, m["dtype"], m["target_shape"]))
+               for m, s, t in zip(meta, sources, targets, strict=True)]
+    return latents, [_cut_length(m) for m in meta]
 
 
 def uncovered(db, latent_set: str, table: str, version: int, ids: Sequence[str]) -> list[str]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from lake import Lake, media
-from lake.clips import MAX_PIXELS
+from lake.clips import MAX_PIXELS, frames_read
 from lake.latents import (
     STAMP_COLUMNS,
     LatentSet,
@@ -127,7 +127,7 @@ class _Encoder:
         sources = self.db.read_blobs("quadruplets", "source_video", ids, version=self.version)
         targets = self.db.read_blobs("quadruplets", "target_video", ids, version=self.version)
         written, rejects = [], []
-        head = None if self.set.sampling == "spread" else self.set.frames  # a prefix is all that is decoded
+        head = frames_read(self.set.frames, self.set.sampling)  # a prefix is all that is decoded
         for row, source, target in zip(rows, sources, targets, strict=True):
             try:
                 clips = self.set.cut_pair(*(media.decode_video(blob, name=f"quadruplets/{row['id']}/{side}",
